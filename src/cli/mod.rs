@@ -1,0 +1,146 @@
+//! The `ferry` command line. The binary only calls [`main`]; each subcommand is a thin shell
+//! over a library function, so everything it does is testable without a process.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio::sync::watch;
+
+use crate::config::JobConfig;
+use crate::migrate::{self, IndexMode, MigrateOptions};
+use crate::plan::IfExists;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferry",
+    version,
+    about = "Moves live Milvus collections from one cluster to another",
+    long_about = "ferry copies Milvus collections between clusters: exact schema, a parallel \
+                  resumable bulk copy, WAL streaming for zero downtime, a cutover runbook and \
+                  verification."
+)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Offline migration: plan, create target collections, copy every row, check counts,
+    /// build indexes.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MigrateArgs {
+    /// The job file.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// What to do when a target collection exists (one this job created is always resumed).
+    #[arg(long, value_enum, default_value_t = IfExists::Fail)]
+    pub if_exists: IfExists,
+    /// How to index the target: the source's definitions, AUTOINDEX, or none.
+    #[arg(long, value_enum, default_value_t = IndexMode::Copy)]
+    pub index: IndexMode,
+    /// Load the target collections at the end.
+    #[arg(long)]
+    pub load: bool,
+    /// Accept turning autoID off on targets that cannot take given keys into an autoID field.
+    #[arg(long)]
+    pub autoid_off: bool,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.with_target(false).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// A watch that turns true on SIGINT or SIGTERM.
+fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term => {}
+        }
+        tracing::info!("shutdown requested: finishing in-flight batches");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ferry: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ferry: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Migrate(a) => {
+            let cfg = JobConfig::load(&a.config)?;
+            let opts = MigrateOptions {
+                dry_run: a.dry_run,
+                if_exists: a.if_exists,
+                index: a.index,
+                load: a.load,
+                allow_autoid_off: a.autoid_off,
+                quiet: a.quiet,
+            };
+            let summaries = migrate::migrate(&cfg, &opts, shutdown_signal()).await?;
+            if !a.dry_run {
+                print!("{}", migrate::render_summary(&summaries));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

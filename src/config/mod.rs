@@ -1,0 +1,409 @@
+//! The job file: a TOML document describing one migration.
+//!
+//! Every section is a serde struct with `deny_unknown_fields`, so a misspelt key is an error
+//! that names it. Secrets (`token`) may be written as `env:VAR_NAME` and are read from the
+//! environment at load; they are held as [`Secret`] and never printed.
+//!
+//! ```toml
+//! [source]
+//! uri = "http://127.0.0.1:19530"
+//! token = "env:FERRY_SOURCE_TOKEN"
+//! database = "default"
+//!
+//! [source.wal]
+//! brokers = "127.0.0.1:9092"
+//! topic_prefix = "by-dev"
+//!
+//! [target]
+//! uri = "http://127.0.0.1:19630"
+//!
+//! [[collections]]
+//! source = "products"
+//! target = "products_v2"
+//!
+//! [job]
+//! name = "products-move"
+//! state_dir = "./ferry-state"
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::milvus::ConnectOptions;
+use crate::secret::Secret;
+
+/// Errors loading a job file. Each names the file and the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read job file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("job file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("job file {path}: {field}: {message}")]
+    Invalid {
+        path: PathBuf,
+        field: String,
+        message: String,
+    },
+}
+
+/// A whole job file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobConfig {
+    /// The cluster collections are read from.
+    pub source: EndpointConfig,
+    /// The cluster collections are written to.
+    pub target: EndpointConfig,
+    /// Collections to move; empty or absent means every collection of the source database.
+    #[serde(default)]
+    pub collections: Vec<CollectionConfig>,
+    /// Name and state directory of the job.
+    pub job: JobSection,
+    /// Tuning of the bulk copy.
+    #[serde(default)]
+    pub copy: CopyConfig,
+    /// Tuning of WAL streaming.
+    #[serde(default)]
+    pub stream: StreamConfig,
+}
+
+/// How to reach one Milvus.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// `http://host:port` or `https://host:port`.
+    pub uri: String,
+    /// `user:password` or an API key; `env:VAR` reads it from the environment.
+    #[serde(default, deserialize_with = "secret_field")]
+    pub token: Option<SecretSpec>,
+    /// Database to use.
+    #[serde(default = "default_database")]
+    pub database: String,
+    /// PEM file of an extra CA to trust for https.
+    pub tls_ca_cert: Option<PathBuf>,
+    /// Server name to verify instead of the URI's host.
+    pub tls_server_name: Option<String>,
+    /// Deadline of one call, in seconds.
+    #[serde(default = "default_request_timeout_s")]
+    pub request_timeout_s: u64,
+    /// Source only: the Kafka the source writes its WAL to (zero-downtime mode).
+    pub wal: Option<WalConfig>,
+}
+
+/// A secret as written in the file: literal or `env:VAR`, resolved at load.
+#[derive(Debug, Clone)]
+pub struct SecretSpec {
+    /// `Some(var)` when the file said `env:VAR`.
+    pub env_var: Option<String>,
+    pub value: Secret,
+}
+
+fn secret_field<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SecretSpec>, D::Error> {
+    let raw: Option<String> = Option::deserialize(d)?;
+    Ok(raw.map(|s| match s.strip_prefix("env:") {
+        Some(var) => SecretSpec {
+            env_var: Some(var.to_string()),
+            value: Secret::default(),
+        },
+        None => SecretSpec {
+            env_var: None,
+            value: Secret::new(s),
+        },
+    }))
+}
+
+/// Where the source's WAL lives.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WalConfig {
+    /// Kafka bootstrap servers, comma-separated.
+    pub brokers: String,
+    /// Milvus's `msgChannel.chanNamePrefix.cluster` (topics `{prefix}-rootcoord-dml_N`).
+    #[serde(default = "default_topic_prefix")]
+    pub topic_prefix: String,
+}
+
+/// One collection to move.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectionConfig {
+    /// Name on the source.
+    pub source: String,
+    /// Name on the target (default: the source name).
+    pub target: Option<String>,
+    /// Description of the target collection (default: the source's).
+    pub description: Option<String>,
+}
+
+/// Identity of the job.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSection {
+    /// Name, unique per state directory; labels metrics.
+    pub name: String,
+    /// Directory of the job's durable state (sled).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+}
+
+/// Bulk-copy tuning.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CopyConfig {
+    /// Work units (partitions or key ranges) copied at once.
+    #[serde(default = "default_parallelism")]
+    pub parallelism: usize,
+    /// Rows read per query page (Milvus 2.3 caps a page at 16384).
+    #[serde(default = "default_page_rows")]
+    pub page_rows: u64,
+    /// Upper bound of one write request, in bytes.
+    #[serde(default = "default_batch_bytes")]
+    pub batch_bytes: usize,
+    /// Int64 primary-key ranges each partition is split into for parallel reads.
+    #[serde(default = "default_key_splits")]
+    pub key_splits: u32,
+}
+
+impl Default for CopyConfig {
+    fn default() -> Self {
+        CopyConfig {
+            parallelism: default_parallelism(),
+            page_rows: default_page_rows(),
+            batch_bytes: default_batch_bytes(),
+            key_splits: default_key_splits(),
+        }
+    }
+}
+
+/// WAL streaming tuning.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    /// Bytes of not-yet-applied events the local log may hold before reading pauses.
+    #[serde(default = "default_log_max_bytes")]
+    pub log_max_bytes: u64,
+    /// Upper bound of one apply request, in bytes.
+    #[serde(default = "default_batch_bytes")]
+    pub batch_bytes: usize,
+    /// What to do when a source collection is dropped: `stop` or `drop`.
+    #[serde(default = "default_on_drop")]
+    pub on_source_drop: String,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            log_max_bytes: default_log_max_bytes(),
+            batch_bytes: default_batch_bytes(),
+            on_source_drop: default_on_drop(),
+        }
+    }
+}
+
+fn default_database() -> String {
+    "default".into()
+}
+fn default_request_timeout_s() -> u64 {
+    120
+}
+fn default_topic_prefix() -> String {
+    "by-dev".into()
+}
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("./ferry-state")
+}
+fn default_parallelism() -> usize {
+    4
+}
+fn default_page_rows() -> u64 {
+    4000
+}
+fn default_batch_bytes() -> usize {
+    8 << 20
+}
+fn default_key_splits() -> u32 {
+    4
+}
+fn default_log_max_bytes() -> u64 {
+    2 << 30
+}
+fn default_on_drop() -> String {
+    "stop".into()
+}
+
+impl JobConfig {
+    /// Reads, parses, resolves `env:` secrets and validates a job file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Like [`Self::load`] from a string; `path` only labels errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let mut cfg: JobConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let invalid = |field: &str, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            field: field.to_string(),
+            message,
+        };
+        for (field, ep) in [
+            ("source", &mut cfg.source),
+            ("target", &mut cfg.target),
+        ] {
+            if ep.uri.trim().is_empty() {
+                return Err(invalid(&format!("{field}.uri"), "must not be empty".into()));
+            }
+            if let Some(spec) = &mut ep.token {
+                if let Some(var) = &spec.env_var {
+                    let v = std::env::var(var).map_err(|_| {
+                        invalid(
+                            &format!("{field}.token"),
+                            format!("environment variable {var} is not set"),
+                        )
+                    })?;
+                    spec.value = Secret::new(v);
+                }
+            }
+            if ep.database.trim().is_empty() {
+                return Err(invalid(&format!("{field}.database"), "must not be empty".into()));
+            }
+        }
+        if cfg.target.wal.is_some() {
+            return Err(invalid("target.wal", "only the source has a WAL to read".into()));
+        }
+        if cfg.job.name.trim().is_empty()
+            || !cfg
+                .job
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(invalid(
+                "job.name",
+                format!("{:?} must be non-empty letters, digits, '-', '_' or '.'", cfg.job.name),
+            ));
+        }
+        let mut targets = std::collections::HashSet::new();
+        for (i, c) in cfg.collections.iter().enumerate() {
+            if c.source.trim().is_empty() {
+                return Err(invalid(&format!("collections[{i}].source"), "must not be empty".into()));
+            }
+            if !targets.insert(c.target_name().to_string()) {
+                return Err(invalid(
+                    &format!("collections[{i}].target"),
+                    format!("target collection {:?} is named twice", c.target_name()),
+                ));
+            }
+        }
+        if cfg.copy.parallelism == 0 {
+            return Err(invalid("copy.parallelism", "must be at least 1".into()));
+        }
+        if cfg.copy.page_rows == 0 || cfg.copy.page_rows > 16384 {
+            return Err(invalid("copy.page_rows", "must be 1..=16384".into()));
+        }
+        if cfg.copy.batch_bytes < 1024 || cfg.copy.batch_bytes > 60 << 20 {
+            return Err(invalid("copy.batch_bytes", "must be 1 KiB..=60 MiB (Milvus caps a request at 64 MiB)".into()));
+        }
+        if cfg.copy.key_splits == 0 {
+            return Err(invalid("copy.key_splits", "must be at least 1".into()));
+        }
+        if !["stop", "drop"].contains(&cfg.stream.on_source_drop.as_str()) {
+            return Err(invalid("stream.on_source_drop", "must be \"stop\" or \"drop\"".into()));
+        }
+        Ok(cfg)
+    }
+}
+
+impl CollectionConfig {
+    pub fn target_name(&self) -> &str {
+        self.target.as_deref().unwrap_or(&self.source)
+    }
+}
+
+impl EndpointConfig {
+    /// Client options for this endpoint.
+    pub fn connect_options(&self) -> ConnectOptions {
+        let mut o = ConnectOptions::new(self.uri.clone());
+        o.token = self.token.as_ref().map(|t| t.value.clone());
+        o.database = self.database.clone();
+        o.tls_ca_cert = self.tls_ca_cert.clone();
+        o.tls_server_name = self.tls_server_name.clone();
+        o.request_timeout = Duration::from_secs(self.request_timeout_s.max(1));
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[source]
+uri = "http://127.0.0.1:19530"
+[target]
+uri = "http://127.0.0.1:19630"
+[job]
+name = "j1"
+"#;
+
+    #[test]
+    fn minimal_file_gets_defaults() {
+        let c = JobConfig::parse(MINIMAL, Path::new("job.toml")).unwrap();
+        assert_eq!(c.source.database, "default");
+        assert!(c.collections.is_empty());
+        assert_eq!(c.copy.parallelism, 4);
+        assert!(c.source.wal.is_none());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = MINIMAL.replace("[job]", "[job]\nstate_dri = \"x\"");
+        let e = JobConfig::parse(&text, Path::new("job.toml")).unwrap_err().to_string();
+        assert!(e.contains("state_dri"), "{e}");
+        assert!(e.contains("job.toml"), "{e}");
+    }
+
+    #[test]
+    fn env_secret_is_resolved_and_never_printed() {
+        std::env::set_var("FERRY_TEST_CFG_TOKEN", "root:VerySecret1");
+        let text = MINIMAL.replace(
+            "uri = \"http://127.0.0.1:19530\"",
+            "uri = \"http://127.0.0.1:19530\"\ntoken = \"env:FERRY_TEST_CFG_TOKEN\"",
+        );
+        let c = JobConfig::parse(&text, Path::new("job.toml")).unwrap();
+        let tok = c.source.token.as_ref().unwrap();
+        assert_eq!(tok.value.expose(), "root:VerySecret1");
+        assert!(!format!("{c:?}").contains("VerySecret1"));
+    }
+
+    #[test]
+    fn missing_env_secret_names_the_variable() {
+        let text = MINIMAL.replace(
+            "uri = \"http://127.0.0.1:19630\"",
+            "uri = \"http://127.0.0.1:19630\"\ntoken = \"env:FERRY_TEST_SURELY_UNSET\"",
+        );
+        let e = JobConfig::parse(&text, Path::new("job.toml")).unwrap_err().to_string();
+        assert!(e.contains("target.token") && e.contains("FERRY_TEST_SURELY_UNSET"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_targets_are_rejected() {
+        let text = format!(
+            "{MINIMAL}\n[[collections]]\nsource = \"a\"\ntarget = \"x\"\n[[collections]]\nsource = \"b\"\ntarget = \"x\"\n"
+        );
+        let e = JobConfig::parse(&text, Path::new("j.toml")).unwrap_err().to_string();
+        assert!(e.contains("collections[1].target"), "{e}");
+    }
+}

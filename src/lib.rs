@@ -1,0 +1,20 @@
+//! ferry moves live Milvus collections from one cluster to another.
+//!
+//! # Layout
+//!
+//! - [`proto`]: generated Milvus wire types (from `proto/milvus`).
+//! - [`milvus`]: the Milvus gRPC client: connection, auth, retries, typed errors, and helpers
+//!   over columnar `FieldData`.
+//! - [`sources`]: file sources: milvus-backup folders (Milvus 2.x binlogs) and Milvus 1.x
+//!   data files, read into columnar `Rows` from a local folder or an object store.
+pub mod proto;
+pub mod milvus;
+pub mod secret;
+pub mod config;
+pub mod plan;
+pub mod state;
+pub mod snapshot;
+pub mod failpoint;
+pub mod migrate;
+pub mod sources;
+pub mod cli;

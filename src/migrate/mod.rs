@@ -1,0 +1,306 @@
+//! Offline migration (`ferry migrate`): plan, create targets, copy every row, flush, check
+//! counts, build indexes, optionally load. The snapshot phase of a zero-downtime job runs the
+//! same steps but the count check, which only holds once writes stop.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::config::JobConfig;
+use crate::milvus::{MilvusClient, MilvusError};
+use crate::plan::{self, IfExists, Plan, PlanError, PlanOptions, TargetState};
+use crate::proto::common::KeyValuePair;
+use crate::proto::schema::DataType;
+use crate::snapshot::{self, progress::Progress, CopyOptions, CopyReport, Copier, SnapshotError};
+use crate::state::{StateError, StateStore};
+
+/// Errors of a migration run.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error("{side}: {source}")]
+    Connect {
+        side: &'static str,
+        source: MilvusError,
+    },
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("collection {collection:?}: {step} failed: {source}")]
+    Step {
+        collection: String,
+        step: &'static str,
+        source: MilvusError,
+    },
+    #[error("row count check failed: {details}")]
+    CountMismatch { details: String },
+}
+
+/// How indexes are made on the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IndexMode {
+    /// The source's index definitions, as they are.
+    Copy,
+    /// AUTOINDEX on every vector field (metric from the source index when it has one).
+    Autoindex,
+    /// No index.
+    None,
+}
+
+/// Options of `ferry migrate`.
+#[derive(Debug, Clone)]
+pub struct MigrateOptions {
+    pub dry_run: bool,
+    pub if_exists: IfExists,
+    pub index: IndexMode,
+    pub load: bool,
+    pub allow_autoid_off: bool,
+    pub quiet: bool,
+}
+
+/// What a run did, per collection.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CollectionSummary {
+    #[serde(flatten)]
+    pub copy: CopyReport,
+    pub source_count: u64,
+    pub target_count: u64,
+}
+
+/// Connects to both sides, failing with a message that says which side is unreachable.
+pub async fn connect(cfg: &JobConfig) -> Result<(MilvusClient, MilvusClient), MigrateError> {
+    let source = MilvusClient::connect(&cfg.source.connect_options())
+        .await
+        .map_err(|source| MigrateError::Connect { side: "source", source })?;
+    let target = MilvusClient::connect(&cfg.target.connect_options())
+        .await
+        .map_err(|source| MigrateError::Connect { side: "target", source })?;
+    Ok((source, target))
+}
+
+/// Key under which the job records that it created a target collection itself.
+fn created_key(collection: &str) -> String {
+    format!("created/{collection}")
+}
+
+/// Creates the targets, remembering which ones this job created (so a re-run after a crash
+/// resumes into them without `--if-exists=resume`). Returns, per collection, whether the
+/// target started empty under this job.
+pub async fn prepare_targets(
+    target: &MilvusClient,
+    plan: &Plan,
+    state: &StateStore,
+    if_exists: IfExists,
+) -> Result<Vec<bool>, MigrateError> {
+    let mut mode = if_exists;
+    let mut fresh = Vec::new();
+    for c in &plan.collections {
+        if state.get::<bool>(&created_key(&c.target_name))?.unwrap_or(false) {
+            mode = IfExists::Resume;
+        }
+    }
+    let states = plan::ensure_target(target, plan, mode).await?;
+    for (c, s) in plan.collections.iter().zip(states) {
+        let ours = state.get::<bool>(&created_key(&c.target_name))?.unwrap_or(false);
+        if s == TargetState::Created {
+            state.put(&created_key(&c.target_name), &true)?;
+        }
+        fresh.push(s == TargetState::Created || ours);
+    }
+    Ok(fresh)
+}
+
+/// Runs an offline migration end to end.
+pub async fn migrate(
+    cfg: &JobConfig,
+    opts: &MigrateOptions,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Vec<CollectionSummary>, MigrateError> {
+    let (source, target) = connect(cfg).await?;
+    let plan = plan::build(
+        &source,
+        &target,
+        cfg,
+        PlanOptions {
+            allow_autoid_off: opts.allow_autoid_off,
+        },
+    )
+    .await?;
+    if opts.dry_run {
+        print!("{}", plan::render(&plan));
+        return Ok(Vec::new());
+    }
+    std::fs::create_dir_all(&cfg.job.state_dir).map_err(|e| {
+        MigrateError::State(StateError::Open {
+            path: cfg.job.state_dir.display().to_string(),
+            source: sled::Error::Io(e),
+        })
+    })?;
+    let state = StateStore::open(&cfg.job.state_dir)?;
+    let fresh = prepare_targets(&target, &plan, &state, opts.if_exists).await?;
+    let progress = Progress::new(opts.quiet);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let reporter = tokio::spawn(progress.clone().report_until(Duration::from_secs(5), stop_rx));
+    let copier = Copier {
+        source: source.clone(),
+        target: target.clone(),
+        state: state.clone(),
+        opts: CopyOptions::from(&cfg.copy),
+        progress,
+        shutdown,
+    };
+    let snapshot_ts = snapshot::snapshot_timestamp(&source).await;
+    let mut summaries = Vec::new();
+    let result: Result<(), MigrateError> = async {
+        for (c, fresh) in plan.collections.iter().zip(fresh) {
+            let copy = copier.copy_collection(c, snapshot_ts, fresh).await?;
+            summaries.push(CollectionSummary {
+                copy,
+                source_count: 0,
+                target_count: 0,
+            });
+        }
+        Ok(())
+    }
+    .await;
+    let _ = stop_tx.send(true);
+    let _ = reporter.await;
+    result?;
+    let names: Vec<String> = plan.collections.iter().map(|c| c.target_name.clone()).collect();
+    target
+        .flush(&names, Duration::from_secs(600))
+        .await
+        .map_err(|source| MigrateError::Step {
+            collection: names.join(","),
+            step: "flush",
+            source,
+        })?;
+    let mut mismatches = Vec::new();
+    for (c, s) in plan.collections.iter().zip(summaries.iter_mut()) {
+        let step = |source| MigrateError::Step {
+            collection: c.target_name.clone(),
+            step: "count",
+            source,
+        };
+        s.source_count = source.count(&c.source_name, &[]).await.map_err(step)?;
+        s.target_count = target.count(&c.target_name, &[]).await.map_err(step)?;
+        if s.source_count != s.target_count {
+            mismatches.push(format!(
+                "{} has {} rows on the source, {} has {} on the target",
+                c.source_name, s.source_count, c.target_name, s.target_count
+            ));
+        }
+    }
+    if !mismatches.is_empty() {
+        return Err(MigrateError::CountMismatch {
+            details: mismatches.join("; "),
+        });
+    }
+    for c in &plan.collections {
+        create_indexes(&target, c, opts.index).await?;
+        if opts.load {
+            target
+                .load(&c.target_name, Duration::from_secs(900))
+                .await
+                .map_err(|source| MigrateError::Step {
+                    collection: c.target_name.clone(),
+                    step: "load",
+                    source,
+                })?;
+        }
+    }
+    Ok(summaries)
+}
+
+/// Index parameters Milvus takes back in `CreateIndex` (describe adds bookkeeping keys).
+const INDEX_KEYS: [&str; 3] = ["index_type", "metric_type", "params"];
+
+/// Creates the target's indexes as `mode` says; an index that already exists is kept.
+pub async fn create_indexes(
+    target: &MilvusClient,
+    c: &crate::plan::CollectionPlan,
+    mode: IndexMode,
+) -> Result<(), MigrateError> {
+    let step = |source| MigrateError::Step {
+        collection: c.target_name.clone(),
+        step: "create index",
+        source,
+    };
+    let existing = target.describe_indexes(&c.target_name).await.map_err(step)?;
+    let has = |field: &str| existing.iter().any(|i| i.field_name == field);
+    match mode {
+        IndexMode::None => {}
+        IndexMode::Copy => {
+            for i in &c.indexes {
+                if has(&i.field_name) {
+                    continue;
+                }
+                let params: Vec<KeyValuePair> = i
+                    .params
+                    .iter()
+                    .filter(|kv| INDEX_KEYS.contains(&kv.key.as_str()))
+                    .cloned()
+                    .collect();
+                target
+                    .create_index(&c.target_name, &i.field_name, &i.index_name, &params)
+                    .await
+                    .map_err(step)?;
+            }
+        }
+        IndexMode::Autoindex => {
+            for f in c.schema().fields.iter() {
+                let t = DataType::try_from(f.data_type).unwrap_or(DataType::None);
+                if !matches!(t, DataType::FloatVector | DataType::BinaryVector) || has(&f.name) {
+                    continue;
+                }
+                let metric = c
+                    .indexes
+                    .iter()
+                    .find(|i| i.field_name == f.name)
+                    .and_then(|i| i.params.iter().find(|kv| kv.key == "metric_type"))
+                    .map(|kv| kv.value.clone())
+                    .unwrap_or_else(|| {
+                        if t == DataType::BinaryVector { "HAMMING" } else { "L2" }.to_string()
+                    });
+                let params = vec![
+                    KeyValuePair { key: "index_type".into(), value: "AUTOINDEX".into() },
+                    KeyValuePair { key: "metric_type".into(), value: metric },
+                ];
+                target
+                    .create_index(&c.target_name, &f.name, "", &params)
+                    .await
+                    .map_err(step)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The end-of-run table.
+pub fn render_summary(summaries: &[CollectionSummary]) -> String {
+    use std::fmt::Write;
+    let mut s = format!(
+        "{:<24} {:<24} {:>12} {:>12} {:>9} {:>10} {:>12}\n",
+        "source", "target", "rows", "bytes", "seconds", "rows/s", "count check"
+    );
+    for c in summaries {
+        let _ = writeln!(
+            s,
+            "{:<24} {:<24} {:>12} {:>12} {:>9.1} {:>10.0} {:>12}",
+            c.copy.source,
+            c.copy.target,
+            c.copy.rows,
+            c.copy.bytes,
+            c.copy.seconds,
+            c.copy.rows_per_s(),
+            if c.source_count == c.target_count {
+                format!("ok {}", c.target_count)
+            } else {
+                format!("{}!={}", c.source_count, c.target_count)
+            }
+        );
+    }
+    s
+}

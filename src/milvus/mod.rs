@@ -1,0 +1,20 @@
+//! The Milvus gRPC client and the columnar row helpers every data path shares.
+//!
+//! # Layout
+//! - `client`: connection, auth/database headers, retries, one method per Milvus call.
+//! - `data`: [`Rows`] (a batch, column by column) and [`PrimaryKeys`].
+//! - `expr`: boolean expressions (`pk in [...]`, `pk > last`).
+//! - `pager`: [`KeyPager`], a key-ordered scan that checks the server keeps key order.
+//! - `error`: [`MilvusError`] with `is_retryable()` and a bounded `kind()` label.
+
+mod client;
+pub mod data;
+mod error;
+pub mod expr;
+mod pager;
+
+pub use client::{ConnectOptions, CreateCollection, MilvusClient, Query};
+pub use data::{PrimaryKeys, Rows};
+pub use error::{MilvusError, Result};
+pub use expr::PkValue;
+pub use pager::{KeyPager, PagerError};

@@ -1,0 +1,326 @@
+//! The bulk copy: every row of a collection from source to target, in parallel, resumable.
+//!
+//! # Layout
+//! - `unit`: work units (partition x key split), their page expressions and durable state.
+//! - `progress`: bars and log lines.
+//! - this file: the copy loop.
+//!
+//! # How a unit is copied
+//! A reader pages through the unit by primary key (`pk > last`, `limit = page_rows`) at a
+//! fixed guarantee timestamp and hands pages over a bounded channel (two pages) to a writer,
+//! which gathers them into batches of at most `batch_bytes` and writes each batch. Reads and
+//! writes overlap; memory is bounded by `parallelism x (2 pages + 1 batch)`.
+//!
+//! # Resumption
+//! Before a batch is sent, its highest key is stored as the unit's `intent`; after the target
+//! accepts it, the `cursor` moves to that key and the intent is cleared. A restart re-reads
+//! from the cursor and writes every batch that may overlap the old intent as an upsert, so a
+//! batch cut short by a crash is neither lost nor duplicated; later batches are plain inserts
+//! (cheaper on Milvus 2.3). Into a target that existed before the job, everything is upserted.
+
+pub mod progress;
+pub mod unit;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::stream::{self, TryStreamExt};
+use tokio::sync::{mpsc, watch};
+
+use crate::milvus::{KeyPager, MilvusClient, MilvusError, PagerError, PkValue, Rows};
+use crate::plan::CollectionPlan;
+use crate::proto::schema::DataType;
+use crate::state::{StateError, StateStore};
+use progress::{CollectionProgress, Progress};
+use unit::{Unit, UnitState};
+
+/// Errors of the bulk copy. Each names the collection.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("collection {collection:?}: {source}")]
+    Milvus {
+        collection: String,
+        source: MilvusError,
+    },
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("collection {collection:?}, unit {unit}: {reason}")]
+    Data {
+        collection: String,
+        unit: String,
+        reason: String,
+    },
+    #[error("copy interrupted by shutdown; re-run to continue")]
+    Interrupted,
+}
+
+impl SnapshotError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, SnapshotError::Milvus { source, .. } if source.is_retryable())
+    }
+}
+
+/// Bulk-copy tuning (from the job file's `[copy]`).
+#[derive(Debug, Clone, Copy)]
+pub struct CopyOptions {
+    pub parallelism: usize,
+    pub page_rows: u64,
+    pub batch_bytes: usize,
+    pub key_splits: u32,
+}
+
+impl From<&crate::config::CopyConfig> for CopyOptions {
+    fn from(c: &crate::config::CopyConfig) -> Self {
+        CopyOptions {
+            parallelism: c.parallelism,
+            page_rows: c.page_rows,
+            batch_bytes: c.batch_bytes,
+            key_splits: c.key_splits,
+        }
+    }
+}
+
+/// What one collection's copy did in this run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CopyReport {
+    pub source: String,
+    pub target: String,
+    /// Rows copied in total (this run and earlier ones).
+    pub rows: u64,
+    /// Bytes written in this run.
+    pub bytes: u64,
+    pub seconds: f64,
+}
+
+impl CopyReport {
+    pub fn rows_per_s(&self) -> f64 {
+        self.rows as f64 / self.seconds.max(1e-3)
+    }
+}
+
+/// Copies collections from one source to one target.
+pub struct Copier {
+    pub source: MilvusClient,
+    pub target: MilvusClient,
+    pub state: StateStore,
+    pub opts: CopyOptions,
+    pub progress: Arc<Progress>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+fn state_key(collection: &str, unit: &Unit) -> String {
+    format!("snapshot/{collection}/{}", unit.key())
+}
+
+impl Copier {
+    /// Copies every row of `plan`'s collection as of `snapshot_ts` (a hybrid timestamp: the
+    /// copy sees at least everything written before it). `fresh_target`: the target was
+    /// created empty by this job, so rows past the resume point can be inserted.
+    pub async fn copy_collection(
+        &self,
+        plan: &CollectionPlan,
+        snapshot_ts: u64,
+        fresh_target: bool,
+    ) -> Result<CopyReport, SnapshotError> {
+        let started = Instant::now();
+        let partitions: Vec<String> = plan.partitions.iter().map(|(n, _)| n.clone()).collect();
+        let units = unit::units(
+            &partitions,
+            plan.partition_key,
+            plan.pk_type == DataType::Int64,
+            self.opts.key_splits,
+        );
+        let mut done_before = 0;
+        for u in &units {
+            if let Some(s) = self.state.get::<UnitState>(&state_key(&plan.target_name, u))? {
+                done_before += s.rows_done;
+            }
+        }
+        let progress = self
+            .progress
+            .collection(&plan.target_name, plan.row_estimate, done_before);
+        let bytes_before = progress.bytes.load(std::sync::atomic::Ordering::Relaxed);
+        stream::iter(units.into_iter().map(Ok))
+            .try_for_each_concurrent(self.opts.parallelism, |u| {
+                let progress = progress.clone();
+                async move {
+                    self.copy_unit(plan, &u, snapshot_ts, fresh_target, &progress)
+                        .await
+                }
+            })
+            .await?;
+        progress.finish();
+        Ok(CopyReport {
+            source: plan.source_name.clone(),
+            target: plan.target_name.clone(),
+            rows: progress.rows(),
+            bytes: progress.bytes.load(std::sync::atomic::Ordering::Relaxed) - bytes_before,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    async fn copy_unit(
+        &self,
+        plan: &CollectionPlan,
+        unit: &Unit,
+        snapshot_ts: u64,
+        fresh_target: bool,
+        progress: &CollectionProgress,
+    ) -> Result<(), SnapshotError> {
+        let key = state_key(&plan.target_name, unit);
+        let mut st: UnitState = self.state.get(&key)?.unwrap_or_default();
+        if st.done {
+            return Ok(());
+        }
+        let (tx, rx) = mpsc::channel::<Rows>(2);
+        let reader = self.read_unit(plan, unit, st.cursor.clone(), snapshot_ts, tx);
+        let writer = self.write_unit(plan, unit, &key, &mut st, fresh_target, progress, rx);
+        let (r, w) = tokio::join!(reader, writer);
+        // A writer failure closes the channel, which ends the reader: report the writer's.
+        w?;
+        let interrupted = r?;
+        if interrupted {
+            return Err(SnapshotError::Interrupted);
+        }
+        st.done = true;
+        self.state.put(&key, &st)?;
+        Ok(())
+    }
+
+    /// Pages through the unit; returns whether it stopped early for shutdown.
+    async fn read_unit(
+        &self,
+        plan: &CollectionPlan,
+        unit: &Unit,
+        cursor: Option<PkValue>,
+        snapshot_ts: u64,
+        tx: mpsc::Sender<Rows>,
+    ) -> Result<bool, SnapshotError> {
+        let mut pager = KeyPager::new(&plan.source_name, &plan.pk_field, plan.output_fields.clone());
+        pager.partitions = unit.partition.iter().cloned().collect();
+        pager.filter = unit.filter(&plan.pk_field);
+        pager.page_rows = self.opts.page_rows;
+        pager.guarantee_ts = snapshot_ts;
+        pager.cursor = cursor;
+        loop {
+            if *self.shutdown.borrow() {
+                return Ok(true);
+            }
+            let page = pager.next_page(&self.source).await.map_err(|e| match e {
+                PagerError::Milvus(source) => SnapshotError::Milvus {
+                    collection: plan.source_name.clone(),
+                    source,
+                },
+                PagerError::Order { reason, .. } => SnapshotError::Data {
+                    collection: plan.source_name.clone(),
+                    unit: unit.key(),
+                    reason,
+                },
+            })?;
+            let Some(page) = page else { return Ok(false) };
+            if tx.send(page).await.is_err() {
+                return Ok(false);
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn write_unit(
+        &self,
+        plan: &CollectionPlan,
+        unit: &Unit,
+        key: &str,
+        st: &mut UnitState,
+        fresh_target: bool,
+        progress: &CollectionProgress,
+        mut rx: mpsc::Receiver<Rows>,
+    ) -> Result<(), SnapshotError> {
+        let mut batch = Rows::default();
+        loop {
+            let page = rx.recv().await;
+            let end = page.is_none();
+            if let Some(p) = page {
+                batch.append(&p).map_err(|e| SnapshotError::Data {
+                    collection: plan.source_name.clone(),
+                    unit: unit.key(),
+                    reason: e.to_string(),
+                })?;
+            }
+            if batch.is_empty() || (!end && batch.byte_size() < self.opts.batch_bytes) {
+                if end {
+                    return Ok(());
+                }
+                continue;
+            }
+            for part in std::mem::take(&mut batch).split_by_bytes(self.opts.batch_bytes) {
+                self.write_batch(plan, unit, key, st, fresh_target, progress, part)
+                    .await?;
+            }
+            if end {
+                return Ok(());
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn write_batch(
+        &self,
+        plan: &CollectionPlan,
+        unit: &Unit,
+        key: &str,
+        st: &mut UnitState,
+        fresh_target: bool,
+        progress: &CollectionProgress,
+        rows: Rows,
+    ) -> Result<(), SnapshotError> {
+        let keys = rows.primary_keys(&plan.pk_field).ok_or_else(|| SnapshotError::Data {
+            collection: plan.source_name.clone(),
+            unit: unit.key(),
+            reason: "batch lost its primary key column".into(),
+        })?;
+        let (first, last) = (keys.get(0), keys.get(keys.len() - 1));
+        let may_exist = !fresh_target
+            || matches!((&st.intent, &first), (Some(i), Some(f)) if f <= i);
+        st.intent = match (&st.intent, &last) {
+            (Some(i), Some(l)) if i > l => Some(i.clone()),
+            _ => last.clone(),
+        };
+        self.state.put(key, st)?;
+        let partition = unit.partition.as_deref().unwrap_or("");
+        let write = if may_exist {
+            self.target.upsert(&plan.target_name, partition, &rows).await
+        } else {
+            self.target.insert(&plan.target_name, partition, &rows).await
+        };
+        write.map_err(|source| SnapshotError::Milvus {
+            collection: plan.target_name.clone(),
+            source,
+        })?;
+        crate::failpoint::hit("snapshot.after_target_write");
+        let bytes = rows.byte_size() as u64;
+        st.cursor = last.clone();
+        st.rows_done += rows.len() as u64;
+        st.bytes_done += bytes;
+        if st.intent.as_ref() <= st.cursor.as_ref() {
+            st.intent = None;
+        }
+        self.state.put(key, st)?;
+        progress.add(rows.len() as u64, bytes);
+        Ok(())
+    }
+}
+
+/// A hybrid timestamp for "now" on the source: allocated by its TSO when it offers that,
+/// otherwise composed from this host's clock.
+pub async fn snapshot_timestamp(source: &MilvusClient) -> u64 {
+    match source.alloc_timestamp().await {
+        Ok(ts) if ts > 0 => ts,
+        _ => {
+            let ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+            ms << 18
+        }
+    }
+}

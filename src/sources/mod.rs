@@ -1,0 +1,3 @@
+//! File sources (temporary stub while building).
+pub mod binlog;
+pub mod store;

@@ -1,0 +1,171 @@
+//! Real-shaped WAL records for unit tests: built with the same protobuf types Milvus 2.3
+//! writes, filled the way its proxy fills them (column-based, per-row timestamps,
+//! `primary_keys` as `IDs`).
+
+use prost::Message;
+
+use crate::proto::common::{MsgBase, MsgType};
+use crate::proto::msg;
+use crate::proto::schema::{
+    field_data::Field, i_ds::IdField, scalar_field::Data as Scalar, vector_field::Data as Vector,
+    DataType, FieldData, FloatArray, IDs as Ids, LongArray, ScalarField, StringArray, VectorField,
+};
+
+pub const DIM: i64 = 2;
+
+fn base(t: MsgType, ts: u64) -> Option<MsgBase> {
+    Some(MsgBase {
+        msg_type: t as i32,
+        msg_id: ts as i64,
+        timestamp: ts,
+        source_id: 1,
+        ..Default::default()
+    })
+}
+
+pub fn long_col(name: &str, v: Vec<i64>) -> FieldData {
+    FieldData {
+        r#type: DataType::Int64 as i32,
+        field_name: name.into(),
+        field: Some(Field::Scalars(ScalarField {
+            data: Some(Scalar::LongData(LongArray { data: v })),
+        })),
+        field_id: 100,
+        ..Default::default()
+    }
+}
+
+pub fn str_col(name: &str, v: Vec<String>) -> FieldData {
+    FieldData {
+        r#type: DataType::VarChar as i32,
+        field_name: name.into(),
+        field: Some(Field::Scalars(ScalarField {
+            data: Some(Scalar::StringData(StringArray { data: v })),
+        })),
+        field_id: 100,
+        ..Default::default()
+    }
+}
+
+pub fn vec_col(name: &str, v: Vec<f32>) -> FieldData {
+    FieldData {
+        r#type: DataType::FloatVector as i32,
+        field_name: name.into(),
+        field: Some(Field::Vectors(VectorField {
+            dim: DIM,
+            data: Some(Vector::FloatVector(FloatArray { data: v })),
+        })),
+        field_id: 101,
+        ..Default::default()
+    }
+}
+
+/// An insert of rows `id = pks[i]`, `v = [pks[i], version]`, all at `ts`.
+pub fn insert(collection_id: i64, partition: &str, ts: u64, pks: &[i64], version: f32) -> Vec<u8> {
+    let vectors = pks.iter().flat_map(|&k| [k as f32, version]).collect();
+    msg::InsertRequest {
+        base: base(MsgType::Insert, ts),
+        shard_name: format!("by-dev-rootcoord-dml_0_{collection_id}v0"),
+        db_name: "default".into(),
+        collection_name: format!("c{collection_id}"),
+        partition_name: partition.into(),
+        db_id: 1,
+        collection_id,
+        partition_id: 7,
+        segment_id: 9,
+        timestamps: vec![ts; pks.len()],
+        row_i_ds: pks.to_vec(),
+        row_data: Vec::new(),
+        fields_data: vec![long_col("id", pks.to_vec()), vec_col("v", vectors)],
+        num_rows: pks.len() as u64,
+        version: msg::InsertDataVersion::ColumnBased as i32,
+    }
+    .encode_to_vec()
+}
+
+pub fn delete(collection_id: i64, partition: &str, ts: u64, pks: &[i64]) -> Vec<u8> {
+    msg::DeleteRequest {
+        base: base(MsgType::Delete, ts),
+        shard_name: format!("by-dev-rootcoord-dml_0_{collection_id}v0"),
+        collection_name: format!("c{collection_id}"),
+        partition_name: partition.into(),
+        collection_id,
+        partition_id: -1,
+        timestamps: vec![ts; pks.len()],
+        num_rows: pks.len() as i64,
+        primary_keys: Some(Ids {
+            id_field: Some(IdField::IntId(LongArray { data: pks.to_vec() })),
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+pub fn delete_str(collection_id: i64, ts: u64, pks: &[&str]) -> Vec<u8> {
+    msg::DeleteRequest {
+        base: base(MsgType::Delete, ts),
+        collection_id,
+        timestamps: vec![ts; pks.len()],
+        num_rows: pks.len() as i64,
+        primary_keys: Some(Ids {
+            id_field: Some(IdField::StrId(StringArray {
+                data: pks.iter().map(|s| s.to_string()).collect(),
+            })),
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+pub fn time_tick(ts: u64) -> Vec<u8> {
+    msg::TimeTickMsg {
+        base: base(MsgType::TimeTick, ts),
+    }
+    .encode_to_vec()
+}
+
+pub fn create_partition(collection_id: i64, name: &str, ts: u64) -> Vec<u8> {
+    msg::CreatePartitionRequest {
+        base: base(MsgType::CreatePartition, ts),
+        collection_name: format!("c{collection_id}"),
+        partition_name: name.into(),
+        collection_id,
+        partition_id: 11,
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+pub fn drop_partition(collection_id: i64, name: &str, ts: u64) -> Vec<u8> {
+    msg::DropPartitionRequest {
+        base: base(MsgType::DropPartition, ts),
+        collection_name: format!("c{collection_id}"),
+        partition_name: name.into(),
+        collection_id,
+        partition_id: 11,
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+pub fn create_collection(collection_id: i64, name: &str, ts: u64) -> Vec<u8> {
+    msg::CreateCollectionRequest {
+        base: base(MsgType::CreateCollection, ts),
+        collection_name: name.into(),
+        collection_id,
+        schema: vec![10, 1, b'x'],
+        physical_channel_names: vec!["by-dev-rootcoord-dml_0".into()],
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+pub fn drop_collection(collection_id: i64, name: &str, ts: u64) -> Vec<u8> {
+    msg::DropCollectionRequest {
+        base: base(MsgType::DropCollection, ts),
+        collection_name: name.into(),
+        collection_id,
+        ..Default::default()
+    }
+    .encode_to_vec()
+}

@@ -1,0 +1,95 @@
+//! Shared glue for integration tests: where the real servers are, and clients to them.
+//!
+//! The servers are started by `scripts/testenv up`, which writes `target/testenv/env.sh`.
+//! Variables already set in the environment win over the file. A test that needs a server
+//! and finds none fails with a message saying how to start it: it never passes silently.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use ferry::milvus::{ConnectOptions, MilvusClient};
+
+/// The test environment's addresses.
+#[derive(Debug, Clone)]
+pub struct TestEnv {
+    pub source_uri: String,
+    pub target_uri: String,
+    pub lite_uri: String,
+    pub kafka_brokers: String,
+    pub topic_prefix: String,
+    pub python: String,
+    pub lite_python: String,
+    pub source_data_dir: String,
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn env_file() -> HashMap<String, String> {
+    let path = repo_root().join("target/testenv/env.sh");
+    let mut vars = HashMap::new();
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        for line in text.lines() {
+            let line = line.trim().trim_start_matches("export ").trim();
+            if let Some((k, v)) = line.split_once('=') {
+                vars.insert(k.to_string(), v.trim_matches(|c| c == '"' || c == '\'').to_string());
+            }
+        }
+    }
+    vars
+}
+
+/// The environment, or a panic telling the developer how to start it.
+pub fn env() -> &'static TestEnv {
+    static ENV: OnceLock<TestEnv> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let file = env_file();
+        let get = |k: &str| -> String {
+            std::env::var(k).ok().or_else(|| file.get(k).cloned()).unwrap_or_else(|| {
+                panic!(
+                    "integration test environment not found: {k} is not set and \
+                     target/testenv/env.sh does not define it.\n\
+                     Start the servers with `scripts/testenv up` (or run everything with `scripts/test`)."
+                )
+            })
+        };
+        TestEnv {
+            source_uri: get("FERRY_TEST_SOURCE_URI"),
+            target_uri: get("FERRY_TEST_TARGET_URI"),
+            lite_uri: get("FERRY_TEST_LITE_URI"),
+            kafka_brokers: get("FERRY_TEST_KAFKA_BROKERS"),
+            topic_prefix: std::env::var("FERRY_TEST_TOPIC_PREFIX")
+                .ok()
+                .or_else(|| file.get("FERRY_TEST_TOPIC_PREFIX").cloned())
+                .unwrap_or_else(|| "by-dev".into()),
+            python: get("FERRY_TEST_PYTHON"),
+            lite_python: get("FERRY_TEST_LITE_PYTHON"),
+            source_data_dir: get("FERRY_TEST_SOURCE_DATA_DIR"),
+        }
+    })
+}
+
+/// A client to `uri`, failing the test with a hint when the server does not answer.
+pub async fn client(uri: &str) -> MilvusClient {
+    let mut opts = ConnectOptions::new(uri);
+    opts.retry_max_elapsed = std::time::Duration::from_secs(20);
+    MilvusClient::connect(&opts).await.unwrap_or_else(|e| {
+        panic!("Milvus at {uri} does not answer ({e}); is the test environment up? Run `scripts/testenv up`.")
+    })
+}
+
+/// A collection name unique to this test run, so tests can share servers.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() % 1_000_000_000)
+        .unwrap_or(0);
+    format!("{prefix}_{}_{t}_{n}", std::process::id())
+}
