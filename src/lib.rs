@@ -7,6 +7,11 @@
 //!   over columnar `FieldData`.
 //! - [`sources`]: file sources: milvus-backup folders (Milvus 2.x binlogs) and Milvus 1.x
 //!   data files, read into columnar `Rows` from a local folder or an object store.
+//! - [`wal`]: the source's Milvus 2.3 write-ahead log on Kafka: decoding, reading at
+//!   ferry-managed offsets, sealing time-tick windows into the durable log.
+//! - [`log`]: the durable log (sled): pending WAL events, Kafka positions, apply cursors.
+//! - [`apply`]: the per-channel apply loop: batches from the log, coalesced per key (upsert
+//!   ordering trap included), written to the target, cursor advanced after.
 pub mod proto;
 pub mod milvus;
 pub mod secret;
@@ -18,3 +23,6 @@ pub mod failpoint;
 pub mod migrate;
 pub mod sources;
 pub mod cli;
+pub mod wal;
+pub mod log;
+pub mod apply;

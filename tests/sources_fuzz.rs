@@ -10,8 +10,8 @@ use bytes::Bytes;
 use ferry::proto::common::KeyValuePair;
 use ferry::proto::schema::{
     field_data::Field, scalar_field::Data as Scalar, vector_field::Data as Vector, ArrayArray,
-    DataType, FieldData, FieldSchema, FloatArray, JsonArray, LongArray, ScalarField,
-    StringArray, VectorField,
+    DataType, FieldData, FieldSchema, FloatArray, JsonArray, LongArray, ScalarField, StringArray,
+    VectorField,
 };
 use ferry::sources::binlog::{self, testdata, ReadLimits};
 use ferry::sources::v1x;
@@ -76,7 +76,12 @@ fn samples() -> Vec<(FieldSchema, FieldData)> {
     let s = |d| Field::Scalars(ScalarField { data: Some(d) });
     let mut out = Vec::new();
     let f = field(100, "pk", DataType::Int64, None);
-    let c = col(&f, s(Scalar::LongData(LongArray { data: (0..64).collect() })));
+    let c = col(
+        &f,
+        s(Scalar::LongData(LongArray {
+            data: (0..64).collect(),
+        })),
+    );
     out.push((f, c));
     let f = field(101, "s", DataType::VarChar, None);
     let c = col(
@@ -90,7 +95,9 @@ fn samples() -> Vec<(FieldSchema, FieldData)> {
     let c = col(
         &f,
         s(Scalar::JsonData(JsonArray {
-            data: (0..64).map(|i| format!("{{\"k\":{i}}}").into_bytes()).collect(),
+            data: (0..64)
+                .map(|i| format!("{{\"k\":{i}}}").into_bytes())
+                .collect(),
         })),
     );
     out.push((f, c));
@@ -100,7 +107,9 @@ fn samples() -> Vec<(FieldSchema, FieldData)> {
         s(Scalar::ArrayData(ArrayArray {
             data: (0..64)
                 .map(|i| ScalarField {
-                    data: Some(Scalar::LongData(LongArray { data: vec![i, i + 1] })),
+                    data: Some(Scalar::LongData(LongArray {
+                        data: vec![i, i + 1],
+                    })),
                 })
                 .collect(),
             element_type: DataType::Int64 as i32,
@@ -121,6 +130,14 @@ fn samples() -> Vec<(FieldSchema, FieldData)> {
     out
 }
 
+/// Cases per property; `FERRY_FUZZ_CASES` raises it for a longer run.
+fn fuzz_cases() -> u32 {
+    std::env::var("FERRY_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000)
+}
+
 fn check_allocations() -> Result<(), TestCaseError> {
     let largest = LARGEST.load(Ordering::Relaxed);
     prop_assert!(
@@ -131,7 +148,7 @@ fn check_allocations() -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: fuzz_cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn binlog_mutations_and_truncations(

@@ -340,18 +340,25 @@ impl DurableLog {
         Ok(())
     }
 
-    /// Up to `max_entries` entries of `channel` from `from_seq` on, in seq order.
+    /// Entries of `channel` from `from_seq` on, in seq order: at most `max_entries`, and
+    /// no more once `max_bytes` are reached (at least one entry is returned if any exists).
     pub fn read(
         &self,
         channel: &str,
         from_seq: u64,
         max_entries: usize,
+        max_bytes: u64,
     ) -> Result<Vec<StoredEntry>, LogError> {
         let start = codec::entry_key(channel, from_seq)?;
         let end = codec::entry_key(channel, u64::MAX)?;
         let mut out = Vec::new();
-        for kv in self.inner.tree.range(start..=end).take(max_entries) {
+        let mut bytes = 0u64;
+        for kv in self.inner.tree.range(start..=end) {
+            if out.len() >= max_entries || (bytes >= max_bytes && !out.is_empty()) {
+                break;
+            }
             let (k, v) = kv.map_err(|e| self.storage(e))?;
+            bytes += v.len() as u64;
             let seq = codec::split_key(&k)
                 .and_then(|(_, _, rest)| codec::seq_of(rest))
                 .ok_or_else(|| LogError::Corrupt {

@@ -502,10 +502,13 @@ impl MilvusClient {
             .await;
         match r {
             Ok(r) => Ok(r.index_descriptions),
-            // 2.3 answers "index not found" (IndexNotExist) for a collection without index.
+            // 2.3 answers "index not found" (IndexNotExist, new-style code 700) for a
+            // collection without index; Milvus Lite says "no index on collection".
             Err(MilvusError::Server {
-                error_code, reason, ..
+                error_code, reason, code, ..
             }) if error_code == crate::proto::common::ErrorCode::IndexNotExist
+                || code == 700
+                || reason.contains("no index")
                 || reason.contains("index not found")
                 || reason.contains("index doesn't exist") =>
             {

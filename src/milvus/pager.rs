@@ -92,9 +92,20 @@ impl KeyPager {
             collection: self.collection.clone(),
             reason,
         };
-        let keys = page
+        let mut page = page;
+        let mut keys = page
             .primary_keys(&self.pk_field)
             .ok_or_else(|| order(format!("page has no primary key column {:?}", self.pk_field)))?;
+        // A short page holds every remaining row, so its order does not matter: sort it.
+        // (Milvus Lite returns rows unordered; with a full page that would be unsafe.)
+        if self.finished {
+            let mut idx: Vec<usize> = (0..n).collect();
+            idx.sort_by_key(|&i| keys.get(i));
+            if idx.iter().enumerate().any(|(a, &b)| a != b) {
+                page = page.select(&idx);
+                keys = page.primary_keys(&self.pk_field).unwrap_or(keys);
+            }
+        }
         let mut prev = self.cursor.clone();
         for i in 0..n {
             let k = keys.get(i);

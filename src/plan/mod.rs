@@ -104,6 +104,8 @@ pub struct CollectionPlan {
     pub output_fields: Vec<String>,
     /// Estimate from statistics (exact counts come from `count(*)`).
     pub row_estimate: u64,
+    /// The source collection is not loaded: ferry loads it to read it, and releases it after.
+    pub load_source: bool,
 }
 
 impl CollectionPlan {
@@ -265,6 +267,22 @@ async fn plan_collection(
     let partitions = source.list_partitions(src).await?;
     let indexes = source.describe_indexes(src).await?;
     let row_estimate = source.statistics_row_count(src).await.unwrap_or(0);
+    // Milvus 2.3 answers queries only on loaded collections, and loads only indexed ones.
+    let load_source = match source.load_state(src).await {
+        Ok(crate::proto::common::LoadState::Loaded) | Ok(crate::proto::common::LoadState::Loading) => false,
+        Ok(_) => {
+            if indexes.is_empty() {
+                return Err(PlanError::Invalid {
+                    collection: src.into(),
+                    reason: "the source collection is not loaded and has no index, so Milvus cannot \
+                             query it: create an index on its vector field (or load it) first"
+                        .into(),
+                });
+            }
+            true
+        }
+        Err(_) => false,
+    };
     let partition_key = schema.fields.iter().any(|f| f.is_partition_key);
     let target_schema = schema::target_schema(
         &schema,
@@ -297,6 +315,7 @@ async fn plan_collection(
         autoid,
         output_fields,
         row_estimate,
+        load_source,
         source: desc,
     })
 }
@@ -419,6 +438,9 @@ pub fn render(plan: &Plan) -> String {
         }
         for i in &c.indexes {
             let _ = writeln!(s, "  index  {} on {}", i.index_name, i.field_name);
+        }
+        if c.load_source {
+            let _ = writeln!(s, "  source is not loaded: ferry loads it to read it and releases it afterwards");
         }
         match c.autoid {
             AutoIdPlan::NotAutoId => {}

@@ -194,15 +194,26 @@ pub struct Peek {
     /// `base.timestamp` (for inserts and deletes the per-row timestamps are authoritative).
     pub base_ts: u64,
     pub collection_id: Option<i64>,
+    /// Declared row count of an insert or delete (0 otherwise); for batch sizing only.
+    pub rows: u64,
 }
 
 // Views of the bodies holding only their collection ID. prost skips the other fields
 // without materialising them, so filtering another collection's 10 MB insert costs a scan,
 // not a copy.
 #[derive(Clone, PartialEq, Message)]
-struct CollectionIdAt7 {
+struct InsertHead {
     #[prost(int64, tag = "7")]
     collection_id: i64,
+    #[prost(uint64, tag = "14")]
+    num_rows: u64,
+}
+#[derive(Clone, PartialEq, Message)]
+struct DeleteHead {
+    #[prost(int64, tag = "7")]
+    collection_id: i64,
+    #[prost(int64, tag = "11")]
+    num_rows: i64,
 }
 #[derive(Clone, PartialEq, Message)]
 struct CollectionIdAt6 {
@@ -213,6 +224,13 @@ struct CollectionIdAt6 {
 struct CollectionIdAt5 {
     #[prost(int64, tag = "5")]
     collection_id: i64,
+}
+
+/// `schemapb.CollectionSchema` up to its name.
+#[derive(Clone, PartialEq, Message)]
+struct SchemaName {
+    #[prost(string, tag = "1")]
+    name: String,
 }
 
 fn header(value: &[u8]) -> Result<(i32, u64), DecodeError> {
@@ -229,9 +247,18 @@ fn body<M: Message + Default>(kind: &'static str, value: &[u8]) -> Result<M, Dec
 /// before paying for a full decode.
 pub fn peek(value: &[u8]) -> Result<Peek, DecodeError> {
     let (msg_type, base_ts) = header(value)?;
+    let mut rows = 0;
     let collection_id = match MsgType::try_from(msg_type) {
-        Ok(MsgType::Insert) => Some(body::<CollectionIdAt7>("insert", value)?.collection_id),
-        Ok(MsgType::Delete) => Some(body::<CollectionIdAt7>("delete", value)?.collection_id),
+        Ok(MsgType::Insert) => {
+            let h = body::<InsertHead>("insert", value)?;
+            rows = h.num_rows;
+            Some(h.collection_id)
+        }
+        Ok(MsgType::Delete) => {
+            let h = body::<DeleteHead>("delete", value)?;
+            rows = h.num_rows.max(0) as u64;
+            Some(h.collection_id)
+        }
         Ok(MsgType::CreateCollection) => {
             Some(body::<CollectionIdAt6>("create collection", value)?.collection_id)
         }
@@ -247,6 +274,7 @@ pub fn peek(value: &[u8]) -> Result<Peek, DecodeError> {
         msg_type,
         base_ts,
         collection_id,
+        rows,
     })
 }
 
@@ -259,9 +287,16 @@ pub fn decode(value: &[u8]) -> Result<WalEvent, DecodeError> {
         Ok(MsgType::TimeTick) => WalEvent::TimeTick { ts: base_ts },
         Ok(MsgType::CreateCollection) => {
             let m: msg::CreateCollectionRequest = body("create collection", value)?;
+            // Milvus 2.3's root coordinator leaves `collectionName` empty on the WAL; the
+            // name is in the schema.
+            let name = if m.collection_name.is_empty() {
+                SchemaName::decode(&m.schema[..]).map(|s| s.name).unwrap_or_default()
+            } else {
+                m.collection_name
+            };
             WalEvent::CreateCollection {
                 collection_id: m.collection_id,
-                name: m.collection_name,
+                name,
                 schema: m.schema,
                 ts: base_ts,
             }

@@ -44,6 +44,8 @@ pub enum WalError {
     NoPosition { channel: String },
     #[error("record from unexpected channel {channel}")]
     UnknownChannel { channel: String },
+    #[error("WAL reader task failed: {reason}")]
+    Task { reason: String },
     #[error(transparent)]
     Log(#[from] LogError),
 }
@@ -101,7 +103,8 @@ impl WalError {
             | WalError::Decode { .. }
             | WalError::NoTimeTick { .. }
             | WalError::NoPosition { .. }
-            | WalError::UnknownChannel { .. } => false,
+            | WalError::UnknownChannel { .. }
+            | WalError::Task { .. } => false,
         }
     }
 
@@ -113,6 +116,7 @@ impl WalError {
             WalError::Decode { .. } => "decode",
             WalError::NoTimeTick { .. } => "no_time_tick",
             WalError::NoPosition { .. } | WalError::UnknownChannel { .. } => "config",
+            WalError::Task { .. } => "internal",
             WalError::Log(_) => "log",
         }
     }

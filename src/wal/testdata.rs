@@ -148,12 +148,22 @@ pub fn drop_partition(collection_id: i64, name: &str, ts: u64) -> Vec<u8> {
     .encode_to_vec()
 }
 
+/// As Milvus 2.3 writes it: no `collectionName`, the name only inside the schema.
 pub fn create_collection(collection_id: i64, name: &str, ts: u64) -> Vec<u8> {
+    let schema = crate::proto::schema::CollectionSchema {
+        name: name.into(),
+        fields: vec![crate::proto::schema::FieldSchema {
+            name: "id".into(),
+            is_primary_key: true,
+            data_type: DataType::Int64 as i32,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
     msg::CreateCollectionRequest {
         base: base(MsgType::CreateCollection, ts),
-        collection_name: name.into(),
         collection_id,
-        schema: vec![10, 1, b'x'],
+        schema: schema.encode_to_vec(),
         physical_channel_names: vec!["by-dev-rootcoord-dml_0".into()],
         ..Default::default()
     }
@@ -165,6 +175,26 @@ pub fn drop_collection(collection_id: i64, name: &str, ts: u64) -> Vec<u8> {
         base: base(MsgType::DropCollection, ts),
         collection_name: name.into(),
         collection_id,
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+/// An insert with VarChar keys `pk = pks[i]`, `v = [i, version]`.
+pub fn insert_str(collection_id: i64, ts: u64, pks: &[&str], version: f32) -> Vec<u8> {
+    let vectors = (0..pks.len()).flat_map(|i| [i as f32, version]).collect();
+    msg::InsertRequest {
+        base: base(MsgType::Insert, ts),
+        collection_name: format!("c{collection_id}"),
+        partition_name: "_default".into(),
+        collection_id,
+        timestamps: vec![ts; pks.len()],
+        fields_data: vec![
+            str_col("pk", pks.iter().map(|s| s.to_string()).collect()),
+            vec_col("v", vectors),
+        ],
+        num_rows: pks.len() as u64,
+        version: msg::InsertDataVersion::ColumnBased as i32,
         ..Default::default()
     }
     .encode_to_vec()

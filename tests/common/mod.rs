@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+pub mod data;
+
 use ferry::milvus::{ConnectOptions, MilvusClient};
 
 /// The test environment's addresses.
@@ -92,4 +94,38 @@ pub fn unique(prefix: &str) -> String {
         .map(|d| d.as_millis() % 1_000_000_000)
         .unwrap_or(0);
     format!("{prefix}_{}_{t}_{n}", std::process::id())
+}
+
+/// Writes a job file into `dir` and returns its path. `collections` is raw TOML appended
+/// after the standard sections (e.g. `[[collections]]` tables); `extra` goes in `[copy]`.
+pub fn write_job(dir: &std::path::Path, source_uri: &str, target_uri: &str, collections: &str, copy: &str) -> PathBuf {
+    let text = format!(
+        "[source]\nuri = \"{source_uri}\"\n\n[target]\nuri = \"{target_uri}\"\n\n[job]\nname = \"test-job\"\nstate_dir = \"{}\"\n\n[copy]\n{copy}\n\n{collections}\n",
+        dir.join("state").display()
+    );
+    let path = dir.join("job.toml");
+    std::fs::write(&path, text).expect("write job file");
+    path
+}
+
+/// Runs the ferry binary to completion.
+pub fn run_ferry(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
+    cmd.args(args).env("FERRY_LOG", "info");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run ferry");
+    eprintln!(
+        "ferry {args:?} -> {:?}\n--- stdout\n{}\n--- stderr (tail)\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        tail(&String::from_utf8_lossy(&out.stderr), 30)
+    );
+    out
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }

@@ -84,6 +84,7 @@ pub fn read_delta_log(
     limits: &ReadLimits,
 ) -> Result<Deletes, BinlogError> {
     let log = parse(label, data)?;
+    super::require_events(&log)?;
     let string_field = FieldSchema {
         name: "delete records".into(),
         data_type: DataType::String as i32,
@@ -127,7 +128,9 @@ pub fn read_delta_log(
             };
             let (pk, ts) = parse_record(record).map_err(bad)?;
             if !out.push(pk, ts) {
-                return Err(bad("key type differs from earlier records in the file".into()));
+                return Err(bad(
+                    "key type differs from earlier records in the file".into()
+                ));
             }
         }
     }
@@ -140,10 +143,12 @@ pub fn parse_record(record: &str) -> Result<(PkValue, u64), String> {
     let Ok(Value::Object(m)) = serde_json::from_str::<Value>(record) else {
         return parse_legacy(record);
     };
-    let ts = m
-        .get("ts")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| format!("\"ts\" is missing or not an unsigned integer in {}", clip(record)))?;
+    let ts = m.get("ts").and_then(Value::as_u64).ok_or_else(|| {
+        format!(
+            "\"ts\" is missing or not an unsigned integer in {}",
+            clip(record)
+        )
+    })?;
     let pk_type = match m.get("pkType") {
         None => None,
         Some(v) => Some(
@@ -155,7 +160,9 @@ pub fn parse_record(record: &str) -> Result<(PkValue, u64), String> {
     let varchar = DataType::VarChar as i64;
     let pk = match (pk_type, m.get("pk")) {
         (Some(t), _) if t != int64 && t != varchar => {
-            return Err(format!("unsupported pkType {t} (want 5 Int64 or 21 VarChar)"))
+            return Err(format!(
+                "unsupported pkType {t} (want 5 Int64 or 21 VarChar)"
+            ))
         }
         (Some(t), Some(Value::Number(n))) if t == int64 => n.as_i64().map(PkValue::Int),
         (None, Some(Value::Number(n))) => n.as_i64().map(PkValue::Int),
@@ -163,7 +170,12 @@ pub fn parse_record(record: &str) -> Result<(PkValue, u64), String> {
         (None, Some(Value::String(s))) => Some(PkValue::Str(s.clone())),
         _ => None,
     };
-    let pk = pk.ok_or_else(|| format!("\"pk\" is missing or does not match pkType in {}", clip(record)))?;
+    let pk = pk.ok_or_else(|| {
+        format!(
+            "\"pk\" is missing or does not match pkType in {}",
+            clip(record)
+        )
+    })?;
     Ok((pk, ts))
 }
 
@@ -214,11 +226,9 @@ pub fn surviving_rows(pks: &PrimaryKeys, row_ts: &[u64], deletes: &Deletes) -> V
         (PrimaryKeys::Int(k), PrimaryKeys::Int(d)) => {
             keep(k, row_ts, d.iter().copied().zip(deletes.ts.iter().copied()))
         }
-        (PrimaryKeys::Str(k), PrimaryKeys::Str(d)) => keep(
-            k,
-            row_ts,
-            d.iter().cloned().zip(deletes.ts.iter().copied()),
-        ),
+        (PrimaryKeys::Str(k), PrimaryKeys::Str(d)) => {
+            keep(k, row_ts, d.iter().cloned().zip(deletes.ts.iter().copied()))
+        }
         _ => (0..pks.len()).collect(),
     }
 }
@@ -237,9 +247,14 @@ mod tests {
             parse_record(r#"{"pk":"a,b","ts":7,"pkType":21}"#).unwrap(),
             (PkValue::Str("a,b".into()), 7)
         );
-        assert_eq!(parse_record("-5,18446744073709551615").unwrap(), (PkValue::Int(-5), u64::MAX));
+        assert_eq!(
+            parse_record("-5,18446744073709551615").unwrap(),
+            (PkValue::Int(-5), u64::MAX)
+        );
         assert!(parse_record(r#"{"pk":"x","ts":7,"pkType":5}"#).is_err());
-        assert!(parse_record(r#"{"pk":1,"ts":7,"pkType":3}"#).unwrap_err().contains("pkType 3"));
+        assert!(parse_record(r#"{"pk":1,"ts":7,"pkType":3}"#)
+            .unwrap_err()
+            .contains("pkType 3"));
         assert!(parse_record("1,2,3").is_err());
         assert!(parse_record("").is_err());
         assert!(parse_record(r#"{"pk":1}"#).unwrap_err().contains("ts"));

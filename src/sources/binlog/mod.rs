@@ -183,6 +183,8 @@ pub struct DataEvent {
 pub struct Binlog {
     pub label: String,
     pub descriptor: Descriptor,
+    /// Where the data events start (the descriptor's next_position).
+    pub events_offset: usize,
     pub events: Vec<DataEvent>,
 }
 
@@ -273,12 +275,16 @@ pub fn parse(label: &str, data: Bytes) -> Result<Binlog, BinlogError> {
     if h.type_code != 0 {
         return Err(bad(
             at,
-            format!("first event has type {}, want the descriptor (0)", h.type_code),
+            format!(
+                "first event has type {}, want the descriptor (0)",
+                h.type_code
+            ),
         ));
     }
     let fix = at + HEADER_LEN;
     let descriptor_end = h.end;
-    let (post_header_lengths, extras) = descriptor_tail(&c, fix + DESCRIPTOR_FIX_LEN, descriptor_end)?;
+    let (post_header_lengths, extras) =
+        descriptor_tail(&c, fix + DESCRIPTOR_FIX_LEN, descriptor_end)?;
     let descriptor = Descriptor {
         timestamp: h.timestamp,
         collection_id: c.i64(fix, "descriptor")?,
@@ -305,7 +311,10 @@ pub fn parse(label: &str, data: Bytes) -> Result<Binlog, BinlogError> {
         if next > data.len() as i64 {
             return Err(bad(
                 from,
-                format!("next_position {next} is past the end of the file ({} bytes)", data.len()),
+                format!(
+                    "next_position {next} is past the end of the file ({} bytes)",
+                    data.len()
+                ),
             ));
         }
         if next == data.len() as i64 {
@@ -316,7 +325,10 @@ pub fn parse(label: &str, data: Bytes) -> Result<Binlog, BinlogError> {
         if h.type_code != INSERT_EVENT && h.type_code != DELETE_EVENT {
             return Err(bad(
                 at,
-                format!("event type {} is not an insert (1) or delete (2) event", h.type_code),
+                format!(
+                    "event type {} is not an insert (1) or delete (2) event",
+                    h.type_code
+                ),
             ));
         }
         let payload_offset = at + HEADER_LEN + DATA_FIX_LEN;
@@ -343,6 +355,7 @@ pub fn parse(label: &str, data: Bytes) -> Result<Binlog, BinlogError> {
     Ok(Binlog {
         label: label.to_string(),
         descriptor,
+        events_offset: (h.next as usize).max(descriptor_end),
         events,
     })
 }
@@ -443,6 +456,7 @@ pub fn read_insert_log(
             want: type_name(field.data_type),
         });
     }
+    require_events(&log)?;
     let mut column = payload::Column::new(label, field)?;
     let mut budget = limits.max_decoded_bytes;
     for ev in &log.events {
@@ -456,6 +470,19 @@ pub fn read_insert_log(
         column.decode(label, ev, &mut budget)?;
     }
     Ok(column.finish())
+}
+
+/// Milvus never writes a log without data; a file that ends after its descriptor has lost
+/// its data (cut at an event boundary), so it is an error rather than zero rows.
+fn require_events(log: &Binlog) -> Result<(), BinlogError> {
+    if log.events.is_empty() {
+        return Err(BinlogError::BadEvent {
+            file: log.label.clone(),
+            offset: log.events_offset,
+            what: "no data events after the descriptor".into(),
+        });
+    }
+    Ok(())
 }
 
 /// The schema of system field 1 (row timestamps), for reading its insert logs.
@@ -495,4 +522,4 @@ pub fn field_dim(field: &FieldSchema) -> Option<i64> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

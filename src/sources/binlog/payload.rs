@@ -13,7 +13,8 @@
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type};
 use arrow_array::{Array, ArrayRef};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::file::metadata::ParquetMetaData;
 use prost::Message;
 
 use super::{field_dim, type_name, BinlogError, DataEvent};
@@ -115,7 +116,35 @@ impl Column {
 
     /// Decodes one event's payload and appends its rows. `budget` is the decoded bytes this
     /// file may still produce.
+    ///
+    /// The Parquet reader asserts on some malformed footers instead of returning an error;
+    /// the footer is checked first for the cases known to do that, and a panic that still
+    /// escapes the reader is turned into an error naming the payload (the column is then
+    /// discarded by the caller).
     pub(super) fn decode(
+        &mut self,
+        file: &str,
+        ev: &DataEvent,
+        budget: &mut u64,
+    ) -> Result<(), BinlogError> {
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.decode_checked(file, ev, budget)
+        }));
+        caught.unwrap_or_else(|panic| {
+            let msg = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("unknown failure");
+            Err(BinlogError::BadPayload {
+                file: file.to_string(),
+                offset: ev.payload_offset,
+                what: format!("the Parquet reader failed on a malformed payload: {msg}"),
+            })
+        })
+    }
+
+    fn decode_checked(
         &mut self,
         file: &str,
         ev: &DataEvent,
@@ -132,7 +161,13 @@ impl Column {
             offset: ev.payload_offset,
             source,
         };
-        let builder = ParquetRecordBatchReaderBuilder::try_new(ev.payload.clone()).map_err(pq)?;
+        // Milvus's writer stores no Arrow schema; types come from the Parquet schema, and an
+        // embedded (untrusted) IPC schema is never parsed.
+        let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new_with_options(ev.payload.clone(), options)
+                .map_err(pq)?;
+        check_footer(&ctx, builder.metadata(), ev.payload.len() as u64, *budget)?;
         let columns = builder.schema().fields().len();
         if columns != 1 {
             return Err(ctx.bad(format!("Parquet payload has {columns} columns, want 1")));
@@ -144,8 +179,8 @@ impl Column {
             let cost = col.get_array_memory_size() as u64;
             if cost > *budget {
                 return Err(ctx.bad(format!(
-                    "decoded values exceed the {}-byte limit for one binlog file",
-                    cost.max(*budget)
+                    "decoded values exceed the limit for one binlog file ({} bytes left)",
+                    *budget
                 )));
             }
             *budget -= cost;
@@ -167,7 +202,9 @@ impl Column {
         let first_row = self.rows;
         match &mut self.values {
             Values::Bool(v) => {
-                let a = col.as_boolean_opt().ok_or_else(|| ctx.mismatch(dt, "boolean"))?;
+                let a = col
+                    .as_boolean_opt()
+                    .ok_or_else(|| ctx.mismatch(dt, "boolean"))?;
                 v.extend(a.values().iter());
             }
             Values::Int(v, lo, hi) => {
@@ -270,7 +307,12 @@ impl Column {
         let f = &self.field;
         let dim = field_dim(f).unwrap_or(0);
         let scalars = |data| Some(Field::Scalars(ScalarField { data: Some(data) }));
-        let vectors = |dim, data| Some(Field::Vectors(VectorField { dim, data: Some(data) }));
+        let vectors = |dim, data| {
+            Some(Field::Vectors(VectorField {
+                dim,
+                data: Some(data),
+            }))
+        };
         let field = match self.values {
             Values::Bool(data) => scalars(Scalar::BoolData(BoolArray { data })),
             Values::Int(data, ..) => scalars(Scalar::IntData(IntArray { data })),
@@ -303,6 +345,40 @@ impl Column {
             is_dynamic: f.is_dynamic,
         }
     }
+}
+
+/// Checks the footer's row counts and column chunk ranges: chunks must lie inside the
+/// payload and their declared uncompressed size within the decode budget.
+fn check_footer(
+    ctx: &Ctx<'_>,
+    meta: &ParquetMetaData,
+    payload_len: u64,
+    budget: u64,
+) -> Result<(), BinlogError> {
+    for (g, rg) in meta.row_groups().iter().enumerate() {
+        if rg.num_rows() < 0 {
+            return Err(ctx.bad(format!("row group {g} has {} rows", rg.num_rows())));
+        }
+        for c in rg.columns() {
+            let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset());
+            let (len, raw) = (c.compressed_size(), c.uncompressed_size());
+            let end = start.checked_add(len);
+            if start < 0 || len < 0 || end.is_none_or(|e| e as u64 > payload_len) {
+                return Err(ctx.bad(format!(
+                    "row group {g} column chunk at {start} (+{len}) lies outside the \
+                     {payload_len}-byte payload"
+                )));
+            }
+            if raw < 0 || raw as u64 > budget || c.num_values() < 0 {
+                return Err(ctx.bad(format!(
+                    "row group {g} declares {raw} uncompressed bytes and {} values, \
+                     beyond the decode limit ({budget} bytes left)",
+                    c.num_values()
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks a vector column's byte width against the field's dim: `width = dim * num / den`.

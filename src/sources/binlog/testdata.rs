@@ -53,7 +53,12 @@ pub fn binlog(
     out.extend_from_slice(&MAGIC.to_le_bytes());
     let next = 4 + descriptor_len;
     push_header(&mut out, ts.0, 0, descriptor_len, next);
-    for v in [ids.collection_id, ids.partition_id, ids.segment_id, field_id] {
+    for v in [
+        ids.collection_id,
+        ids.partition_id,
+        ids.segment_id,
+        field_id,
+    ] {
         out.extend_from_slice(&v.to_le_bytes());
     }
     out.extend_from_slice(&ts.0.to_le_bytes());
@@ -139,9 +144,10 @@ pub fn column_to_arrow(field: &FieldSchema, column: &FieldData) -> anyhow::Resul
         (Some(Field::Vectors(v)), _) => {
             let dim = field_dim(field).context("vector field without dim")?;
             let (width, bytes): (i64, Vec<u8>) = match (&v.data, dt) {
-                (Some(Vector::FloatVector(a)), DataType::FloatVector) => {
-                    (dim * 4, a.data.iter().flat_map(|f| f.to_le_bytes()).collect())
-                }
+                (Some(Vector::FloatVector(a)), DataType::FloatVector) => (
+                    dim * 4,
+                    a.data.iter().flat_map(|f| f.to_le_bytes()).collect(),
+                ),
                 (Some(Vector::BinaryVector(b)), DataType::BinaryVector) => (dim / 8, b.clone()),
                 (Some(Vector::Float16Vector(b)), DataType::Float16Vector)
                 | (Some(Vector::Bfloat16Vector(b)), DataType::BFloat16Vector) => {

@@ -4,8 +4,7 @@ use crate::milvus::PkValue;
 use crate::proto::common::KeyValuePair;
 use crate::proto::schema::{
     field_data::Field, scalar_field::Data as Scalar, vector_field::Data as Vector, BoolArray,
-    DoubleArray, FloatArray, IntArray, JsonArray, LongArray, ScalarField, StringArray,
-    VectorField,
+    DoubleArray, FloatArray, IntArray, JsonArray, LongArray, ScalarField, StringArray, VectorField,
 };
 use proptest::prelude::*;
 
@@ -156,7 +155,10 @@ fn every_type_round_trips_through_an_insert_log() {
         let log = parse("t", Bytes::from(bytes.clone())).unwrap();
         assert_eq!(log.descriptor.field_id, f.field_id);
         assert_eq!(log.descriptor.segment_id, 102);
-        assert_eq!(log.descriptor.post_header_lengths, vec![52, 16, 16, 16, 16, 16, 16, 16]);
+        assert_eq!(
+            log.descriptor.post_header_lengths,
+            vec![52, 16, 16, 16, 16, 16, 16, 16]
+        );
         assert!(log.descriptor.extras.contains_key("original_size"));
         assert_eq!(log.events.len(), 1);
         let back = read_insert_log("t", Bytes::from(bytes), &f, &ReadLimits::default()).unwrap();
@@ -170,18 +172,33 @@ fn several_events_concatenate_in_order() {
     let p = |v: Vec<i64>| {
         testdata::parquet_payload(std::sync::Arc::new(arrow_array::Int64Array::from(v))).unwrap()
     };
-    let bytes = testdata::binlog(1, DataType::Int64 as i32, 104, IDS, (1, 2), &[p(vec![1, 2]), p(vec![3])]);
+    let bytes = testdata::binlog(
+        1,
+        DataType::Int64 as i32,
+        104,
+        IDS,
+        (1, 2),
+        &[p(vec![1, 2]), p(vec![3])],
+    );
     let col = read_insert_log("t", Bytes::from(bytes), &f, &ReadLimits::default()).unwrap();
     assert_same(
         &col,
-        &scalar(&f, Scalar::LongData(LongArray { data: vec![1, 2, 3] })),
+        &scalar(
+            &f,
+            Scalar::LongData(LongArray {
+                data: vec![1, 2, 3],
+            }),
+        ),
     );
 }
 
 #[test]
 fn timestamps_and_deletes_read_back() {
     let ts = testdata::timestamps_log(&[7, 8, 9], IDS).unwrap();
-    assert_eq!(read_timestamps("ts", Bytes::from(ts), &ReadLimits::default()).unwrap(), vec![7, 8, 9]);
+    assert_eq!(
+        read_timestamps("ts", Bytes::from(ts), &ReadLimits::default()).unwrap(),
+        vec![7, 8, 9]
+    );
     let records = vec![
         testdata::delete_record(&PkValue::Int(4), 10),
         "5,11".to_string(),
@@ -194,7 +211,10 @@ fn timestamps_and_deletes_read_back() {
     let records = vec![testdata::delete_record(&PkValue::Str("k\"1".into()), 3)];
     let d = testdata::delta_log(&records, IDS, (3, 3)).unwrap();
     let got = read_delta_log("d", Bytes::from(d), &ReadLimits::default()).unwrap();
-    assert_eq!(got.pks, crate::milvus::PrimaryKeys::Str(vec!["k\"1".into()]));
+    assert_eq!(
+        got.pks,
+        crate::milvus::PrimaryKeys::Str(vec!["k\"1".into()])
+    );
 }
 
 fn valid() -> (FieldSchema, Vec<u8>) {
@@ -204,7 +224,12 @@ fn valid() -> (FieldSchema, Vec<u8>) {
 }
 
 fn read(f: &FieldSchema, bytes: Vec<u8>) -> Result<FieldData, BinlogError> {
-    read_insert_log("seg/102/110/7", Bytes::from(bytes), f, &ReadLimits::default())
+    read_insert_log(
+        "seg/102/110/7",
+        Bytes::from(bytes),
+        f,
+        &ReadLimits::default(),
+    )
 }
 
 #[test]
@@ -228,21 +253,37 @@ fn bad_inputs_name_file_offset_and_problem() {
     b[4 + 9..4 + 13].copy_from_slice(&i32::MAX.to_le_bytes());
     check(read(&f, b), "beyond the end of the file");
     // The data event cut short: its event_length no longer fits.
-    check(read(&f, good[..good.len() - 1].to_vec()), "beyond the end of the file");
+    check(
+        read(&f, good[..good.len() - 1].to_vec()),
+        "beyond the end of the file",
+    );
 
     // Payload type differs from the schema's.
     let other = field(110, "fv", DataType::Float, None);
-    check(read(&other, good.clone()), "payload holds FloatVector but field \"fv\"");
+    check(
+        read(&other, good.clone()),
+        "payload holds FloatVector but field \"fv\"",
+    );
 
     // Payload type agrees but the Parquet column is not what that type needs.
     let f32f = field(105, "f", DataType::Float, None);
     let p = testdata::parquet_payload(std::sync::Arc::new(arrow_array::Int64Array::from(vec![1])))
         .unwrap();
     let b = testdata::binlog(1, DataType::Float as i32, 105, IDS, (1, 1), &[p]);
-    check(read(&f32f, b), "payload holds arrow Int64 but field \"f\" (id 105) is Float");
+    check(
+        read(&f32f, b),
+        "payload holds arrow Int64 but field \"f\" (id 105) is Float",
+    );
 
     // Garbage where the Parquet file should be.
-    let b = testdata::binlog(1, DataType::FloatVector as i32, 110, IDS, (1, 1), &[vec![7; 40]]);
+    let b = testdata::binlog(
+        1,
+        DataType::FloatVector as i32,
+        110,
+        IDS,
+        (1, 1),
+        &[vec![7; 40]],
+    );
     check(read(&f, b), "parquet payload");
 
     // A vector width that does not match the schema's dim.
@@ -258,8 +299,10 @@ fn bad_inputs_name_file_offset_and_problem() {
 
     // Out-of-range small integers.
     let i8f = field(101, "i8", DataType::Int8, None);
-    let p = testdata::parquet_payload(std::sync::Arc::new(arrow_array::Int32Array::from(vec![1, 300])))
-        .unwrap();
+    let p = testdata::parquet_payload(std::sync::Arc::new(arrow_array::Int32Array::from(vec![
+        1, 300,
+    ])))
+    .unwrap();
     let b = testdata::binlog(1, DataType::Int8 as i32, 101, IDS, (1, 1), &[p]);
     check(read(&i8f, b), "value 300 at row 1 is out of range for Int8");
 }

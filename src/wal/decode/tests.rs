@@ -24,7 +24,9 @@ fn decodes_insert_columns_and_newest_timestamp() {
     assert_eq!(ins.ts, 1000);
     assert_eq!(ins.rows.len(), 3);
     assert_eq!(ins.rows.primary_keys("id"), Some(PrimaryKeys::Int(vec![1, 2, 3])));
-    assert_eq!(peek(&td::insert(42, "p", 1, &[1], 0.0)).unwrap().collection_id, Some(42));
+    let head = peek(&td::insert(42, "p", 1, &[1, 2], 0.0)).unwrap();
+    assert_eq!((head.collection_id, head.rows), (Some(42), 2));
+    assert_eq!(peek(&td::delete(42, "", 1, &[1, 2, 3])).unwrap().rows, 3);
 }
 
 #[test]
@@ -120,15 +122,18 @@ fn decodes_time_tick_and_ddl() {
             ts: 10
         }
     );
-    assert_eq!(
-        decode(&td::create_collection(4, "books", 11)).unwrap(),
-        WalEvent::CreateCollection {
-            collection_id: 4,
-            name: "books".into(),
-            schema: vec![10, 1, b'x'],
-            ts: 11
-        }
-    );
+    let WalEvent::CreateCollection {
+        collection_id,
+        name,
+        schema,
+        ts,
+    } = decode(&td::create_collection(4, "books", 11)).unwrap()
+    else {
+        panic!("not a create collection")
+    };
+    assert_eq!((collection_id, name.as_str(), ts), (4, "books", 11));
+    let schema = crate::proto::schema::CollectionSchema::decode(&schema[..]).unwrap();
+    assert_eq!(schema.fields[0].name, "id");
     assert_eq!(
         decode(&td::drop_collection(4, "books", 12)).unwrap(),
         WalEvent::DropCollection {

@@ -1,0 +1,393 @@
+//! The apply loop of one DML channel: log → batches → target → cursor.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use super::plan::{coalesce, cut, BatchLimits, Cut, EventMeta, MetaKind};
+use super::{ApplyError, Target};
+use crate::failpoint;
+use crate::log::{Cursor, DurableLog, StoredEntry};
+use crate::milvus::{MilvusError, PrimaryKeys, Rows};
+use crate::proto::common::MsgType;
+use crate::wal::{decode, physical_ms, WalEvent};
+
+/// Where one source collection's writes go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectionRoute {
+    /// Target collection name.
+    pub target_collection: String,
+    /// Primary-key field name (same on both sides).
+    pub pk_field: String,
+    /// Partition-key collection: partitions are Milvus's business, names are ignored.
+    pub partition_key: bool,
+}
+
+/// Source collection ID → route. Entries of other collections are passed over.
+pub type Routes = HashMap<i64, CollectionRoute>;
+
+/// Batch bounds and retry policy of the apply loop.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyConfig {
+    /// Payload bytes a batch aims to stay under; exceeded only to keep one timestamp's
+    /// writes together. Requests to the target are split to this size too.
+    #[serde(default = "default_max_batch_bytes")]
+    pub max_batch_bytes: usize,
+    /// Rows (inserted plus deleted) a batch aims to stay under, like `max_batch_bytes`.
+    #[serde(default = "default_max_batch_rows")]
+    pub max_batch_rows: usize,
+    /// Log entries read ahead to plan a batch.
+    #[serde(default = "default_read_ahead_entries")]
+    pub read_ahead_entries: usize,
+    /// First wait after a retryable target error; doubles up to `retry_max_ms`.
+    #[serde(default = "default_retry_initial_ms")]
+    pub retry_initial_ms: u64,
+    /// Longest wait between retries. Retries never give up: skipping would lose writes.
+    #[serde(default = "default_retry_max_ms")]
+    pub retry_max_ms: u64,
+}
+
+fn default_max_batch_bytes() -> usize {
+    16 << 20
+}
+fn default_max_batch_rows() -> usize {
+    50_000
+}
+fn default_read_ahead_entries() -> usize {
+    4096
+}
+fn default_retry_initial_ms() -> u64 {
+    200
+}
+fn default_retry_max_ms() -> u64 {
+    10_000
+}
+
+impl Default for ApplyConfig {
+    fn default() -> Self {
+        ApplyConfig {
+            max_batch_bytes: default_max_batch_bytes(),
+            max_batch_rows: default_max_batch_rows(),
+            read_ahead_entries: default_read_ahead_entries(),
+            retry_initial_ms: default_retry_initial_ms(),
+            retry_max_ms: default_retry_max_ms(),
+        }
+    }
+}
+
+/// Applies one channel's log to the target.
+pub struct Applier<T: Target> {
+    channel: String,
+    log: DurableLog,
+    target: T,
+    routes: Routes,
+    cfg: ApplyConfig,
+}
+
+impl<T: Target> Applier<T> {
+    pub fn new(
+        channel: impl Into<String>,
+        log: DurableLog,
+        target: T,
+        routes: Routes,
+        cfg: ApplyConfig,
+    ) -> Self {
+        Applier {
+            channel: channel.into(),
+            log,
+            target,
+            routes,
+            cfg,
+        }
+    }
+
+    fn limits(&self) -> BatchLimits {
+        BatchLimits {
+            max_bytes: self.cfg.max_batch_bytes.max(1),
+            max_rows: self.cfg.max_batch_rows.max(1),
+        }
+    }
+
+    /// Applies batches as they are appended until `shutdown` resolves or an error stops
+    /// the channel. Stopping mid-batch is safe: the cursor moves only after a batch is on
+    /// the target, and a repeated batch is idempotent.
+    pub async fn run(&mut self, shutdown: impl Future<Output = ()>) -> Result<(), ApplyError> {
+        tokio::pin!(shutdown);
+        // Subscribed before the first look at the log, so no append goes unnoticed.
+        let mut appends = self.log.subscribe_appends();
+        loop {
+            let progressed = tokio::select! {
+                biased;
+                _ = &mut shutdown => return Ok(()),
+                r = self.step() => r?,
+            };
+            if progressed {
+                continue;
+            }
+            self.advance_to_tick()?;
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => return Ok(()),
+                r = appends.changed() => if r.is_err() { return Ok(()) },
+            }
+        }
+    }
+
+    /// Applies everything in the log now; returns the number of batches. For tests and
+    /// draining at shutdown.
+    pub async fn apply_available(&mut self) -> Result<usize, ApplyError> {
+        let mut n = 0;
+        while self.step().await? {
+            n += 1;
+        }
+        self.advance_to_tick()?;
+        Ok(n)
+    }
+
+    /// When everything appended is applied, everything up to the newest time tick is too:
+    /// the tick's window was appended with (before) it. The tick is read before checking
+    /// the end, so a window appended in between cannot be claimed.
+    fn advance_to_tick(&self) -> Result<(), ApplyError> {
+        let tick = self.log.source_ts(&self.channel);
+        let cur = self.log.cursor(&self.channel);
+        if cur.next_seq == self.log.end_seq(&self.channel) && tick > cur.applied_ts {
+            self.log.advance(
+                &self.channel,
+                Cursor {
+                    next_seq: cur.next_seq,
+                    applied_ts: tick,
+                },
+            )?;
+        }
+        self.emit_lag();
+        Ok(())
+    }
+
+    fn emit_lag(&self) {
+        let source = physical_ms(self.log.source_ts(&self.channel));
+        let applied = physical_ms(self.log.applied_ts(&self.channel));
+        metrics::gauge!("ferry_apply_lag_ms", "channel" => self.channel.clone())
+            .set(source.saturating_sub(applied) as f64);
+    }
+
+    fn meta(&self, e: &StoredEntry) -> Result<EventMeta, ApplyError> {
+        let head = decode::peek(&e.entry.payload).map_err(|source| ApplyError::Decode {
+            channel: self.channel.clone(),
+            seq: e.seq,
+            offset: e.entry.kafka_offset,
+            source,
+        })?;
+        let routed = head
+            .collection_id
+            .is_some_and(|id| self.routes.contains_key(&id));
+        let kind = match MsgType::try_from(head.msg_type) {
+            Ok(MsgType::Insert | MsgType::Delete) if routed => MetaKind::Dml,
+            Ok(MsgType::CreatePartition | MsgType::DropPartition | MsgType::DropCollection)
+                if routed =>
+            {
+                MetaKind::Barrier
+            }
+            _ => MetaKind::Skip,
+        };
+        Ok(EventMeta {
+            collection_id: head.collection_id.unwrap_or(0),
+            ts: e.entry.ts,
+            kind,
+            bytes: e.entry.payload.len(),
+            rows: usize::try_from(head.rows).unwrap_or(usize::MAX),
+        })
+    }
+
+    /// Applies one batch; false when the log has nothing past the cursor.
+    async fn step(&mut self) -> Result<bool, ApplyError> {
+        let cursor = self.log.cursor(&self.channel);
+        let mut max_entries = self.cfg.read_ahead_entries.max(1);
+        // Room for a full batch plus the look-ahead needed to find where it ends.
+        let mut max_bytes = (self.cfg.max_batch_bytes as u64).saturating_mul(2).max(1);
+        loop {
+            let entries = self
+                .log
+                .read(&self.channel, cursor.next_seq, max_entries, max_bytes)?;
+            let Some(last) = entries.last() else {
+                return Ok(false);
+            };
+            // Read after the entries: if it moved, more may share the last timestamp.
+            let at_end = last.seq + 1 >= self.log.end_seq(&self.channel);
+            let metas = entries
+                .iter()
+                .map(|e| self.meta(e))
+                .collect::<Result<Vec<_>, _>>()?;
+            let n = match cut(&metas, at_end, &self.limits()) {
+                Cut::Take(n) => n,
+                Cut::NeedMore => {
+                    max_entries = max_entries.saturating_mul(2);
+                    max_bytes = max_bytes.saturating_mul(2);
+                    continue;
+                }
+            };
+            self.apply(&entries[..n], &metas[..n]).await?;
+            failpoint::hit("apply.after_target_write");
+            let last = &entries[n - 1];
+            self.log.advance(
+                &self.channel,
+                Cursor {
+                    next_seq: last.seq + 1,
+                    applied_ts: cursor.applied_ts.max(last.entry.ts),
+                },
+            )?;
+            self.emit_lag();
+            return Ok(true);
+        }
+    }
+
+    fn decode(&self, e: &StoredEntry) -> Result<WalEvent, ApplyError> {
+        decode::decode(&e.entry.payload).map_err(|source| ApplyError::Decode {
+            channel: self.channel.clone(),
+            seq: e.seq,
+            offset: e.entry.kafka_offset,
+            source,
+        })
+    }
+
+    async fn apply(&self, entries: &[StoredEntry], metas: &[EventMeta]) -> Result<(), ApplyError> {
+        let Some(first) = metas.first() else {
+            return Ok(());
+        };
+        let Some(route) = self.routes.get(&first.collection_id) else {
+            return Ok(());
+        };
+        let coll = route.target_collection.as_str();
+        match first.kind {
+            MetaKind::Skip => Ok(()),
+            MetaKind::Barrier => match self.decode(&entries[0])? {
+                WalEvent::CreatePartition { partition_name, .. } if !route.partition_key => {
+                    self.retry("create_partition", coll, || {
+                        self.target.create_partition(coll, &partition_name)
+                    })
+                    .await
+                }
+                WalEvent::DropPartition { partition_name, .. } if !route.partition_key => {
+                    self.retry("drop_partition", coll, || {
+                        self.target.drop_partition(coll, &partition_name)
+                    })
+                    .await
+                }
+                WalEvent::DropCollection {
+                    collection_id,
+                    name,
+                    ..
+                } => Err(ApplyError::SourceCollectionDropped {
+                    collection_id,
+                    name,
+                }),
+                _ => Ok(()),
+            },
+            MetaKind::Dml => {
+                let events = entries
+                    .iter()
+                    .map(|e| self.decode(e))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let refs: Vec<&WalEvent> = events.iter().collect();
+                let plan = coalesce(&refs, coll, &route.pk_field, route.partition_key)?;
+                let (mut deleted, mut upserted) = (0usize, 0usize);
+                // Deletes first: see `Coalesced`.
+                for (partition, keys) in &plan.deletes {
+                    for chunk in chunk_keys(keys, self.limits().max_rows) {
+                        self.retry("delete", coll, || {
+                            self.target.delete(coll, partition, &route.pk_field, &chunk)
+                        })
+                        .await?;
+                        deleted += chunk.len();
+                    }
+                }
+                for (partition, rows) in &plan.upserts {
+                    for part in split_rows(rows, &self.limits()) {
+                        self.retry("upsert", coll, || self.target.upsert(coll, partition, &part))
+                            .await?;
+                        upserted += part.len();
+                    }
+                }
+                metrics::counter!("ferry_apply_batches_total").increment(1);
+                metrics::counter!("ferry_apply_rows_upserted_total").increment(upserted as u64);
+                metrics::counter!("ferry_apply_keys_deleted_total").increment(deleted as u64);
+                tracing::debug!(
+                    channel = %self.channel,
+                    collection = coll,
+                    events = entries.len(),
+                    upserted,
+                    deleted,
+                    "applied batch"
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs `op` until it succeeds or fails for good. Retryable failures (target down,
+    /// throttled, restarting) wait and retry forever: giving up would mean skipping writes.
+    async fn retry<F, Fut>(&self, op: &'static str, collection: &str, mut f: F) -> Result<(), ApplyError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(), MilvusError>>,
+    {
+        let max = Duration::from_millis(self.cfg.retry_max_ms.max(1));
+        let mut delay = Duration::from_millis(self.cfg.retry_initial_ms.max(1)).min(max);
+        loop {
+            match f().await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(
+                        channel = %self.channel,
+                        collection,
+                        op,
+                        error = %e,
+                        retry_in_ms = delay.as_millis() as u64,
+                        "target write failed; retrying"
+                    );
+                    metrics::counter!("ferry_apply_target_retries_total", "op" => op, "kind" => e.kind())
+                        .increment(1);
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(max);
+                }
+                Err(source) => {
+                    return Err(ApplyError::Target {
+                        collection: collection.to_string(),
+                        op,
+                        source,
+                    })
+                }
+            }
+        }
+    }
+}
+
+fn chunk_keys(keys: &PrimaryKeys, max: usize) -> Vec<PrimaryKeys> {
+    match keys {
+        PrimaryKeys::Int(v) => v.chunks(max).map(|c| PrimaryKeys::Int(c.to_vec())).collect(),
+        PrimaryKeys::Str(v) => v.chunks(max).map(|c| PrimaryKeys::Str(c.to_vec())).collect(),
+    }
+}
+
+/// Splits rows into requests within both bounds.
+fn split_rows(rows: &Rows, limits: &BatchLimits) -> Vec<Rows> {
+    rows.clone()
+        .split_by_bytes(limits.max_bytes)
+        .into_iter()
+        .flat_map(|part| {
+            if part.len() <= limits.max_rows {
+                return vec![part];
+            }
+            (0..part.len())
+                .step_by(limits.max_rows)
+                .map(|s| {
+                    let idx: Vec<usize> = (s..(s + limits.max_rows).min(part.len())).collect();
+                    part.select(&idx)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

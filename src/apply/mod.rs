@@ -1,0 +1,24 @@
+//! Applying the durable log to the target: one loop per DML channel.
+//!
+//! # Layout
+//! - `plan`: pure batch planning: where a batch may end ([`cut`]) and the writes it makes
+//!   ([`coalesce`]), including the upsert ordering trap.
+//! - `applier`: [`Applier`], the loop: read from the cursor, plan, write with retries,
+//!   then advance the cursor.
+//! - `target`: the [`Target`] trait the loop writes through, implemented by
+//!   `MilvusClient`.
+//! - `error`: [`ApplyError`].
+//!
+//! Delivery is at-least-once: a crash between the target write and the cursor advance
+//! (failpoint `apply.after_target_write`) repeats the batch, which is harmless because
+//! every write is an upsert or a delete by key and batches end on timestamp boundaries.
+
+mod applier;
+mod error;
+pub mod plan;
+mod target;
+
+pub use applier::{Applier, ApplyConfig, CollectionRoute, Routes};
+pub use error::ApplyError;
+pub use plan::{coalesce, cut, BatchLimits, Coalesced, Cut, EventMeta, MetaKind};
+pub use target::Target;

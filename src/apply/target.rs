@@ -1,0 +1,72 @@
+//! What the apply loop writes to: the target Milvus, behind a trait so the loop's cursor
+//! and retry rules are tested without a server.
+
+use std::future::Future;
+
+use crate::milvus::{MilvusClient, MilvusError, PrimaryKeys, Rows};
+
+/// The writes the apply loop makes. Every method must be idempotent: after a crash the
+/// loop repeats the batch whose cursor advance was lost.
+pub trait Target: Send + Sync {
+    fn upsert(
+        &self,
+        collection: &str,
+        partition: &str,
+        rows: &Rows,
+    ) -> impl Future<Output = Result<(), MilvusError>> + Send;
+
+    fn delete(
+        &self,
+        collection: &str,
+        partition: &str,
+        pk_field: &str,
+        keys: &PrimaryKeys,
+    ) -> impl Future<Output = Result<(), MilvusError>> + Send;
+
+    /// Creates the partition unless it exists.
+    fn create_partition(
+        &self,
+        collection: &str,
+        partition: &str,
+    ) -> impl Future<Output = Result<(), MilvusError>> + Send;
+
+    /// Drops the partition if it exists.
+    fn drop_partition(
+        &self,
+        collection: &str,
+        partition: &str,
+    ) -> impl Future<Output = Result<(), MilvusError>> + Send;
+}
+
+impl Target for MilvusClient {
+    async fn upsert(&self, collection: &str, partition: &str, rows: &Rows) -> Result<(), MilvusError> {
+        MilvusClient::upsert(self, collection, partition, rows).await.map(|_| ())
+    }
+
+    async fn delete(
+        &self,
+        collection: &str,
+        partition: &str,
+        pk_field: &str,
+        keys: &PrimaryKeys,
+    ) -> Result<(), MilvusError> {
+        MilvusClient::delete(self, collection, partition, pk_field, keys)
+            .await
+            .map(|_| ())
+    }
+
+    async fn create_partition(&self, collection: &str, partition: &str) -> Result<(), MilvusError> {
+        // Checked first so a replayed create is not an "already exists" error.
+        if self.has_partition(collection, partition).await? {
+            return Ok(());
+        }
+        MilvusClient::create_partition(self, collection, partition).await
+    }
+
+    async fn drop_partition(&self, collection: &str, partition: &str) -> Result<(), MilvusError> {
+        if !self.has_partition(collection, partition).await? {
+            return Ok(());
+        }
+        MilvusClient::drop_partition(self, collection, partition).await
+    }
+}

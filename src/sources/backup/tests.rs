@@ -1,0 +1,289 @@
+use super::meta::{CollectionBackupInfo, PartitionBackupInfo, SchemaJson};
+use super::testdata::{write_meta, write_segment, SegmentSpec};
+use super::*;
+use crate::milvus::{PkValue, PrimaryKeys};
+use crate::sources::binlog::tests::every_type;
+
+/// A schema of every type with `i64` as the primary key, and its three rows.
+fn schema_and_rows() -> (CollectionSchema, Rows) {
+    let mut fields = Vec::new();
+    let mut cols = Vec::new();
+    for (mut f, c) in every_type() {
+        if f.name == "i64" {
+            f.is_primary_key = true;
+        }
+        if f.name == "j" {
+            f.name = "$meta".into();
+            f.is_dynamic = true;
+        }
+        let mut c = c;
+        c.field_name = f.name.clone();
+        c.is_dynamic = f.is_dynamic;
+        fields.push(f);
+        cols.push(c);
+    }
+    let schema = CollectionSchema {
+        name: "all_types".into(),
+        fields,
+        enable_dynamic_field: true,
+        ..Default::default()
+    };
+    (schema, Rows::new(cols).unwrap())
+}
+
+/// Compares bit-exactly (the fixture holds NaN floats).
+fn assert_same_rows(a: &Rows, b: &Rows) {
+    use prost::Message;
+    assert_eq!(a.len(), b.len());
+    let enc = |r: &Rows| {
+        r.columns
+            .iter()
+            .map(|c| c.encode_to_vec())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(enc(a), enc(b));
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    schema: CollectionSchema,
+    rows: Rows,
+}
+
+/// Backup "bk1" (level files, two segments: one grouped with deletes, one in the old
+/// layout) and "bk2" (full_meta.json only).
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let (schema, rows) = schema_and_rows();
+    let bk1 = dir.path().join("bk1");
+    let pk = |k| PkValue::Int(k);
+    let s1 = write_segment(
+        &bk1,
+        &SegmentSpec {
+            collection_id: 7,
+            partition_id: 8,
+            group: Some(1),
+            segment_id: 9001,
+            schema: &schema,
+            rows: &rows,
+            timestamps: &[100, 200, 300],
+            // Key i64::MIN deleted after its insert; key 3 deleted at its own timestamp (an
+            // upsert), so it survives; key i64::MAX is deleted by the other segment's log.
+            deletes: &[(pk(i64::MIN), 150), (pk(3), 200)],
+        },
+    )
+    .unwrap();
+    let s2 = write_segment(
+        &bk1,
+        &SegmentSpec {
+            collection_id: 7,
+            partition_id: 8,
+            group: None,
+            segment_id: 9002,
+            schema: &schema,
+            rows: &rows,
+            timestamps: &[400, 500, 600],
+            // Deletes key i64::MAX of both segments; only this segment's row of it is newer
+            // than the first segment's deletes of i64::MIN and 3.
+            deletes: &[(pk(i64::MAX), 1000)],
+        },
+    )
+    .unwrap();
+    let info = BackupInfo {
+        name: "bk1".into(),
+        milvus_version: "v2.3.5".into(),
+        collection_backups: vec![CollectionBackupInfo {
+            collection_id: 7,
+            db_name: "default".into(),
+            collection_name: "all_types".into(),
+            schema: Some(SchemaJson::from_proto(&schema)),
+            shards_num: 2,
+            consistency_level: 2,
+            partition_backups: vec![PartitionBackupInfo {
+                partition_id: 8,
+                partition_name: "_default".into(),
+                collection_id: 7,
+                segment_backups: vec![s1, s2],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    write_meta(&bk1, &info, false).unwrap();
+    let mut info2 = info.clone();
+    info2.name = "bk2".into();
+    std::fs::create_dir_all(dir.path().join("bk2")).unwrap();
+    write_meta(&dir.path().join("bk2"), &info2, true).unwrap();
+    std::fs::remove_file(dir.path().join("bk2/meta/segment_meta.json")).unwrap();
+    Fixture { dir, schema, rows }
+}
+
+fn root(f: &Fixture) -> String {
+    f.dir.path().to_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn segments_round_trip_in_both_layouts_and_deletes_apply_by_timestamp() {
+    let f = fixture();
+    let src = BackupSource::open(&root(&f), Some("bk1")).await.unwrap();
+    assert_eq!(src.name(), "bk1");
+    let coll = src.collection("all_types").unwrap().clone();
+    assert_eq!(coll.schema, f.schema);
+    assert_eq!((coll.id, coll.shards, coll.consistency), (7, 2, 2));
+    assert_eq!(coll.num_rows(), 6);
+    let segs: Vec<_> = coll.segments().cloned().collect();
+
+    let files = src.segment_files(&coll, &segs[0]).await.unwrap();
+    assert_eq!(files.group, Some(1));
+    let files = src.segment_files(&coll, &segs[1]).await.unwrap();
+    assert_eq!(files.group, None);
+
+    let mut first = src.read_segment(&coll, &segs[0]).await.unwrap();
+    assert_same_rows(&first.rows, &f.rows);
+    assert_eq!(first.timestamps, vec![100, 200, 300]);
+    assert_eq!(first.deletes.pks, PrimaryKeys::Int(vec![i64::MIN, 3]));
+
+    let all = src.collection_deletes(&coll).await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(first.apply_deletes(&all, "i64").unwrap(), 2);
+    assert_eq!(
+        first.rows.primary_keys("i64"),
+        Some(PrimaryKeys::Int(vec![3]))
+    );
+    assert_eq!(first.timestamps, vec![200]);
+
+    let mut second = src.read_segment(&coll, &segs[1]).await.unwrap();
+    assert_eq!(second.apply_deletes(&all, "i64").unwrap(), 1);
+    assert_eq!(
+        second.rows.primary_keys("i64"),
+        Some(PrimaryKeys::Int(vec![i64::MIN, 3]))
+    );
+}
+
+#[tokio::test]
+async fn full_meta_is_preferred_and_backups_are_listed() {
+    let f = fixture();
+    let store = Store::open(&root(&f)).unwrap();
+    assert_eq!(list_backups(&store).await.unwrap(), vec!["bk1", "bk2"]);
+    // bk2's segment_meta.json is gone: only full_meta.json can describe its segments.
+    let src = BackupSource::open(&root(&f), Some("bk2")).await.unwrap();
+    assert_eq!(src.collections()[0].segments().count(), 2);
+    // The backup folder itself also opens without a name.
+    let direct = BackupSource::open(&format!("{}/bk1", root(&f)), None)
+        .await
+        .unwrap();
+    assert_eq!(direct.name(), "bk1");
+
+    let e = BackupSource::open(&root(&f), None).await.unwrap_err();
+    assert!(
+        matches!(e, BackupError::Ambiguous { ref names, .. } if names.len() == 2),
+        "{e}"
+    );
+    let e = BackupSource::open(&root(&f), Some("bk3"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no backup named \"bk3\"; present: bk1, bk2"),
+        "{e}"
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let e = BackupSource::open(empty.path().to_str().unwrap(), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, BackupError::NoBackup { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn snapshot_backups_are_refused() {
+    let f = fixture();
+    let path = f.dir.path().join("bk2/meta/full_meta.json");
+    let mut info: BackupInfo = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    info.format = "snapshot".into();
+    std::fs::write(&path, serde_json::to_vec(&info).unwrap()).unwrap();
+    let e = BackupSource::open(&root(&f), Some("bk2"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("snapshot format") && e.contains("--format binlog"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn missing_logs_and_wrong_counts_name_the_segment() {
+    let f = fixture();
+    let src = BackupSource::open(&root(&f), Some("bk1")).await.unwrap();
+    let coll = src.collections()[0].clone();
+    let mut segs: Vec<_> = coll.segments().cloned().collect();
+
+    // A log the meta lists is missing.
+    let mut listed = segs[1].clone();
+    listed.binlogs[0].binlogs.push(super::meta::BinlogInfo {
+        log_path: "files/insert_log/7/8/9002/0/999".into(),
+        ..Default::default()
+    });
+    let e = src
+        .read_segment(&coll, &listed)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("segment 9002 of collection \"all_types\": field 0 log 999 is listed in the meta but missing"), "{e}");
+    // A whole field is missing.
+    let field_dir = f.dir.path().join("bk1/binlogs/insert_log/7/8/9002/110");
+    std::fs::rename(&field_dir, field_dir.with_file_name("110-moved")).unwrap();
+    let e = src
+        .read_segment(&coll, &segs[1])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(
+            "segment 9002 of collection \"all_types\": field \"fv\" (id 110) has no insert log"
+        ),
+        "{e}"
+    );
+
+    segs[0].num_of_rows = 4;
+    let e = src
+        .read_segment(&coll, &segs[0])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("the meta records 4 rows, the insert logs hold 3 rows"),
+        "{e}"
+    );
+
+    let mut gone = segs[0].clone();
+    gone.segment_id = 1;
+    gone.binlogs.clear();
+    let e = src
+        .read_segment(&coll, &gone)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("segment 1 of collection \"all_types\": no insert logs under any of binlogs/insert_log/7/8/1/1"), "{e}");
+
+    // A corrupt binlog names its path in the backup.
+    let ts_dir = f.dir.path().join("bk1/binlogs/insert_log/7/8/1/9001/1");
+    let log = std::fs::read_dir(&ts_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::write(&log, b"\x00\x01").unwrap();
+    segs[0].num_of_rows = 3;
+    let e = src
+        .read_segment(&coll, &segs[0])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("bk1/binlogs/insert_log/7/8/1/9001/1/") && e.contains("truncated magic"),
+        "{e}"
+    );
+}

@@ -1,0 +1,292 @@
+//! `ferry migrate` end to end: Milvus 2.3.5 -> Milvus 2.3.5 and -> Milvus Lite, every type,
+//! deletes before the copy, exact schema, crash and resume, bad input.
+
+mod common;
+
+use std::time::Duration;
+
+use common::data::{self, Shape};
+use ferry::milvus::{CreateCollection, MilvusClient, PkValue, PrimaryKeys};
+use ferry::plan::schema::first_difference;
+use ferry::proto::common::{ConsistencyLevel, KeyValuePair};
+
+/// Creates a source collection with every type, user partitions, a TTL property and an index,
+/// loads `n` rows across partitions and deletes every 7th row.
+async fn make_source(c: &MilvusClient, name: &str, shape: Shape, n: i64) -> usize {
+    let mut schema = data::all_types_schema(name, shape);
+    if shape.partition_key {
+        schema.fields.iter_mut().for_each(|f| f.is_partition_key = f.name == "i64");
+    }
+    c.create_collection(&CreateCollection {
+        name: name.into(),
+        schema,
+        shards_num: 2,
+        consistency_level: ConsistencyLevel::Session,
+        properties: vec![],
+        num_partitions: if shape.partition_key { 4 } else { 0 },
+    })
+    .await
+    .unwrap();
+    c.alter_collection(name, &[KeyValuePair { key: "collection.ttl.seconds".into(), value: "31536000".into() }])
+        .await
+        .unwrap();
+    if !shape.partition_key {
+        c.create_partition(name, "p_a").await.unwrap();
+        c.create_partition(name, "p_b").await.unwrap();
+    }
+    let ids: Vec<i64> = (0..n).collect();
+    for (i, chunk) in ids.chunks(1000).enumerate() {
+        let part = if shape.partition_key { "" } else { ["", "p_a", "p_b"][i % 3] };
+        c.insert(name, part, &data::rows(shape, chunk, 0)).await.unwrap();
+    }
+    if !shape.auto_id {
+        let victims: Vec<i64> = ids.iter().copied().filter(|i| i % 7 == 3).collect();
+        let keys = if shape.varchar_pk {
+            PrimaryKeys::Str(victims.iter().map(|&i| match data::key(shape, i) { PkValue::Str(s) => s, _ => unreachable!() }).collect())
+        } else {
+            PrimaryKeys::Int(victims.iter().map(|&i| match data::key(shape, i) { PkValue::Int(k) => k, _ => unreachable!() }).collect())
+        };
+        c.delete(name, "", "pk", &keys).await.unwrap();
+    }
+    let params = [
+        KeyValuePair { key: "index_type".into(), value: "IVF_FLAT".into() },
+        KeyValuePair { key: "metric_type".into(), value: "IP".into() },
+        KeyValuePair { key: "params".into(), value: "{\"nlist\":16}".into() },
+    ];
+    let bin_params = [
+        KeyValuePair { key: "index_type".into(), value: "BIN_IVF_FLAT".into() },
+        KeyValuePair { key: "metric_type".into(), value: "HAMMING".into() },
+        KeyValuePair { key: "params".into(), value: "{\"nlist\":16}".into() },
+    ];
+    c.create_index(name, "v", "v_ivf", if shape.binary_vector { &bin_params } else { &params }).await.unwrap();
+    c.load(name, Duration::from_secs(120)).await.unwrap();
+    c.count(name, &[]).await.unwrap() as usize
+}
+
+async fn assert_migrated(source: &MilvusClient, target: &MilvusClient, src: &str, dst: &str, full_checks: bool) {
+    let s = source.describe_collection(src).await.unwrap();
+    let t = target.describe_collection(dst).await.unwrap();
+    let (ss, ts) = (s.schema.clone().unwrap(), t.schema.clone().unwrap());
+    assert_eq!(first_difference(&ts, &ss), None, "schema differs");
+    let fields = data::output_fields(&ss);
+    let a = data::dump(source, src, "pk", fields.clone()).await;
+    let b = data::dump(target, dst, "pk", fields).await;
+    data::assert_same(&a, &b);
+    if full_checks {
+        assert_eq!(t.consistency_level, s.consistency_level);
+        assert_eq!(t.shards_num, s.shards_num);
+        assert!(t.properties.iter().any(|kv| kv.key == "collection.ttl.seconds"), "{:?}", t.properties);
+        let mut sp: Vec<String> = source.list_partitions(src).await.unwrap().into_iter().map(|p| p.0).collect();
+        let mut tp: Vec<String> = target.list_partitions(dst).await.unwrap().into_iter().map(|p| p.0).collect();
+        sp.sort();
+        tp.sort();
+        assert_eq!(sp, tp);
+        let idx = target.describe_indexes(dst).await.unwrap();
+        assert!(idx.iter().any(|i| i.field_name == "v" && i.params.iter().any(|kv| kv.value.ends_with("IVF_FLAT"))), "{idx:?}");
+    }
+}
+
+/// `release_source`: leave the source unloaded, so ferry must load it to read (and release it
+/// again after).
+async fn migrate_roundtrip(target_uri: &str, shape: Shape, full_checks: bool, release_source: bool) {
+    let env = common::env();
+    let source = common::client(&env.source_uri).await;
+    let target = common::client(target_uri).await;
+    let src = common::unique("mig_src");
+    let dst = common::unique("mig_dst");
+    let rows = make_source(&source, &src, shape, 5000).await;
+    if release_source {
+        source.release(&src).await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let job = common::write_job(
+        dir.path(),
+        &env.source_uri,
+        target_uri,
+        &format!("[[collections]]\nsource = \"{src}\"\ntarget = \"{dst}\"\ndescription = \"moved by ferry\"\n"),
+        "page_rows = 700\nbatch_bytes = 200000\nparallelism = 3\nkey_splits = 2",
+    );
+    let out = common::run_ferry(&["migrate", "--config", job.to_str().unwrap(), "--quiet"], &[]);
+    assert!(out.status.success(), "migrate failed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&dst) && stdout.contains(&format!("ok {rows}")), "{stdout}");
+    if release_source {
+        assert_eq!(source.load_state(&src).await.unwrap(), ferry::proto::common::LoadState::NotLoad, "ferry must release what it loaded");
+        source.load(&src, Duration::from_secs(120)).await.unwrap();
+    }
+    target.load(&dst, Duration::from_secs(120)).await.unwrap();
+    if full_checks {
+        // Milvus Lite 3.2.2 does not keep collection descriptions.
+        let t = target.describe_collection(&dst).await.unwrap();
+        assert_eq!(t.schema.unwrap().description, "moved by ferry");
+    }
+    assert_migrated(&source, &target, &src, &dst, full_checks).await;
+    source.drop_collection(&src).await.unwrap();
+    target.drop_collection(&dst).await.unwrap();
+}
+
+#[tokio::test]
+async fn every_type_to_milvus() {
+    migrate_roundtrip(&common::env().target_uri, Shape::default(), true, false).await;
+}
+
+#[tokio::test]
+async fn varchar_keys_and_binary_vectors_to_milvus() {
+    migrate_roundtrip(&common::env().target_uri, Shape { varchar_pk: true, binary_vector: true, ..Default::default() }, true, false).await;
+}
+
+#[tokio::test]
+async fn partition_key_to_milvus() {
+    migrate_roundtrip(&common::env().target_uri, Shape { partition_key: true, ..Default::default() }, true, false).await;
+}
+
+#[tokio::test]
+async fn every_type_to_milvus_lite() {
+    migrate_roundtrip(&common::env().lite_uri, Shape::default(), false, true).await;
+}
+
+#[tokio::test]
+async fn crash_at_failpoint_then_kill_9_then_resume_converges() {
+    let env = common::env();
+    let source = common::client(&env.source_uri).await;
+    let target = common::client(&env.target_uri).await;
+    let src = common::unique("crash_src");
+    let dst = common::unique("crash_dst");
+    make_source(&source, &src, Shape::default(), 20000).await;
+    let dir = tempfile::tempdir().unwrap();
+    let job = common::write_job(
+        dir.path(),
+        &env.source_uri,
+        &env.target_uri,
+        &format!("[[collections]]\nsource = \"{src}\"\ntarget = \"{dst}\"\n"),
+        "page_rows = 300\nbatch_bytes = 60000\nparallelism = 2\nkey_splits = 2",
+    );
+    let cfg = job.to_str().unwrap();
+    // 1. Abort right after a batch reached the target, before its cursor was stored.
+    let out = common::run_ferry(&["migrate", "--config", cfg, "--quiet"], &[("FERRY_FAILPOINTS", "snapshot.after_target_write")]);
+    assert!(!out.status.success(), "the failpoint must abort the run");
+    assert!(target.has_collection(&dst).await.unwrap(), "the target was created before the crash");
+    // Index and load the target now so the test can watch rows arrive (ferry keeps an index
+    // that already exists on a field).
+    let params = [
+        KeyValuePair { key: "index_type".into(), value: "IVF_FLAT".into() },
+        KeyValuePair { key: "metric_type".into(), value: "IP".into() },
+        KeyValuePair { key: "params".into(), value: "{\"nlist\":16}".into() },
+    ];
+    target.create_index(&dst, "v", "v_ivf", &params).await.unwrap();
+    target.load(&dst, Duration::from_secs(120)).await.unwrap();
+    let after_failpoint = target.count(&dst, &[]).await.unwrap();
+    assert!(after_failpoint > 0, "the failpoint fires after a batch reached the target");
+    // 2. A real kill -9 in the middle of the copy.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["migrate", "--config", cfg, "--quiet"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut copied = 0;
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        copied = target.count(&dst, &[]).await.unwrap_or(0);
+        if copied > after_failpoint + 2000 {
+            break;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    assert!(copied > 0, "nothing was copied before the kill");
+    eprintln!("killed after {copied} rows, status {status:?}");
+    // 3. The same command again finishes with exactly the source's rows.
+    let out = common::run_ferry(&["migrate", "--config", cfg, "--quiet", "--load"], &[]);
+    assert!(out.status.success(), "resume failed");
+    assert_migrated(&source, &target, &src, &dst, true).await;
+    source.drop_collection(&src).await.unwrap();
+    target.drop_collection(&dst).await.unwrap();
+}
+
+#[tokio::test]
+async fn autoid_source_needs_an_explicit_flag_on_a_2_3_target() {
+    let env = common::env();
+    let source = common::client(&env.source_uri).await;
+    let target = common::client(&env.target_uri).await;
+    let src = common::unique("auto_src");
+    let shape = Shape { auto_id: true, ..Default::default() };
+    make_source(&source, &src, shape, 1500).await;
+    let dir = tempfile::tempdir().unwrap();
+    let job = common::write_job(dir.path(), &env.source_uri, &env.target_uri, &format!("[[collections]]\nsource = \"{src}\"\n"), "");
+    let cfg = job.to_str().unwrap();
+    let out = common::run_ferry(&["migrate", "--config", cfg, "--quiet"], &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("autoID") && err.contains("--autoid-off") && err.contains(&src), "{err}");
+    assert!(!target.has_collection(&src).await.unwrap(), "nothing may be created on refusal");
+    let out = common::run_ferry(&["migrate", "--config", cfg, "--quiet", "--autoid-off", "--load"], &[]);
+    assert!(out.status.success());
+    // Keys are preserved even though the source generated them.
+    let fields = data::output_fields(&source.describe_collection(&src).await.unwrap().schema.unwrap());
+    let a = data::dump(&source, &src, "pk", fields.clone()).await;
+    let b = data::dump(&target, &src, "pk", fields).await;
+    data::assert_same(&a, &b);
+    let t = target.describe_collection(&src).await.unwrap().schema.unwrap();
+    assert!(!t.fields.iter().any(|f| f.auto_id));
+    source.drop_collection(&src).await.unwrap();
+    target.drop_collection(&src).await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_input_fails_clearly_and_creates_nothing() {
+    let env = common::env();
+    let source = common::client(&env.source_uri).await;
+    let target = common::client(&env.target_uri).await;
+    let dir = tempfile::tempdir().unwrap();
+
+    // Unreachable endpoint.
+    let job = common::write_job(dir.path(), "http://127.0.0.1:1", &env.target_uri, "", "");
+    let out = common::run_ferry(&["migrate", "--config", job.to_str().unwrap()], &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("source") && err.contains("127.0.0.1:1"), "{err}");
+
+    // Unknown collection.
+    let job = common::write_job(dir.path(), &env.source_uri, &env.target_uri, "[[collections]]\nsource = \"no_such_collection_x\"\n", "");
+    let out = common::run_ferry(&["migrate", "--config", job.to_str().unwrap()], &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no_such_collection_x"));
+
+    // Unknown database.
+    let text = std::fs::read_to_string(&job).unwrap().replacen("[target]", "[target]\ndatabase = \"nodb_here\"", 1);
+    std::fs::write(&job, text).unwrap();
+    let out = common::run_ferry(&["migrate", "--config", job.to_str().unwrap()], &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nodb_here"));
+
+    // Unknown key in the job file.
+    let text = std::fs::read_to_string(&job).unwrap().replacen("[job]", "[job]\nstat_dir = \"x\"", 1);
+    std::fs::write(&job, text).unwrap();
+    let out = common::run_ferry(&["migrate", "--config", job.to_str().unwrap()], &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stat_dir"));
+
+    // Target name clash with a different schema: the error names the difference.
+    let src = common::unique("clash_src");
+    make_source(&source, &src, Shape::default(), 100).await;
+    let mut other = data::all_types_schema(&src, Shape::default());
+    other.fields.retain(|f| f.name != "arr_s");
+    target
+        .create_collection(&CreateCollection { name: src.clone(), schema: other, shards_num: 1, consistency_level: ConsistencyLevel::Bounded, properties: vec![], num_partitions: 0 })
+        .await
+        .unwrap();
+    let job = common::write_job(dir.path(), &env.source_uri, &env.target_uri, &format!("[[collections]]\nsource = \"{src}\"\n"), "");
+    let out = common::run_ferry(&["migrate", "--config", job.to_str().unwrap(), "--if-exists", "resume"], &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("different schema") && err.contains("arr_s"), "{err}");
+    // Dry run prints the plan and touches nothing.
+    target.drop_collection(&src).await.unwrap();
+    let out = common::run_ferry(&["migrate", "--config", job.to_str().unwrap(), "--dry-run"], &[]);
+    assert!(out.status.success());
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(plan.contains(&src) && plan.contains("v floatvector dim=8"), "{plan}");
+    assert!(!target.has_collection(&src).await.unwrap());
+    source.drop_collection(&src).await.unwrap();
+}
