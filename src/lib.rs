@@ -26,3 +26,4 @@ pub mod cli;
 pub mod wal;
 pub mod log;
 pub mod apply;
+pub mod job;

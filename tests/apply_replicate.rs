@@ -155,7 +155,10 @@ async fn streams_source_writes_to_the_target() {
     ingest_result.expect("ingest");
     apply_result.expect("apply");
     assert_eq!(got, want, "target differs from source");
-    assert!(want.contains("\"p1\""), "the new partition is on the target: {want}");
+    assert!(
+        want.contains("\"p1\""),
+        "the new partition is on the target: {want}"
+    );
 
     // Lag is measured against the source's ticks, which keep coming while idle.
     assert!(log.source_ts(&pchannel) > 0);

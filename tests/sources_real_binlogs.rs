@@ -59,7 +59,7 @@ async fn round_trip(shape: Shape) {
     };
     client.delete(&name, "", "pk", &keys).await.expect("delete");
     client
-        .flush(&[name.clone()], Duration::from_secs(120))
+        .flush(std::slice::from_ref(&name), Duration::from_secs(120))
         .await
         .expect("flush");
 
@@ -75,16 +75,26 @@ async fn round_trip(shape: Shape) {
     let bk = root.path().join("bk");
     let seg_root = data_dir.join(format!("insert_log/{coll_id}/{part_id}"));
     let mut segments = Vec::new();
-    for entry in std::fs::read_dir(&seg_root)
-        .unwrap_or_else(|e| panic!("{}: {e}", seg_root.display()))
+    for entry in
+        std::fs::read_dir(&seg_root).unwrap_or_else(|e| panic!("{}: {e}", seg_root.display()))
     {
-        let seg_id: i64 = entry.unwrap().file_name().to_str().unwrap().parse().unwrap();
+        let seg_id: i64 = entry
+            .unwrap()
+            .file_name()
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         segments.push(
             copy_milvus_segment(&data_dir, &bk, coll_id, part_id, Some(1), seg_id)
                 .expect("copy segment"),
         );
     }
-    assert!(!segments.is_empty(), "no flushed segments under {}", seg_root.display());
+    assert!(
+        !segments.is_empty(),
+        "no flushed segments under {}",
+        seg_root.display()
+    );
     let info = BackupInfo {
         name: "bk".into(),
         milvus_version: "v2.3.5".into(),
@@ -131,7 +141,10 @@ async fn round_trip(shape: Shape) {
     let got = index(&read);
     assert_eq!(got.len(), ids.len() - deleted.len());
     for i in &deleted {
-        assert!(!got.contains_key(&data::key(shape, *i)), "row {i} was deleted");
+        assert!(
+            !got.contains_key(&data::key(shape, *i)),
+            "row {i} was deleted"
+        );
     }
     for (k, &j) in &got {
         let i = want[k];

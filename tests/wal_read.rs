@@ -85,7 +85,10 @@ async fn decodes_inserts_upserts_deletes_and_ticks_from_the_real_wal() {
     let pchannel = pchannels.iter().next().cloned().unwrap_or_default();
 
     let mut stream = reader
-        .stream(&start, CollectionFilter::Only(HashSet::from([collection_id])))
+        .stream(
+            &start,
+            CollectionFilter::Only(HashSet::from([collection_id])),
+        )
         .expect("stream");
     let mut ours: Vec<WalRecord> = Vec::new();
     // Until a tick seals the delete: ticks lag, records with a later ts come before them.
@@ -95,7 +98,12 @@ async fn decodes_inserts_upserts_deletes_and_ticks_from_the_real_wal() {
         let left = deadline.saturating_duration_since(Instant::now());
         let rec = tokio::time::timeout(left, stream.next())
             .await
-            .unwrap_or_else(|_| panic!("timed out; records of our collection so far: {:#?}", summary(&ours)))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "timed out; records of our collection so far: {:#?}",
+                    summary(&ours)
+                )
+            })
             .expect("WAL record");
         if rec.channel != pchannel {
             continue;
@@ -120,7 +128,13 @@ async fn decodes_inserts_upserts_deletes_and_ticks_from_the_real_wal() {
         .iter()
         .find(|r| matches!(r.event, WalEvent::CreateCollection { .. }))
         .expect("CreateCollection record");
-    if let WalEvent::CreateCollection { name: n, collection_id: id, schema, .. } = &create.event {
+    if let WalEvent::CreateCollection {
+        name: n,
+        collection_id: id,
+        schema,
+        ..
+    } = &create.event
+    {
         assert_eq!((n.as_str(), *id), (name.as_str(), collection_id));
         assert!(!schema.is_empty());
     }
@@ -139,8 +153,18 @@ async fn decodes_inserts_upserts_deletes_and_ticks_from_the_real_wal() {
             _ => None,
         })
         .collect();
-    assert_eq!(inserts.len(), 2, "insert + upsert's insert: {:#?}", summary(&ours));
-    assert_eq!(deletes.len(), 2, "upsert's delete + delete: {:#?}", summary(&ours));
+    assert_eq!(
+        inserts.len(),
+        2,
+        "insert + upsert's insert: {:#?}",
+        summary(&ours)
+    );
+    assert_eq!(
+        deletes.len(),
+        2,
+        "upsert's delete + delete: {:#?}",
+        summary(&ours)
+    );
 
     let (ins_off, ins) = inserts[0];
     assert_eq!(ins.collection_id, collection_id);
@@ -157,7 +181,10 @@ async fn decodes_inserts_upserts_deletes_and_ticks_from_the_real_wal() {
     assert_eq!(longs(&up.rows, "id"), vec![2]);
     assert_eq!(longs(&up.rows, "x"), vec![21]);
     assert_eq!(up_del.pks, PrimaryKeys::Int(vec![2]));
-    assert_eq!(up.ts, up_del.ts, "upsert's insert and delete share a timestamp");
+    assert_eq!(
+        up.ts, up_del.ts,
+        "upsert's insert and delete share a timestamp"
+    );
     assert!(up_off < up_del_off, "insert is written before the delete");
     eprintln!(
         "upsert delete partition: {:?} (id {})",
@@ -200,7 +227,14 @@ fn summary(recs: &[WalRecord]) -> Vec<String> {
                 WalEvent::Delete(d) => format!("pks={:?} part={:?}", d.pks, d.partition_name),
                 _ => String::new(),
             };
-            format!("{} @{} {} ts={} {}", r.channel, r.offset, r.event.kind(), r.event.ts(), detail)
+            format!(
+                "{} @{} {} ts={} {}",
+                r.channel,
+                r.offset,
+                r.event.kind(),
+                r.event.ts(),
+                detail
+            )
         })
         .collect()
 }

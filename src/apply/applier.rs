@@ -1,6 +1,6 @@
 //! The apply loop of one DML channel: log → batches → target → cursor.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::Duration;
 
@@ -83,6 +83,8 @@ pub struct Applier<T: Target> {
     target: T,
     routes: Routes,
     cfg: ApplyConfig,
+    /// (target collection, partition) known to exist on the target.
+    partitions: HashSet<(String, String)>,
 }
 
 impl<T: Target> Applier<T> {
@@ -99,6 +101,7 @@ impl<T: Target> Applier<T> {
             target,
             routes,
             cfg,
+            partitions: HashSet::new(),
         }
     }
 
@@ -167,7 +170,7 @@ impl<T: Target> Applier<T> {
     fn emit_lag(&self) {
         let source = physical_ms(self.log.source_ts(&self.channel));
         let applied = physical_ms(self.log.applied_ts(&self.channel));
-        metrics::gauge!("ferry_apply_lag_ms", "channel" => self.channel.clone())
+        metrics::gauge!(super::LAG_MS, "channel" => self.channel.clone())
             .set(source.saturating_sub(applied) as f64);
     }
 
@@ -250,11 +253,15 @@ impl<T: Target> Applier<T> {
         })
     }
 
-    async fn apply(&self, entries: &[StoredEntry], metas: &[EventMeta]) -> Result<(), ApplyError> {
+    async fn apply(
+        &mut self,
+        entries: &[StoredEntry],
+        metas: &[EventMeta],
+    ) -> Result<(), ApplyError> {
         let Some(first) = metas.first() else {
             return Ok(());
         };
-        let Some(route) = self.routes.get(&first.collection_id) else {
+        let Some(route) = self.routes.get(&first.collection_id).cloned() else {
             return Ok(());
         };
         let coll = route.target_collection.as_str();
@@ -262,16 +269,16 @@ impl<T: Target> Applier<T> {
             MetaKind::Skip => Ok(()),
             MetaKind::Barrier => match self.decode(&entries[0])? {
                 WalEvent::CreatePartition { partition_name, .. } if !route.partition_key => {
-                    self.retry("create_partition", coll, || {
-                        self.target.create_partition(coll, &partition_name)
-                    })
-                    .await
+                    self.ensure_partition(coll, &partition_name).await
                 }
                 WalEvent::DropPartition { partition_name, .. } if !route.partition_key => {
                     self.retry("drop_partition", coll, || {
                         self.target.drop_partition(coll, &partition_name)
                     })
-                    .await
+                    .await?;
+                    self.partitions
+                        .remove(&(coll.to_string(), partition_name.clone()));
+                    Ok(())
                 }
                 WalEvent::DropCollection {
                     collection_id,
@@ -290,6 +297,21 @@ impl<T: Target> Applier<T> {
                     .collect::<Result<Vec<_>, _>>()?;
                 let refs: Vec<&WalEvent> = events.iter().collect();
                 let plan = coalesce(&refs, coll, &route.pk_field, route.partition_key)?;
+                // Milvus 2.3 does not put CreatePartition on the WAL (only 2.5's streaming
+                // service does): a partition the target lacks is created on first use.
+                if !route.partition_key {
+                    let needed: Vec<String> = plan
+                        .deletes
+                        .iter()
+                        .map(|(p, _)| p)
+                        .chain(plan.upserts.iter().map(|(p, _)| p))
+                        .filter(|p| !p.is_empty())
+                        .cloned()
+                        .collect();
+                    for p in needed {
+                        self.ensure_partition(coll, &p).await?;
+                    }
+                }
                 let (mut deleted, mut upserted) = (0usize, 0usize);
                 // Deletes first: see `Coalesced`.
                 for (partition, keys) in &plan.deletes {
@@ -303,14 +325,16 @@ impl<T: Target> Applier<T> {
                 }
                 for (partition, rows) in &plan.upserts {
                     for part in split_rows(rows, &self.limits()) {
-                        self.retry("upsert", coll, || self.target.upsert(coll, partition, &part))
-                            .await?;
+                        self.retry("upsert", coll, || {
+                            self.target.upsert(coll, partition, &part)
+                        })
+                        .await?;
                         upserted += part.len();
                     }
                 }
-                metrics::counter!("ferry_apply_batches_total").increment(1);
-                metrics::counter!("ferry_apply_rows_upserted_total").increment(upserted as u64);
-                metrics::counter!("ferry_apply_keys_deleted_total").increment(deleted as u64);
+                metrics::counter!(super::BATCHES).increment(1);
+                metrics::counter!(super::ROWS_UPSERTED).increment(upserted as u64);
+                metrics::counter!(super::KEYS_DELETED).increment(deleted as u64);
                 tracing::debug!(
                     channel = %self.channel,
                     collection = coll,
@@ -324,9 +348,28 @@ impl<T: Target> Applier<T> {
         }
     }
 
+    /// Creates `partition` on the target unless it is known to exist.
+    async fn ensure_partition(&mut self, coll: &str, partition: &str) -> Result<(), ApplyError> {
+        let key = (coll.to_string(), partition.to_string());
+        if self.partitions.contains(&key) {
+            return Ok(());
+        }
+        self.retry("create_partition", coll, || {
+            self.target.create_partition(coll, partition)
+        })
+        .await?;
+        self.partitions.insert(key);
+        Ok(())
+    }
+
     /// Runs `op` until it succeeds or fails for good. Retryable failures (target down,
     /// throttled, restarting) wait and retry forever: giving up would mean skipping writes.
-    async fn retry<F, Fut>(&self, op: &'static str, collection: &str, mut f: F) -> Result<(), ApplyError>
+    async fn retry<F, Fut>(
+        &self,
+        op: &'static str,
+        collection: &str,
+        mut f: F,
+    ) -> Result<(), ApplyError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<(), MilvusError>>,
@@ -345,7 +388,7 @@ impl<T: Target> Applier<T> {
                         retry_in_ms = delay.as_millis() as u64,
                         "target write failed; retrying"
                     );
-                    metrics::counter!("ferry_apply_target_retries_total", "op" => op, "kind" => e.kind())
+                    metrics::counter!(super::TARGET_RETRIES, "op" => op, "kind" => e.kind())
                         .increment(1);
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(max);
@@ -364,8 +407,14 @@ impl<T: Target> Applier<T> {
 
 fn chunk_keys(keys: &PrimaryKeys, max: usize) -> Vec<PrimaryKeys> {
     match keys {
-        PrimaryKeys::Int(v) => v.chunks(max).map(|c| PrimaryKeys::Int(c.to_vec())).collect(),
-        PrimaryKeys::Str(v) => v.chunks(max).map(|c| PrimaryKeys::Str(c.to_vec())).collect(),
+        PrimaryKeys::Int(v) => v
+            .chunks(max)
+            .map(|c| PrimaryKeys::Int(c.to_vec()))
+            .collect(),
+        PrimaryKeys::Str(v) => v
+            .chunks(max)
+            .map(|c| PrimaryKeys::Str(c.to_vec()))
+            .collect(),
     }
 }
 

@@ -11,7 +11,9 @@ use crate::wal::DecodeError;
 pub enum ApplyError {
     #[error(transparent)]
     Log(#[from] LogError),
-    #[error("channel {channel}: log entry {seq} (Kafka offset {offset}) does not decode: {source}")]
+    #[error(
+        "channel {channel}: log entry {seq} (Kafka offset {offset}) does not decode: {source}"
+    )]
     Decode {
         channel: String,
         seq: u64,

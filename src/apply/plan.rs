@@ -65,7 +65,10 @@ pub fn cut(events: &[EventMeta], at_end: bool, limits: &BatchLimits) -> Cut {
     }
     let same_group =
         |e: &EventMeta| e.kind == MetaKind::Dml && e.collection_id == first.collection_id;
-    let group_end = events.iter().position(|e| !same_group(e)).unwrap_or(events.len());
+    let group_end = events
+        .iter()
+        .position(|e| !same_group(e))
+        .unwrap_or(events.len());
     // A boundary b (entries [0, b)) is valid if it ends the group or splits different ts.
     let valid = |b: usize| {
         if b == events.len() {
@@ -205,9 +208,8 @@ pub fn coalesce(
     pk_field: &str,
     partition_key: bool,
 ) -> Result<Coalesced, ApplyError> {
-    let scope_of = |name: &str| -> Scope {
-        (!partition_key && !name.is_empty()).then(|| name.to_string())
-    };
+    let scope_of =
+        |name: &str| -> Scope { (!partition_key && !name.is_empty()).then(|| name.to_string()) };
     let mut keys: BTreeMap<PkValue, KeyState> = BTreeMap::new();
     for (event, ev) in events.iter().enumerate() {
         match ev {
@@ -246,7 +248,10 @@ pub fn coalesce(
     let mut upserts: BTreeMap<String, Vec<(usize, usize)>> = BTreeMap::new();
     for (pk, st) in keys {
         for (scope, _) in st.deletes {
-            deletes.entry(scope.unwrap_or_default()).or_default().push(pk.clone());
+            deletes
+                .entry(scope.unwrap_or_default())
+                .or_default()
+                .push(pk.clone());
         }
         if let Some(v) = st.upsert {
             upserts

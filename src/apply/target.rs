@@ -39,8 +39,15 @@ pub trait Target: Send + Sync {
 }
 
 impl Target for MilvusClient {
-    async fn upsert(&self, collection: &str, partition: &str, rows: &Rows) -> Result<(), MilvusError> {
-        MilvusClient::upsert(self, collection, partition, rows).await.map(|_| ())
+    async fn upsert(
+        &self,
+        collection: &str,
+        partition: &str,
+        rows: &Rows,
+    ) -> Result<(), MilvusError> {
+        MilvusClient::upsert(self, collection, partition, rows)
+            .await
+            .map(|_| ())
     }
 
     async fn delete(

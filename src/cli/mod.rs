@@ -39,6 +39,28 @@ pub enum Command {
     /// Offline migration: plan, create target collections, copy every row, check counts,
     /// build indexes.
     Migrate(MigrateArgs),
+    /// Zero-downtime job: record WAL positions, snapshot, then stream the source's writes to
+    /// the target until stopped (SIGINT/SIGTERM).
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The job file (needs `[source.wal]`).
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// What to do when a target collection exists (one this job created is always resumed).
+    #[arg(long, value_enum, default_value_t = IfExists::Fail)]
+    pub if_exists: IfExists,
+    /// How to index the target after the snapshot.
+    #[arg(long, value_enum, default_value_t = IndexMode::Copy)]
+    pub index: IndexMode,
+    /// Accept turning autoID off on targets that cannot take given keys into an autoID field.
+    #[arg(long)]
+    pub autoid_off: bool,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -140,6 +162,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if !a.dry_run {
                 print!("{}", migrate::render_summary(&summaries));
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(a) => {
+            let cfg = JobConfig::load(&a.config)?;
+            let opts = crate::job::RunOptions {
+                if_exists: a.if_exists,
+                index: a.index,
+                allow_autoid_off: a.autoid_off,
+                quiet: a.quiet,
+            };
+            crate::job::run(&cfg, &opts, shutdown_signal()).await?;
+            tracing::info!("stopped cleanly");
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -119,7 +119,10 @@ pub(super) fn decode_entry(channel: &str, seq: u64, v: &[u8]) -> Result<LogEntry
         reason,
     };
     if v.len() < ENTRY_HEADER {
-        return Err(corrupt(format!("{} bytes, shorter than the header", v.len())));
+        return Err(corrupt(format!(
+            "{} bytes, shorter than the header",
+            v.len()
+        )));
     }
     if v[0] != ENTRY_VERSION {
         return Err(corrupt(format!("unknown entry version {}", v[0])));
@@ -196,7 +199,10 @@ mod tests {
         let v = encode_entry(&e);
         assert_eq!(v.len() as u64, e.stored_size());
         assert_eq!(decode_entry("c", 0, &v).unwrap(), e);
-        assert!(matches!(decode_entry("c", 0, &v[..5]), Err(LogError::Corrupt { .. })));
+        assert!(matches!(
+            decode_entry("c", 0, &v[..5]),
+            Err(LogError::Corrupt { .. })
+        ));
     }
 
     #[test]
@@ -206,7 +212,10 @@ mod tests {
         assert!(!b.starts_with(&a));
         let k = entry_key("dml_1", 258).unwrap();
         let (tag, ch, rest) = split_key(&k).unwrap();
-        assert_eq!((tag, ch.as_str(), seq_of(rest)), (ENTRY, "dml_1", Some(258)));
+        assert_eq!(
+            (tag, ch.as_str(), seq_of(rest)),
+            (ENTRY, "dml_1", Some(258))
+        );
         // Seq order is key order.
         assert!(entry_key("x", 255).unwrap() < entry_key("x", 256).unwrap());
     }

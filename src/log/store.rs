@@ -9,10 +9,8 @@ use tokio::sync::watch;
 
 use super::codec::{self, ChannelPosition, Cursor, LogEntry, StoredEntry};
 use super::LogError;
+use super::{PENDING_BYTES, PENDING_EVENTS};
 use crate::failpoint;
-
-const PENDING_BYTES: &str = "ferry_log_pending_bytes";
-const PENDING_EVENTS: &str = "ferry_log_pending_events";
 
 /// Where the log lives and how much it may hold.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
@@ -221,7 +219,10 @@ impl DurableLog {
         }
         self.inner
             .tree
-            .insert(codec::channel_key(codec::POSITION, channel)?, &position.encode())
+            .insert(
+                codec::channel_key(codec::POSITION, channel)?,
+                &position.encode(),
+            )
             .map_err(|e| self.storage(e))?;
         st.position = Some(position);
         Ok(position)
@@ -331,7 +332,9 @@ impl DurableLog {
             st.source_ts = tick_ts;
             st.pending_events += count;
             st.pending_bytes += bytes;
-            self.inner.pending_events.fetch_add(count, Ordering::Relaxed);
+            self.inner
+                .pending_events
+                .fetch_add(count, Ordering::Relaxed);
             self.inner.pending_bytes.fetch_add(bytes, Ordering::Relaxed);
         }
         self.publish_gauges();
@@ -437,7 +440,9 @@ impl DurableLog {
             st.cursor = to;
             st.pending_events -= count.min(st.pending_events);
             st.pending_bytes -= bytes.min(st.pending_bytes);
-            self.inner.pending_events.fetch_sub(count, Ordering::Relaxed);
+            self.inner
+                .pending_events
+                .fetch_sub(count, Ordering::Relaxed);
             self.inner.pending_bytes.fetch_sub(bytes, Ordering::Relaxed);
         }
         self.publish_gauges();

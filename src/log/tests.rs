@@ -31,7 +31,8 @@ fn append_read_advance_and_gc() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
     let entries: Vec<_> = (0..3).map(|i| entry(10 + i, 100 + i as u64, 5)).collect();
-    log.append_now("ch", entries.clone(), pos(13, 102), 102).unwrap();
+    log.append_now("ch", entries.clone(), pos(13, 102), 102)
+        .unwrap();
     assert_eq!(log.pending_events(), 3);
     let size: u64 = entries.iter().map(LogEntry::stored_size).sum();
     assert_eq!(log.pending_bytes(), size);
@@ -39,7 +40,10 @@ fn append_read_advance_and_gc() {
     assert_eq!(log.end_seq("ch"), 3);
 
     let read = log.read("ch", 0, 10, u64::MAX).unwrap();
-    assert_eq!(read.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![0, 1, 2]);
+    assert_eq!(
+        read.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
     assert_eq!(read[1].entry, entries[1]);
     assert_eq!(log.read("ch", 1, 1, u64::MAX).unwrap()[0].seq, 1);
     // The byte bound stops after the entry that reaches it, but never returns nothing.
@@ -48,7 +52,14 @@ fn append_read_advance_and_gc() {
     assert_eq!(log.read("ch", 0, 10, two).unwrap().len(), 2);
     assert!(log.read("other", 0, 10, u64::MAX).unwrap().is_empty());
 
-    log.advance("ch", Cursor { next_seq: 2, applied_ts: 101 }).unwrap();
+    log.advance(
+        "ch",
+        Cursor {
+            next_seq: 2,
+            applied_ts: 101,
+        },
+    )
+    .unwrap();
     assert_eq!(log.applied_ts("ch"), 101);
     assert_eq!(log.pending_events(), 1);
     assert_eq!(log.pending_bytes(), entries[2].stored_size());
@@ -63,21 +74,106 @@ fn nothing_moves_backward() {
     let log = open(dir.path());
     log.append_now("ch", vec![entry(0, 5, 1), entry(1, 6, 1)], pos(2, 6), 6)
         .unwrap();
-    log.advance("ch", Cursor { next_seq: 1, applied_ts: 5 }).unwrap();
-    let err = log.advance("ch", Cursor { next_seq: 0, applied_ts: 5 }).unwrap_err();
-    assert!(matches!(err, LogError::Backward { what: "apply cursor", .. }), "{err}");
-    let err = log.advance("ch", Cursor { next_seq: 1, applied_ts: 4 }).unwrap_err();
-    assert!(matches!(err, LogError::Backward { what: "applied ts", .. }), "{err}");
-    let err = log.advance("ch", Cursor { next_seq: 3, applied_ts: 9 }).unwrap_err();
-    assert!(matches!(err, LogError::PastEnd { to: 3, end: 2, .. }), "{err}");
+    log.advance(
+        "ch",
+        Cursor {
+            next_seq: 1,
+            applied_ts: 5,
+        },
+    )
+    .unwrap();
+    let err = log
+        .advance(
+            "ch",
+            Cursor {
+                next_seq: 0,
+                applied_ts: 5,
+            },
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LogError::Backward {
+                what: "apply cursor",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = log
+        .advance(
+            "ch",
+            Cursor {
+                next_seq: 1,
+                applied_ts: 4,
+            },
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LogError::Backward {
+                what: "applied ts",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = log
+        .advance(
+            "ch",
+            Cursor {
+                next_seq: 3,
+                applied_ts: 9,
+            },
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, LogError::PastEnd { to: 3, end: 2, .. }),
+        "{err}"
+    );
     let err = log.append_now("ch", vec![], pos(1, 6), 6).unwrap_err();
-    assert!(matches!(err, LogError::Backward { what: "Kafka position", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            LogError::Backward {
+                what: "Kafka position",
+                ..
+            }
+        ),
+        "{err}"
+    );
     let err = log.append_now("ch", vec![], pos(3, 5), 6).unwrap_err();
-    assert!(matches!(err, LogError::Backward { what: "skip-through ts", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            LogError::Backward {
+                what: "skip-through ts",
+                ..
+            }
+        ),
+        "{err}"
+    );
     let err = log.append_now("ch", vec![], pos(3, 6), 5).unwrap_err();
-    assert!(matches!(err, LogError::Backward { what: "source time tick", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            LogError::Backward {
+                what: "source time tick",
+                ..
+            }
+        ),
+        "{err}"
+    );
     // Rejected calls changed nothing.
-    assert_eq!(log.cursor("ch"), Cursor { next_seq: 1, applied_ts: 5 });
+    assert_eq!(
+        log.cursor("ch"),
+        Cursor {
+            next_seq: 1,
+            applied_ts: 5
+        }
+    );
     assert_eq!(log.position("ch"), Some(pos(2, 6)));
     assert_eq!(log.pending_events(), 1);
 }
@@ -91,7 +187,10 @@ fn init_position_keeps_an_existing_one() {
     drop(log);
     let log = open(dir.path());
     assert_eq!(log.init_position("ch", pos(9, 0)).unwrap(), pos(5, 0));
-    assert_eq!(log.positions(), HashMap::from([("ch".to_string(), pos(5, 0))]));
+    assert_eq!(
+        log.positions(),
+        HashMap::from([("ch".to_string(), pos(5, 0))])
+    );
 }
 
 #[test]
@@ -99,21 +198,48 @@ fn reopen_recovers_positions_cursors_ticks_and_counts() {
     let dir = tempfile::tempdir().unwrap();
     {
         let log = open(dir.path());
-        log.append_now("a", (0..4).map(|i| entry(i, 10, 3)).collect(), pos(4, 10), 10)
+        log.append_now(
+            "a",
+            (0..4).map(|i| entry(i, 10, 3)).collect(),
+            pos(4, 10),
+            10,
+        )
+        .unwrap();
+        log.append_now("b", vec![entry(0, 20, 3)], pos(1, 20), 21)
             .unwrap();
-        log.append_now("b", vec![entry(0, 20, 3)], pos(1, 20), 21).unwrap();
-        log.advance("a", Cursor { next_seq: 3, applied_ts: 10 }).unwrap();
-        log.advance("b", Cursor { next_seq: 1, applied_ts: 21 }).unwrap();
+        log.advance(
+            "a",
+            Cursor {
+                next_seq: 3,
+                applied_ts: 10,
+            },
+        )
+        .unwrap();
+        log.advance(
+            "b",
+            Cursor {
+                next_seq: 1,
+                applied_ts: 21,
+            },
+        )
+        .unwrap();
     }
     let log = open(dir.path());
     assert_eq!(log.position("a"), Some(pos(4, 10)));
-    assert_eq!(log.cursor("a"), Cursor { next_seq: 3, applied_ts: 10 });
+    assert_eq!(
+        log.cursor("a"),
+        Cursor {
+            next_seq: 3,
+            applied_ts: 10
+        }
+    );
     assert_eq!(log.source_ts("b"), 21);
     assert_eq!(log.pending_events(), 1);
     assert_eq!(log.pending_bytes(), entry(3, 10, 3).stored_size());
     // A fully applied channel keeps counting from its cursor, not from zero.
     assert_eq!(log.end_seq("b"), 1);
-    log.append_now("b", vec![entry(1, 30, 3)], pos(2, 30), 30).unwrap();
+    log.append_now("b", vec![entry(1, 30, 3)], pos(2, 30), 30)
+        .unwrap();
     assert_eq!(log.read("b", 0, 10, u64::MAX).unwrap()[0].seq, 1);
 }
 
@@ -124,14 +250,9 @@ async fn append_waits_while_over_the_bound() {
     cfg.max_pending_bytes = 100;
     let log = DurableLog::open(&cfg).unwrap();
     // One window may overshoot the bound...
-    log.append(
-        "ch",
-        vec![entry(0, 1, 200)],
-        pos(1, 1),
-        1,
-    )
-    .await
-    .unwrap();
+    log.append("ch", vec![entry(0, 1, 200)], pos(1, 1), 1)
+        .await
+        .unwrap();
     // ...but the next waits until the applier makes room.
     let blocked = {
         let log = log.clone();
@@ -140,7 +261,14 @@ async fn append_waits_while_over_the_bound() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!blocked.is_finished());
     assert_eq!(log.end_seq("ch"), 1);
-    log.advance("ch", Cursor { next_seq: 1, applied_ts: 1 }).unwrap();
+    log.advance(
+        "ch",
+        Cursor {
+            next_seq: 1,
+            applied_ts: 1,
+        },
+    )
+    .unwrap();
     tokio::time::timeout(Duration::from_secs(5), blocked)
         .await
         .expect("append should resume once there is room")

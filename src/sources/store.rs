@@ -314,6 +314,11 @@ mod tests {
         assert_eq!(ps.root, "pre");
         let gs = Store::open("gs://bucket/backups").unwrap();
         assert_eq!(gs.root, "backups");
+        let az = Store::open("https://acct.blob.core.windows.net/container/pre/fix");
+        assert_eq!(
+            az.map(|s| s.root).unwrap_or_else(|e| e.to_string()),
+            "pre/fix"
+        );
         assert!(matches!(
             Store::open("ftp://host/x"),
             Err(StoreError::BadLocation { .. })

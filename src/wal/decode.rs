@@ -53,7 +53,9 @@ pub enum DecodeError {
         #[source]
         source: DataError,
     },
-    #[error("insert into collection {collection_id}: field {field:?} has invalid vector dim {dim}")]
+    #[error(
+        "insert into collection {collection_id}: field {field:?} has invalid vector dim {dim}"
+    )]
     VectorDim {
         collection_id: i64,
         field: String,
@@ -290,7 +292,9 @@ pub fn decode(value: &[u8]) -> Result<WalEvent, DecodeError> {
             // Milvus 2.3's root coordinator leaves `collectionName` empty on the WAL; the
             // name is in the schema.
             let name = if m.collection_name.is_empty() {
-                SchemaName::decode(&m.schema[..]).map(|s| s.name).unwrap_or_default()
+                SchemaName::decode(&m.schema[..])
+                    .map(|s| s.name)
+                    .unwrap_or_default()
             } else {
                 m.collection_name
             };

@@ -57,9 +57,9 @@ pub async fn ingest(
     let mut from = HashMap::new();
     let mut sequencers = HashMap::new();
     for ch in reader.channels() {
-        let pos = log
-            .position(ch)
-            .ok_or_else(|| WalError::NoPosition { channel: ch.clone() })?;
+        let pos = log.position(ch).ok_or_else(|| WalError::NoPosition {
+            channel: ch.clone(),
+        })?;
         from.insert(ch.clone(), pos.next_offset);
         sequencers.insert(ch.clone(), Sequencer::new(ch, pos, cfg.max_window_bytes));
     }
@@ -79,7 +79,7 @@ pub async fn ingest(
                 let entries = w.entries.into_iter().map(to_entry).collect();
                 log.append(&channel, entries, w.position, w.tick_ts).await?;
                 if count > 0 {
-                    metrics::counter!("ferry_wal_records_appended_total").increment(count as u64);
+                    metrics::counter!(super::RECORDS_APPENDED).increment(count as u64);
                 }
             }
             Ok::<_, WalError>(())

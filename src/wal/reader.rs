@@ -188,7 +188,7 @@ impl WalStream {
                 }
                 Err(e) if kafka_transient(&e) => {
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "Kafka read failed; retrying");
-                    metrics::counter!("ferry_wal_read_retries_total").increment(1);
+                    metrics::counter!(super::READ_RETRIES).increment(1);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                     continue;
@@ -209,7 +209,7 @@ impl WalStream {
             let Some(value) = msg.payload() else {
                 // Milvus skips null records too; they carry nothing to replay.
                 tracing::warn!(%topic, offset, "WAL record without a value; skipped");
-                metrics::counter!("ferry_wal_empty_records_total").increment(1);
+                metrics::counter!(super::EMPTY_RECORDS).increment(1);
                 continue;
             };
             let decode_err = |source| WalError::Decode {

@@ -78,7 +78,7 @@ impl Sequencer {
                 tick = self.sealed_ts,
                 "WAL record older than an earlier time tick; applying it in the next window"
             );
-            metrics::counter!("ferry_wal_late_records_total").increment(1);
+            metrics::counter!(super::LATE_RECORDS).increment(1);
         }
         self.held_bytes += rec.raw.len();
         self.held.push(rec);
@@ -139,14 +139,23 @@ mod tests {
     }
 
     fn order(w: &Window) -> Vec<(i64, &'static str)> {
-        w.entries.iter().map(|r| (r.offset, r.event.kind())).collect()
+        w.entries
+            .iter()
+            .map(|r| (r.offset, r.event.kind()))
+            .collect()
     }
 
     #[test]
     fn windows_sort_by_ts_and_carry_early_records_over() {
         let mut s = Sequencer::new("ch", ChannelPosition::default(), 1 << 20);
-        assert!(s.push(rec(0, td::insert(1, "p", 30, &[1], 0.0))).unwrap().is_none());
-        assert!(s.push(rec(1, td::insert(1, "p", 10, &[2], 0.0))).unwrap().is_none());
+        assert!(s
+            .push(rec(0, td::insert(1, "p", 30, &[1], 0.0)))
+            .unwrap()
+            .is_none());
+        assert!(s
+            .push(rec(1, td::insert(1, "p", 10, &[2], 0.0)))
+            .unwrap()
+            .is_none());
         // Upsert pair at ts 20: Insert then Delete, must stay in that order.
         s.push(rec(2, td::insert(1, "p", 20, &[3], 0.0))).unwrap();
         s.push(rec(3, td::delete(1, "", 20, &[3]))).unwrap();

@@ -16,7 +16,10 @@ pub const DIM: usize = 8;
 pub const BIN_DIM: usize = 16;
 
 fn kv(k: &str, v: &str) -> KeyValuePair {
-    KeyValuePair { key: k.into(), value: v.into() }
+    KeyValuePair {
+        key: k.into(),
+        value: v.into(),
+    }
 }
 
 fn field(name: &str, t: DataType, params: &[(&str, &str)]) -> FieldSchema {
@@ -50,7 +53,11 @@ pub fn all_types_schema(name: &str, shape: Shape) -> CollectionSchema {
     pk.auto_id = shape.auto_id;
     let mut arr = field("arr", DataType::Array, &[("max_capacity", "8")]);
     arr.element_type = DataType::Int64 as i32;
-    let mut arr_s = field("arr_s", DataType::Array, &[("max_capacity", "4"), ("max_length", "16")]);
+    let mut arr_s = field(
+        "arr_s",
+        DataType::Array,
+        &[("max_capacity", "4"), ("max_length", "16")],
+    );
     arr_s.element_type = DataType::VarChar as i32;
     let i32f = field("i32", DataType::Int32, &[]);
     let mut i64f = field("i64", DataType::Int64, &[]);
@@ -106,58 +113,176 @@ pub fn rows(shape: Shape, ids: &[i64], version: i64) -> Rows {
     let mut cols = Vec::new();
     if !shape.auto_id {
         cols.push(if shape.varchar_pk {
-            scalar("pk", DataType::VarChar, S::StringData(StringArray {
-                data: ids.iter().map(|&i| match key(shape, i) { PkValue::Str(s) => s, PkValue::Int(_) => unreachable!() }).collect(),
-            }))
+            scalar(
+                "pk",
+                DataType::VarChar,
+                S::StringData(StringArray {
+                    data: ids
+                        .iter()
+                        .map(|&i| match key(shape, i) {
+                            PkValue::Str(s) => s,
+                            PkValue::Int(_) => unreachable!(),
+                        })
+                        .collect(),
+                }),
+            )
         } else {
-            scalar("pk", DataType::Int64, S::LongData(LongArray {
-                data: ids.iter().map(|&i| match key(shape, i) { PkValue::Int(k) => k, PkValue::Str(_) => unreachable!() }).collect(),
-            }))
+            scalar(
+                "pk",
+                DataType::Int64,
+                S::LongData(LongArray {
+                    data: ids
+                        .iter()
+                        .map(|&i| match key(shape, i) {
+                            PkValue::Int(k) => k,
+                            PkValue::Str(_) => unreachable!(),
+                        })
+                        .collect(),
+                }),
+            )
         });
     }
-    cols.push(scalar("b", DataType::Bool, S::BoolData(BoolArray { data: ids.iter().map(|i| n(i) % 2 == 0).collect() })));
-    cols.push(scalar("i8", DataType::Int8, S::IntData(IntArray { data: ids.iter().map(|i| (n(i) % 100) as i32 - 50).collect() })));
-    cols.push(scalar("i16", DataType::Int16, S::IntData(IntArray { data: ids.iter().map(|i| (n(i) % 3000) as i32 - 1500).collect() })));
-    cols.push(scalar("i32", DataType::Int32, S::IntData(IntArray { data: ids.iter().map(|i| (n(i) * 7 % 1_000_000) as i32).collect() })));
-    cols.push(scalar("i64", DataType::Int64, S::LongData(LongArray { data: ids.iter().map(|i| n(i) * 1_000_000_007).collect() })));
-    cols.push(scalar("f", DataType::Float, S::FloatData(FloatArray { data: ids.iter().map(|i| n(i) as f32 * 0.37).collect() })));
-    cols.push(scalar("d", DataType::Double, S::DoubleData(DoubleArray { data: ids.iter().map(|i| n(i) as f64 / 3.0).collect() })));
-    cols.push(scalar("s", DataType::VarChar, S::StringData(StringArray { data: ids.iter().map(|i| format!("row {} \"quoted\" ünïcode", n(i))).collect() })));
-    cols.push(scalar("j", DataType::Json, S::JsonData(JsonArray { data: ids.iter().map(|i| format!("{{\"i\":{},\"tag\":\"t{}\"}}", n(i), n(i) % 5).into_bytes()).collect() })));
-    cols.push(scalar("arr", DataType::Array, S::ArrayData(ArrayArray {
-        data: ids.iter().map(|i| ScalarField { data: Some(S::LongData(LongArray { data: vec![n(i), n(i) + 1, -n(i)] })) }).collect(),
-        element_type: DataType::Int64 as i32,
-    })));
-    cols.push(scalar("arr_s", DataType::Array, S::ArrayData(ArrayArray {
-        data: ids.iter().map(|i| ScalarField { data: Some(S::StringData(StringArray { data: vec![format!("a{}", n(i) % 1000), "b".into()] })) }).collect(),
-        element_type: DataType::VarChar as i32,
-    })));
+    cols.push(scalar(
+        "b",
+        DataType::Bool,
+        S::BoolData(BoolArray {
+            data: ids.iter().map(|i| n(i) % 2 == 0).collect(),
+        }),
+    ));
+    cols.push(scalar(
+        "i8",
+        DataType::Int8,
+        S::IntData(IntArray {
+            data: ids.iter().map(|i| (n(i) % 100) as i32 - 50).collect(),
+        }),
+    ));
+    cols.push(scalar(
+        "i16",
+        DataType::Int16,
+        S::IntData(IntArray {
+            data: ids.iter().map(|i| (n(i) % 3000) as i32 - 1500).collect(),
+        }),
+    ));
+    cols.push(scalar(
+        "i32",
+        DataType::Int32,
+        S::IntData(IntArray {
+            data: ids.iter().map(|i| (n(i) * 7 % 1_000_000) as i32).collect(),
+        }),
+    ));
+    cols.push(scalar(
+        "i64",
+        DataType::Int64,
+        S::LongData(LongArray {
+            data: ids.iter().map(|i| n(i) * 1_000_000_007).collect(),
+        }),
+    ));
+    cols.push(scalar(
+        "f",
+        DataType::Float,
+        S::FloatData(FloatArray {
+            data: ids.iter().map(|i| n(i) as f32 * 0.37).collect(),
+        }),
+    ));
+    cols.push(scalar(
+        "d",
+        DataType::Double,
+        S::DoubleData(DoubleArray {
+            data: ids.iter().map(|i| n(i) as f64 / 3.0).collect(),
+        }),
+    ));
+    cols.push(scalar(
+        "s",
+        DataType::VarChar,
+        S::StringData(StringArray {
+            data: ids
+                .iter()
+                .map(|i| format!("row {} \"quoted\" ünïcode", n(i)))
+                .collect(),
+        }),
+    ));
+    cols.push(scalar(
+        "j",
+        DataType::Json,
+        S::JsonData(JsonArray {
+            data: ids
+                .iter()
+                .map(|i| format!("{{\"i\":{},\"tag\":\"t{}\"}}", n(i), n(i) % 5).into_bytes())
+                .collect(),
+        }),
+    ));
+    cols.push(scalar(
+        "arr",
+        DataType::Array,
+        S::ArrayData(ArrayArray {
+            data: ids
+                .iter()
+                .map(|i| ScalarField {
+                    data: Some(S::LongData(LongArray {
+                        data: vec![n(i), n(i) + 1, -n(i)],
+                    })),
+                })
+                .collect(),
+            element_type: DataType::Int64 as i32,
+        }),
+    ));
+    cols.push(scalar(
+        "arr_s",
+        DataType::Array,
+        S::ArrayData(ArrayArray {
+            data: ids
+                .iter()
+                .map(|i| ScalarField {
+                    data: Some(S::StringData(StringArray {
+                        data: vec![format!("a{}", n(i) % 1000), "b".into()],
+                    })),
+                })
+                .collect(),
+            element_type: DataType::VarChar as i32,
+        }),
+    ));
     cols.push(if shape.binary_vector {
         FieldData {
             r#type: DataType::BinaryVector as i32,
             field_name: "v".into(),
             field: Some(Field::Vectors(VectorField {
                 dim: BIN_DIM as i64,
-                data: Some(V::BinaryVector(ids.iter().flat_map(|i| [(n(i) & 0xff) as u8, ((n(i) >> 8) & 0xff) as u8]).collect())),
+                data: Some(V::BinaryVector(
+                    ids.iter()
+                        .flat_map(|i| [(n(i) & 0xff) as u8, ((n(i) >> 8) & 0xff) as u8])
+                        .collect(),
+                )),
             })),
             ..Default::default()
         }
     } else {
         FieldData {
-        r#type: DataType::FloatVector as i32,
-        field_name: "v".into(),
-        field: Some(Field::Vectors(VectorField {
-            dim: DIM as i64,
-            data: Some(V::FloatVector(FloatArray {
-                data: ids.iter().flat_map(|i| (0..DIM).map(move |k| (n(i) as f32).sin() * (k as f32 + 1.0) / 7.0)).collect(),
+            r#type: DataType::FloatVector as i32,
+            field_name: "v".into(),
+            field: Some(Field::Vectors(VectorField {
+                dim: DIM as i64,
+                data: Some(V::FloatVector(FloatArray {
+                    data: ids
+                        .iter()
+                        .flat_map(|i| {
+                            (0..DIM).map(move |k| (n(i) as f32).sin() * (k as f32 + 1.0) / 7.0)
+                        })
+                        .collect(),
+                })),
             })),
-        })),
-        ..Default::default()
+            ..Default::default()
         }
     });
-    let mut meta = scalar("$meta", DataType::Json, S::JsonData(JsonArray {
-        data: ids.iter().map(|i| format!("{{\"dyn\":{},\"color\":\"c{}\"}}", n(i), n(i) % 3).into_bytes()).collect(),
-    }));
+    let mut meta = scalar(
+        "$meta",
+        DataType::Json,
+        S::JsonData(JsonArray {
+            data: ids
+                .iter()
+                .map(|i| format!("{{\"dyn\":{},\"color\":\"c{}\"}}", n(i), n(i) % 3).into_bytes())
+                .collect(),
+        }),
+    );
     meta.is_dynamic = true;
     cols.push(meta);
     Rows::new(cols).expect("test rows are aligned")
@@ -165,7 +290,12 @@ pub fn rows(shape: Shape, ids: &[i64], version: i64) -> Rows {
 
 /// Every field name to read back (user fields and the dynamic field).
 pub fn output_fields(schema: &CollectionSchema) -> Vec<String> {
-    let mut f: Vec<String> = schema.fields.iter().filter(|f| !f.is_dynamic).map(|f| f.name.clone()).collect();
+    let mut f: Vec<String> = schema
+        .fields
+        .iter()
+        .filter(|f| !f.is_dynamic)
+        .map(|f| f.name.clone())
+        .collect();
     if schema.enable_dynamic_field {
         f.push("$meta".into());
     }
@@ -173,7 +303,12 @@ pub fn output_fields(schema: &CollectionSchema) -> Vec<String> {
 }
 
 /// Every row of a collection as key -> digest of all its fields, read in key order.
-pub async fn dump(client: &MilvusClient, collection: &str, pk: &str, fields: Vec<String>) -> BTreeMap<PkValue, u64> {
+pub async fn dump(
+    client: &MilvusClient,
+    collection: &str,
+    pk: &str,
+    fields: Vec<String>,
+) -> BTreeMap<PkValue, u64> {
     let mut pager = KeyPager::new(collection, pk, fields);
     // Large pages: Milvus Lite does not return rows in key order, which the pager accepts
     // only on a last (short) page.
@@ -190,9 +325,22 @@ pub async fn dump(client: &MilvusClient, collection: &str, pk: &str, fields: Vec
 
 /// Asserts two dumps are equal, listing the first differences.
 pub fn assert_same(source: &BTreeMap<PkValue, u64>, target: &BTreeMap<PkValue, u64>) {
-    let missing: Vec<_> = source.keys().filter(|k| !target.contains_key(k)).take(5).collect();
-    let extra: Vec<_> = target.keys().filter(|k| !source.contains_key(k)).take(5).collect();
-    let differ: Vec<_> = source.iter().filter(|(k, v)| target.get(k).is_some_and(|t| t != *v)).map(|(k, _)| k).take(5).collect();
+    let missing: Vec<_> = source
+        .keys()
+        .filter(|k| !target.contains_key(k))
+        .take(5)
+        .collect();
+    let extra: Vec<_> = target
+        .keys()
+        .filter(|k| !source.contains_key(k))
+        .take(5)
+        .collect();
+    let differ: Vec<_> = source
+        .iter()
+        .filter(|(k, v)| target.get(k).is_some_and(|t| t != *v))
+        .map(|(k, _)| k)
+        .take(5)
+        .collect();
     assert!(
         missing.is_empty() && extra.is_empty() && differ.is_empty(),
         "source ({} rows) and target ({} rows) differ: missing {missing:?}, extra {extra:?}, different {differ:?}",
@@ -205,10 +353,33 @@ pub fn assert_same(source: &BTreeMap<PkValue, u64>, target: &BTreeMap<PkValue, u
 pub fn differing_fields(a: &Rows, i: usize, b: &Rows, j: usize) -> Vec<String> {
     let mut out = Vec::new();
     for ca in &a.columns {
-        let one = |r: &Rows, c: &FieldData, k: usize| Rows { columns: vec![c.clone()], num_rows: r.num_rows }.row_digest(k);
+        let one = |r: &Rows, c: &FieldData, k: usize| {
+            Rows {
+                columns: vec![c.clone()],
+                num_rows: r.num_rows,
+            }
+            .row_digest(k)
+        };
         match b.column(&ca.field_name) {
             Some(cb) if one(a, ca, i) == one(b, cb, j) => {}
-            Some(cb) => out.push(format!("{}: {:?} vs {:?}", ca.field_name, Rows { columns: vec![ca.clone()], num_rows: a.num_rows }.select(&[i]).columns[0].field, Rows { columns: vec![cb.clone()], num_rows: b.num_rows }.select(&[j]).columns[0].field)),
+            Some(cb) => out.push(format!(
+                "{}: {:?} vs {:?}",
+                ca.field_name,
+                Rows {
+                    columns: vec![ca.clone()],
+                    num_rows: a.num_rows
+                }
+                .select(&[i])
+                .columns[0]
+                    .field,
+                Rows {
+                    columns: vec![cb.clone()],
+                    num_rows: b.num_rows
+                }
+                .select(&[j])
+                .columns[0]
+                    .field
+            )),
             None => out.push(format!("{}: missing", ca.field_name)),
         }
     }

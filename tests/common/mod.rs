@@ -38,7 +38,10 @@ fn env_file() -> HashMap<String, String> {
         for line in text.lines() {
             let line = line.trim().trim_start_matches("export ").trim();
             if let Some((k, v)) = line.split_once('=') {
-                vars.insert(k.to_string(), v.trim_matches(|c| c == '"' || c == '\'').to_string());
+                vars.insert(
+                    k.to_string(),
+                    v.trim_matches(|c| c == '"' || c == '\'').to_string(),
+                );
             }
         }
     }
@@ -98,7 +101,13 @@ pub fn unique(prefix: &str) -> String {
 
 /// Writes a job file into `dir` and returns its path. `collections` is raw TOML appended
 /// after the standard sections (e.g. `[[collections]]` tables); `extra` goes in `[copy]`.
-pub fn write_job(dir: &std::path::Path, source_uri: &str, target_uri: &str, collections: &str, copy: &str) -> PathBuf {
+pub fn write_job(
+    dir: &std::path::Path,
+    source_uri: &str,
+    target_uri: &str,
+    collections: &str,
+    copy: &str,
+) -> PathBuf {
     let text = format!(
         "[source]\nuri = \"{source_uri}\"\n\n[target]\nuri = \"{target_uri}\"\n\n[job]\nname = \"test-job\"\nstate_dir = \"{}\"\n\n[copy]\n{copy}\n\n{collections}\n",
         dir.join("state").display()

@@ -35,11 +35,17 @@ impl Fake {
     fn fail_next(&self, e: MilvusError) {
         self.lock().fail.push_back(e);
     }
+    /// Records a call; scripted failures hit data writes (upsert, delete) only.
     fn call(&self, what: String) -> Result<(), MilvusError> {
         let mut st = self.lock();
+        let data_write = what.starts_with("upsert") || what.starts_with("delete");
         st.calls.push(what);
         match st.fail.pop_front() {
-            Some(e) => Err(e),
+            Some(e) if data_write => Err(e),
+            Some(e) => {
+                st.fail.push_front(e);
+                Ok(())
+            }
             None => Ok(()),
         }
     }
@@ -56,20 +62,36 @@ fn versions(rows: &Rows) -> Vec<f32> {
 }
 
 impl Target for Fake {
-    async fn upsert(&self, collection: &str, partition: &str, rows: &Rows) -> Result<(), MilvusError> {
+    async fn upsert(
+        &self,
+        collection: &str,
+        partition: &str,
+        rows: &Rows,
+    ) -> Result<(), MilvusError> {
         self.call(format!("upsert {collection}/{partition} {}", rows.len()))?;
-        let pks = rows.primary_keys("id").or_else(|| rows.primary_keys("pk")).unwrap();
+        let pks = rows
+            .primary_keys("id")
+            .or_else(|| rows.primary_keys("pk"))
+            .unwrap();
         let mut st = self.lock();
         for (i, v) in versions(rows).into_iter().enumerate() {
-            st.rows.insert((collection.to_string(), pks.get(i).unwrap()), v);
+            st.rows
+                .insert((collection.to_string(), pks.get(i).unwrap()), v);
         }
         Ok(())
     }
-    async fn delete(&self, collection: &str, partition: &str, _pk: &str, keys: &PrimaryKeys) -> Result<(), MilvusError> {
+    async fn delete(
+        &self,
+        collection: &str,
+        partition: &str,
+        _pk: &str,
+        keys: &PrimaryKeys,
+    ) -> Result<(), MilvusError> {
         self.call(format!("delete {collection}/{partition} {}", keys.len()))?;
         let mut st = self.lock();
         for i in 0..keys.len() {
-            st.rows.remove(&(collection.to_string(), keys.get(i).unwrap()));
+            st.rows
+                .remove(&(collection.to_string(), keys.get(i).unwrap()));
         }
         Ok(())
     }
@@ -150,10 +172,7 @@ impl Setup {
     }
 
     fn applier(&self, cfg: ApplyConfig) -> Applier<Fake> {
-        let routes = Routes::from([
-            (1, route("t1", false)),
-            (2, route("t2", true)),
-        ]);
+        let routes = Routes::from([(1, route("t1", false)), (2, route("t2", true))]);
         Applier::new(CH, self.log.clone(), self.fake.clone(), routes, cfg)
     }
 }
@@ -193,7 +212,13 @@ async fn upsert_pair_survives_and_cursor_reaches_the_tick() {
     let mut a = s.applier(fast());
     a.apply_available().await.unwrap();
     assert_eq!(s.fake.rows(), BTreeMap::from([(key("t1", 1), 2.0)]));
-    assert_eq!(s.log.cursor(CH), Cursor { next_seq: 4, applied_ts: 25 });
+    assert_eq!(
+        s.log.cursor(CH),
+        Cursor {
+            next_seq: 4,
+            applied_ts: 25
+        }
+    );
     assert_eq!(s.log.pending_events(), 0);
 }
 
@@ -214,8 +239,16 @@ async fn small_batches_never_split_equal_timestamps() {
     while a.step().await.unwrap() {
         cuts.push(s.log.cursor(CH).next_seq);
     }
-    assert_eq!(cuts, vec![2, 4, 6, 8, 10, 12], "every batch ends after a pair");
-    assert_eq!(s.fake.rows().len(), 6, "no upsert was deleted by its own delete");
+    assert_eq!(
+        cuts,
+        vec![2, 4, 6, 8, 10, 12],
+        "every batch ends after a pair"
+    );
+    assert_eq!(
+        s.fake.rows().len(),
+        6,
+        "no upsert was deleted by its own delete"
+    );
 }
 
 #[tokio::test]
@@ -225,7 +258,13 @@ async fn retryable_target_errors_are_retried_not_skipped() {
     s.fake.fail_next(unavailable());
     s.fake.fail_next(unavailable());
     s.applier(fast()).apply_available().await.unwrap();
-    assert_eq!(s.fake.calls().len(), 3);
+    let upserts = s
+        .fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("upsert"))
+        .count();
+    assert_eq!(upserts, 3);
     assert_eq!(s.fake.rows(), BTreeMap::from([(key("t1", 1), 1.0)]));
     assert_eq!(s.log.cursor(CH).next_seq, 1);
 }
@@ -271,7 +310,42 @@ async fn partitions_follow_and_partition_key_collections_ignore_names() {
             "drop_partition t1/p1",
         ]
     );
-    assert_eq!(s.log.cursor(CH), Cursor { next_seq: 6, applied_ts: 20 });
+    assert_eq!(
+        s.log.cursor(CH),
+        Cursor {
+            next_seq: 6,
+            applied_ts: 20
+        }
+    );
+}
+
+#[tokio::test]
+async fn partitions_missing_from_the_wal_are_created_on_first_use() {
+    // Milvus 2.3 writes no CreatePartition record: the first insert names the partition.
+    let mut s = Setup::new();
+    s.window(
+        vec![
+            td::insert(1, "p2", 11, &[1], 1.0),
+            td::insert(1, "p2", 12, &[2], 1.0),
+            td::delete(1, "p3", 13, &[9]),
+        ],
+        20,
+    );
+    s.window(vec![td::insert(1, "p2", 21, &[3], 1.0)], 25);
+    s.applier(fast()).apply_available().await.unwrap();
+    let calls = s.fake.calls();
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.starts_with("create_partition"))
+            .collect::<Vec<_>>(),
+        vec!["create_partition t1/p3", "create_partition t1/p2"],
+        "{calls:?}"
+    );
+    assert!(
+        calls.iter().position(|c| c == "create_partition t1/p2")
+            < calls.iter().position(|c| c.starts_with("upsert t1/p2"))
+    );
 }
 
 #[tokio::test]
@@ -279,7 +353,16 @@ async fn a_dropped_source_collection_stops_the_channel() {
     let mut s = Setup::new();
     s.window(vec![td::drop_collection(1, "books", 10)], 15);
     let err = s.applier(fast()).apply_available().await.unwrap_err();
-    assert!(matches!(err, ApplyError::SourceCollectionDropped { collection_id: 1, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ApplyError::SourceCollectionDropped {
+                collection_id: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(s.log.cursor(CH).next_seq, 0);
 }
 
@@ -297,12 +380,18 @@ async fn corrupt_entries_are_errors_naming_channel_and_offset() {
                 collection_id: 1,
                 payload: vec![0xff, 0xff],
             }],
-            ChannelPosition { next_offset: 78, skip_through_ts: 16 },
+            ChannelPosition {
+                next_offset: 78,
+                skip_through_ts: 16,
+            },
             16,
         )
         .unwrap();
     let err = s.applier(fast()).apply_available().await.unwrap_err();
-    assert!(matches!(err, ApplyError::Decode { offset: 77, .. }), "{err}");
+    assert!(
+        matches!(err, ApplyError::Decode { offset: 77, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains(CH), "{err}");
 }
 
@@ -318,12 +407,18 @@ async fn run_follows_appends_until_shutdown() {
         .await
     });
     for i in 0..5 {
-        s.window(vec![td::insert(1, "_default", 10 + i * 10, &[i as i64], 1.0)], 15 + i * 10);
+        s.window(
+            vec![td::insert(1, "_default", 10 + i * 10, &[i as i64], 1.0)],
+            15 + i * 10,
+        );
         tokio::task::yield_now().await;
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while s.log.applied_ts(CH) < 55 {
-        assert!(tokio::time::Instant::now() < deadline, "applier did not catch up");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "applier did not catch up"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(s.fake.rows().len(), 5);
@@ -334,11 +429,31 @@ async fn run_follows_appends_until_shutdown() {
 #[test]
 fn requests_are_split_within_both_bounds() {
     let raw = td::insert(1, "_default", 10, &(0..10).collect::<Vec<_>>(), 1.0);
-    let WalEvent::Insert(ins) = crate::wal::decode(&raw).unwrap() else { panic!() };
-    let parts = split_rows(&ins.rows, &BatchLimits { max_bytes: usize::MAX, max_rows: 3 });
-    assert_eq!(parts.iter().map(Rows::len).collect::<Vec<_>>(), vec![3, 3, 3, 1]);
-    let parts = split_rows(&ins.rows, &BatchLimits { max_bytes: 40, max_rows: 100 });
+    let WalEvent::Insert(ins) = crate::wal::decode(&raw).unwrap() else {
+        panic!()
+    };
+    let parts = split_rows(
+        &ins.rows,
+        &BatchLimits {
+            max_bytes: usize::MAX,
+            max_rows: 3,
+        },
+    );
+    assert_eq!(
+        parts.iter().map(Rows::len).collect::<Vec<_>>(),
+        vec![3, 3, 3, 1]
+    );
+    let parts = split_rows(
+        &ins.rows,
+        &BatchLimits {
+            max_bytes: 40,
+            max_rows: 100,
+        },
+    );
     assert!(parts.len() > 1 && parts.iter().map(Rows::len).sum::<usize>() == 10);
     let keys = chunk_keys(&PrimaryKeys::Int((0..5).collect()), 2);
-    assert_eq!(keys.iter().map(PrimaryKeys::len).collect::<Vec<_>>(), vec![2, 2, 1]);
+    assert_eq!(
+        keys.iter().map(PrimaryKeys::len).collect::<Vec<_>>(),
+        vec![2, 2, 1]
+    );
 }

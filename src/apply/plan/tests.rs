@@ -93,7 +93,10 @@ fn trap_an_upserts_own_delete_does_not_cancel_it() {
         false,
     );
     assert_eq!(upserted(&same_partition), vec![("_default".into(), 1, 1.0)]);
-    assert!(same_partition.deletes.is_empty(), "the upsert replaces the row itself");
+    assert!(
+        same_partition.deletes.is_empty(),
+        "the upsert replaces the row itself"
+    );
 
     // A delete over every partition also removed older copies elsewhere: keep it, it runs
     // before the upsert.
@@ -187,7 +190,10 @@ fn string_keys_and_missing_key_column() {
     ];
     let refs: Vec<&WalEvent> = events.iter().collect();
     let c = coalesce(&refs, "t", "pk", false).unwrap();
-    assert_eq!(c.deletes, vec![("".into(), PrimaryKeys::Str(vec!["a".into()]))]);
+    assert_eq!(
+        c.deletes,
+        vec![("".into(), PrimaryKeys::Str(vec!["a".into()]))]
+    );
     assert_eq!(
         c.upserts[0].1.primary_keys("pk"),
         Some(PrimaryKeys::Str(vec!["b".into()]))
@@ -217,7 +223,13 @@ fn cut_table() {
         max_rows,
     };
     let cases: Vec<(&str, Vec<EventMeta>, bool, BatchLimits, Cut)> = vec![
-        ("all fits, log end", vec![dml(1, 1), dml(2, 1)], true, NO_LIMIT, Cut::Take(2)),
+        (
+            "all fits, log end",
+            vec![dml(1, 1), dml(2, 1)],
+            true,
+            NO_LIMIT,
+            Cut::Take(2),
+        ),
         (
             "all fits, more may follow: stop before the last ts group",
             vec![dml(1, 1), dml(2, 1), dml(2, 1)],
@@ -332,13 +344,17 @@ fn source_state(initial: &BTreeMap<i64, f32>, events: &[WalEvent]) -> BTreeMap<i
     for e in events {
         match e {
             WalEvent::Insert(i) => {
-                let Some(PrimaryKeys::Int(pks)) = i.rows.primary_keys("id") else { panic!() };
+                let Some(PrimaryKeys::Int(pks)) = i.rows.primary_keys("id") else {
+                    panic!()
+                };
                 for k in pks {
                     versions.push((k, i.ts, i.ts as f32));
                 }
             }
             WalEvent::Delete(d) => {
-                let PrimaryKeys::Int(pks) = &d.pks else { panic!() };
+                let PrimaryKeys::Int(pks) = &d.pks else {
+                    panic!()
+                };
                 deletes.extend(pks.iter().map(|k| (*k, d.ts)));
             }
             _ => {}

@@ -17,7 +17,9 @@
 //! milvus-backup's `snapshot` format. [`BackupSource::read_segment`] reads every schema
 //! field's insert logs in row order, plus system field 1 (row timestamps), checks that all
 //! columns agree with each other and with the meta's `num_of_rows`, and reads the segment's
-//! delta logs.
+//! delta logs. A collection with dynamic fields stores them in a `$meta` JSON field that
+//! Milvus 2.3's DescribeCollection (and so the backup's schema) omits; it is read anyway
+//! ([`BackupCollection::hidden_dynamic_field`]) so no row loses its dynamic values.
 //!
 //! Deletes are not applied on read. A delete removes rows of its key inserted strictly
 //! before it, in any segment of the collection (Milvus attaches a delete to the segments its
@@ -177,7 +179,10 @@ impl BackupCollection {
 
     /// The fields a segment's rows have: the schema's, plus a hidden `$meta`.
     pub fn row_fields(&self) -> impl Iterator<Item = &FieldSchema> {
-        self.schema.fields.iter().chain(self.hidden_dynamic_field.iter())
+        self.schema
+            .fields
+            .iter()
+            .chain(self.hidden_dynamic_field.iter())
     }
 
     /// Every segment holding rows (L0 segments excluded), partition by partition.

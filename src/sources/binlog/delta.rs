@@ -138,7 +138,7 @@ pub fn read_delta_log(
 }
 
 /// One delete record, JSON or legacy `pk,ts`.
-pub fn parse_record(record: &str) -> Result<(PkValue, u64), String> {
+fn parse_record(record: &str) -> Result<(PkValue, u64), String> {
     use serde_json::Value;
     let Ok(Value::Object(m)) = serde_json::from_str::<Value>(record) else {
         return parse_legacy(record);

@@ -31,8 +31,14 @@
 //!   can expand to.
 //! - The descriptor's payload type must match the schema field the caller expects, and a
 //!   Parquet column whose Arrow type cannot hold that Milvus type is rejected, never coerced.
+//! - Payloads are decoded by the `parquet` crate, which is trusted less than the framing:
+//!   its footer and page headers are checked first (chunk ranges inside the payload,
+//!   declared uncompressed sizes within the limit, see `pages`), an embedded Arrow IPC
+//!   schema is never parsed, and an assertion the crate hits on a corrupt page is caught
+//!   and reported as a payload error.
 
 pub mod delta;
+mod pages;
 mod payload;
 pub mod testdata;
 

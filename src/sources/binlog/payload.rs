@@ -17,7 +17,7 @@ use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderB
 use parquet::file::metadata::ParquetMetaData;
 use prost::Message;
 
-use super::{field_dim, type_name, BinlogError, DataEvent};
+use super::{field_dim, pages, type_name, BinlogError, DataEvent};
 use crate::proto::schema::{
     field_data::Field, scalar_field::Data as Scalar, vector_field::Data as Vector, ArrayArray,
     BoolArray, DataType, DoubleArray, FieldData, FieldSchema, FloatArray, IntArray, JsonArray,
@@ -167,7 +167,7 @@ impl Column {
         let builder =
             ParquetRecordBatchReaderBuilder::try_new_with_options(ev.payload.clone(), options)
                 .map_err(pq)?;
-        check_footer(&ctx, builder.metadata(), ev.payload.len() as u64, *budget)?;
+        check_footer(&ctx, builder.metadata(), &ev.payload, *budget)?;
         let columns = builder.schema().fields().len();
         if columns != 1 {
             return Err(ctx.bad(format!("Parquet payload has {columns} columns, want 1")));
@@ -348,13 +348,15 @@ impl Column {
 }
 
 /// Checks the footer's row counts and column chunk ranges: chunks must lie inside the
-/// payload and their declared uncompressed size within the decode budget.
+/// payload, and their declared uncompressed sizes, in the footer and in every page header,
+/// within the decode budget.
 fn check_footer(
     ctx: &Ctx<'_>,
     meta: &ParquetMetaData,
-    payload_len: u64,
+    payload: &[u8],
     budget: u64,
 ) -> Result<(), BinlogError> {
+    let payload_len = payload.len() as u64;
     for (g, rg) in meta.row_groups().iter().enumerate() {
         if rg.num_rows() < 0 {
             return Err(ctx.bad(format!("row group {g} has {} rows", rg.num_rows())));
@@ -376,6 +378,10 @@ fn check_footer(
                     c.num_values()
                 )));
             }
+            // Both ends were checked against the payload above.
+            let chunk = &payload[start as usize..(start + len) as usize];
+            pages::declared_uncompressed(chunk, budget)
+                .map_err(|e| ctx.bad(format!("row group {g}: {e}")))?;
         }
     }
     Ok(())
@@ -390,13 +396,16 @@ fn vector_width(
     dt: &arrow_schema::DataType,
 ) -> Result<(), BinlogError> {
     let dim = field_dim(ctx.field).unwrap_or(0);
-    let want = dim * num / den;
-    if dim <= 0 || (dim * num) % den != 0 {
+    // The dim comes from an untrusted schema: keep the arithmetic from overflowing.
+    let bytes = dim
+        .checked_mul(num)
+        .filter(|_| dim > 0 && dim <= i64::from(i32::MAX));
+    let Some(want) = bytes.filter(|b| b % den == 0).map(|b| b / den) else {
         return Err(ctx.bad(format!(
             "vector field {:?} has no usable dim type parameter (got {dim})",
             ctx.field.name
         )));
-    }
+    };
     if width as i64 != want {
         return Err(ctx.mismatch(dt, &format!("fixed_size_binary({want}) for dim {dim}")));
     }

@@ -46,9 +46,11 @@ use crate::proto::schema::{
 
 /// Largest `meta.json` accepted.
 const MAX_META_BYTES: u64 = 64 << 20;
-/// Name and field id of the primary key column produced.
+/// Largest vector dim Milvus accepts.
+const MAX_DIM: i64 = 32768;
+/// Name of the primary key column produced.
 pub const ID_FIELD: &str = "id";
-/// Name and field id of the vector column produced.
+/// Name of the vector column produced.
 pub const VECTOR_FIELD: &str = "vector";
 
 /// Errors of reading Milvus 1.x data.
@@ -249,7 +251,7 @@ impl V1xSource {
             what: e.to_string(),
         })?;
         for c in &meta.collections {
-            let bad_dim = c.dim <= 0
+            let bad_dim = !(1..=MAX_DIM).contains(&c.dim)
                 || (matches!(c.metric().map(Metric::vector_kind), Ok(VectorKind::Binary))
                     && c.dim % 8 != 0);
             if bad_dim {
@@ -272,12 +274,20 @@ impl V1xSource {
     }
 
     /// The number of rows stored in a segment's files (deleted rows included), from the
-    /// `.uid` file's size.
+    /// `.uid` file's header.
     pub async fn stored_rows(&self, seg: &V1xSegment) -> Result<usize, V1xError> {
-        let uid = uid_path(seg);
-        let size = self.require_size(&uid).await?;
-        let header = self.tables.get_range(&uid, 0..8.min(size)).await?;
-        let (_, rows) = check_header(&self.tables.display(&uid), &header, size, 8)?;
+        self.header_rows(&uid_path(seg), 8).await
+    }
+
+    /// Checks a file's byte-count header against its size; returns its rows.
+    async fn header_rows(&self, rel: &str, row_bytes: usize) -> Result<usize, V1xError> {
+        let size = self.tables.size(rel).await?.ok_or_else(|| {
+            V1xError::Store(StoreError::NotFound {
+                path: self.tables.display(rel),
+            })
+        })?;
+        let header = self.tables.get_range(rel, 0..8.min(size)).await?;
+        let (_, rows) = check_header(&self.tables.display(rel), &header, size, row_bytes)?;
         Ok(rows)
     }
 
@@ -303,18 +313,10 @@ impl V1xSource {
         let row_bytes = kind.row_bytes(dim);
 
         let uid = uid_path(seg);
-        let uid_size = self.require_size(&uid).await?;
-        let ids_all = parse_ids(
-            &self.tables.display(&uid),
-            &self.tables.get(&uid, uid_size).await?,
-        )?;
-        let rows = ids_all.len();
-
+        let rows = self.header_rows(&uid, 8).await?;
         let rv = format!("{}/{}.rv", seg_dir(seg), seg.segment);
         let rv_label = self.tables.display(&rv);
-        let rv_size = self.require_size(&rv).await?;
-        let header = self.tables.get_range(&rv, 0..8.min(rv_size)).await?;
-        let (_, vectors) = check_header(&rv_label, &header, rv_size, row_bytes)?;
+        let vectors = self.header_rows(&rv, row_bytes).await?;
         if vectors != rows {
             return Err(V1xError::RowMismatch {
                 collection: coll.collection.clone(),
@@ -337,15 +339,41 @@ impl V1xSource {
             }
         }
 
-        let body = if range.is_empty() {
-            Bytes::new()
+        // Both ranges lie inside the files: their sizes were checked against `rows`.
+        let slice =
+            |width: usize| (8 + (range.start * width) as u64)..(8 + (range.end * width) as u64);
+        let (body, id_bytes) = if range.is_empty() {
+            (Bytes::new(), Bytes::new())
         } else {
-            let start = 8 + (range.start * row_bytes) as u64;
-            let end = 8 + (range.end * row_bytes) as u64;
-            self.tables.get_range(&rv, start..end).await?
+            (
+                self.tables.get_range(&rv, slice(row_bytes)).await?,
+                self.tables.get_range(&uid, slice(8)).await?,
+            )
         };
+        for (bytes, width, file) in [
+            (&body, row_bytes, &rv_label),
+            (&id_bytes, 8, &self.tables.display(&uid)),
+        ] {
+            if bytes.len() != range.len() * width {
+                return Err(V1xError::Format {
+                    file: file.clone(),
+                    offset: slice(width).start,
+                    what: format!(
+                        "read {} bytes for rows {range:?}, want {} (the file changed while read?)",
+                        bytes.len(),
+                        range.len() * width
+                    ),
+                });
+            }
+        }
         let keep: Vec<usize> = (0..range.len()).filter(|&i| !deleted[i]).collect();
-        let ids: Vec<i64> = keep.iter().map(|&i| ids_all[range.start + i]).collect();
+        let ids: Vec<i64> = keep
+            .iter()
+            .map(|&i| {
+                let b = &id_bytes[i * 8..i * 8 + 8];
+                i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+            })
+            .collect();
         let row = |i: usize| &body[i * row_bytes..(i + 1) * row_bytes];
         let vector = match kind {
             VectorKind::Float => Vector::FloatVector(FloatArray {
@@ -388,14 +416,6 @@ impl V1xSource {
             file: rv_label,
             offset: 8,
             what: e.to_string(),
-        })
-    }
-
-    async fn require_size(&self, rel: &str) -> Result<u64, V1xError> {
-        self.tables.size(rel).await?.ok_or_else(|| {
-            V1xError::Store(StoreError::NotFound {
-                path: self.tables.display(rel),
-            })
         })
     }
 }

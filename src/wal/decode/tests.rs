@@ -23,7 +23,10 @@ fn decodes_insert_columns_and_newest_timestamp() {
     assert_eq!(ins.shard, "by-dev-rootcoord-dml_0_42v0");
     assert_eq!(ins.ts, 1000);
     assert_eq!(ins.rows.len(), 3);
-    assert_eq!(ins.rows.primary_keys("id"), Some(PrimaryKeys::Int(vec![1, 2, 3])));
+    assert_eq!(
+        ins.rows.primary_keys("id"),
+        Some(PrimaryKeys::Int(vec![1, 2, 3]))
+    );
     let head = peek(&td::insert(42, "p", 1, &[1, 2], 0.0)).unwrap();
     assert_eq!((head.collection_id, head.rows), (Some(42), 2));
     assert_eq!(peek(&td::delete(42, "", 1, &[1, 2, 3])).unwrap().rows, 3);
@@ -45,19 +48,29 @@ fn row_based_and_inconsistent_inserts_are_errors() {
     row_based.fields_data.clear();
     row_based.version = msg::InsertDataVersion::RowBased as i32;
     let err = decode(&row_based.encode_to_vec()).unwrap_err();
-    assert!(err.to_string().contains("row-based insert not supported"), "{err}");
+    assert!(
+        err.to_string().contains("row-based insert not supported"),
+        "{err}"
+    );
 
     let mut short = m.clone();
     short.fields_data[0] = td::long_col("id", vec![1]);
     assert!(matches!(
         decode(&short.encode_to_vec()),
-        Err(DecodeError::Columns { collection_id: 9, .. })
+        Err(DecodeError::Columns {
+            collection_id: 9,
+            ..
+        })
     ));
 
     m.num_rows = 3;
     assert!(matches!(
         decode(&m.encode_to_vec()),
-        Err(DecodeError::RowCount { declared: 3, actual: 2, .. })
+        Err(DecodeError::RowCount {
+            declared: 3,
+            actual: 2,
+            ..
+        })
     ));
 }
 
@@ -69,7 +82,10 @@ fn absurd_vector_dims_are_errors_not_panics() {
             v.dim = dim;
         }
         assert!(
-            matches!(decode(&m.encode_to_vec()), Err(DecodeError::VectorDim { .. })),
+            matches!(
+                decode(&m.encode_to_vec()),
+                Err(DecodeError::VectorDim { .. })
+            ),
             "dim {dim}"
         );
     }
@@ -105,7 +121,10 @@ fn decodes_deletes_new_and_legacy() {
 
 #[test]
 fn decodes_time_tick_and_ddl() {
-    assert_eq!(decode(&td::time_tick(123)).unwrap(), WalEvent::TimeTick { ts: 123 });
+    assert_eq!(
+        decode(&td::time_tick(123)).unwrap(),
+        WalEvent::TimeTick { ts: 123 }
+    );
     assert_eq!(
         decode(&td::create_partition(4, "p1", 9)).unwrap(),
         WalEvent::CreatePartition {
@@ -172,7 +191,10 @@ fn unknown_types_are_other_and_garbage_is_an_error() {
         }
     );
     assert!(matches!(decode(&[]), Err(DecodeError::NoBase)));
-    assert!(matches!(decode(&[0xff, 0xff, 0xff]), Err(DecodeError::Header(_))));
+    assert!(matches!(
+        decode(&[0xff, 0xff, 0xff]),
+        Err(DecodeError::Header(_))
+    ));
 }
 
 fn valid_messages() -> Vec<Vec<u8>> {
