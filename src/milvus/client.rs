@@ -547,17 +547,9 @@ impl MilvusClient {
     pub async fn insert(&self, collection: &str, partition: &str, rows: &Rows) -> Result<i64> {
         let num_rows = self.row_count_u32("Insert", collection, rows)?;
         let r = self
-            .call("Insert", collection, |mut c| async move {
-                c.insert(pb::InsertRequest {
-                    base: None,
-                    db_name: self.database.clone(),
-                    collection_name: collection.to_string(),
-                    partition_name: partition.to_string(),
-                    fields_data: rows.columns.clone(),
-                    hash_keys: Vec::new(),
-                    num_rows,
-                })
-                .await
+            .call("Insert", collection, |mut c| {
+                let req = self.write_request(collection, partition, rows, num_rows);
+                async move { c.insert(req).await }
             })
             .await?;
         Ok(r.insert_cnt)
@@ -567,20 +559,36 @@ impl MilvusClient {
     pub async fn upsert(&self, collection: &str, partition: &str, rows: &Rows) -> Result<i64> {
         let num_rows = self.row_count_u32("Upsert", collection, rows)?;
         let r = self
-            .call("Upsert", collection, |mut c| async move {
-                c.upsert(pb::UpsertRequest {
-                    base: None,
-                    db_name: self.database.clone(),
-                    collection_name: collection.to_string(),
-                    partition_name: partition.to_string(),
-                    fields_data: rows.columns.clone(),
-                    hash_keys: Vec::new(),
-                    num_rows,
-                })
-                .await
+            .call("Upsert", collection, |mut c| {
+                // Insert and Upsert requests carry the same fields.
+                let r = self.write_request(collection, partition, rows, num_rows);
+                let req = pb::UpsertRequest {
+                    base: r.base,
+                    db_name: r.db_name,
+                    collection_name: r.collection_name,
+                    partition_name: r.partition_name,
+                    fields_data: r.fields_data,
+                    hash_keys: r.hash_keys,
+                    num_rows: r.num_rows,
+                };
+                async move { c.upsert(req).await }
             })
             .await?;
         Ok(r.upsert_cnt)
+    }
+
+    /// The request of one write attempt (tonic takes requests by value, so each attempt
+    /// copies the columns once).
+    fn write_request(&self, collection: &str, partition: &str, rows: &Rows, num_rows: u32) -> pb::InsertRequest {
+        pb::InsertRequest {
+            base: None,
+            db_name: self.database.clone(),
+            collection_name: collection.to_string(),
+            partition_name: partition.to_string(),
+            fields_data: rows.columns.clone(),
+            hash_keys: Vec::new(),
+            num_rows,
+        }
     }
 
     fn row_count_u32(&self, call: &'static str, collection: &str, rows: &Rows) -> Result<u32> {
