@@ -4,6 +4,7 @@
 //! ```text
 //! bench_sink load  --uri U --collection C [--rows N] [--dim D] [--batch-bytes B]
 //! bench_sink sink  --uri U --collection C [--rows N] [--dim D] [--batch-bytes B] [--seed S]
+//! bench_sink read  --uri U --collection C [--page-rows P]  # source-read limit (one scan)
 //! bench_sink rows  --uri U --collection C     # flushes, prints the statistics row count
 //! bench_sink drop  --uri U --collection C     # drops C if it exists
 //! ```
@@ -24,8 +25,8 @@ use ferry::milvus::{ConnectOptions, CreateCollection, MilvusClient, Rows};
 use ferry::proto::common::{ConsistencyLevel, KeyValuePair};
 use ferry::proto::schema::{
     field_data::Field, scalar_field::Data as S, vector_field::Data as V, CollectionSchema,
-    DataType, FieldData, FieldSchema, FloatArray, JsonArray, LongArray, ScalarField,
-    StringArray, VectorField,
+    DataType, FieldData, FieldSchema, FloatArray, JsonArray, LongArray, ScalarField, StringArray,
+    VectorField,
 };
 
 struct Args {
@@ -36,11 +37,14 @@ struct Args {
     dim: usize,
     batch_bytes: usize,
     seed: u64,
+    page_rows: u64,
 }
 
 fn parse_args() -> Result<Args> {
     let mut it = std::env::args().skip(1);
-    let mode = it.next().context("usage: bench_sink load|sink|rows|drop --uri U --collection C ...")?;
+    let mode = it
+        .next()
+        .context("usage: bench_sink load|sink|rows|drop --uri U --collection C ...")?;
     let mut a = Args {
         mode,
         uri: String::new(),
@@ -49,6 +53,7 @@ fn parse_args() -> Result<Args> {
         dim: 128,
         batch_bytes: 8 << 20,
         seed: 1,
+        page_rows: 4000,
     };
     while let Some(flag) = it.next() {
         let val = it.next().with_context(|| format!("{flag} needs a value"))?;
@@ -59,6 +64,7 @@ fn parse_args() -> Result<Args> {
             "--dim" => a.dim = val.parse().context("--dim")?,
             "--batch-bytes" => a.batch_bytes = val.parse().context("--batch-bytes")?,
             "--seed" => a.seed = val.parse().context("--seed")?,
+            "--page-rows" => a.page_rows = val.parse().context("--page-rows")?,
             _ => bail!("unknown flag {flag}"),
         }
     }
@@ -74,7 +80,10 @@ fn field(name: &str, t: DataType, params: &[(&str, String)]) -> FieldSchema {
         data_type: t as i32,
         type_params: params
             .iter()
-            .map(|(k, v)| KeyValuePair { key: (*k).into(), value: v.clone() })
+            .map(|(k, v)| KeyValuePair {
+                key: (*k).into(),
+                value: v.clone(),
+            })
             .collect(),
         ..Default::default()
     }
@@ -127,7 +136,9 @@ impl Rng {
     }
 }
 
-const WORDS: [&str; 8] = ["red", "green", "blue", "amber", "violet", "teal", "ochre", "slate"];
+const WORDS: [&str; 8] = [
+    "red", "green", "blue", "amber", "violet", "teal", "ochre", "slate",
+];
 
 /// Rows `start..end` of the benchmark data set.
 fn make_rows(start: u64, end: u64, dim: usize, rng: &mut Rng) -> Rows {
@@ -170,7 +181,11 @@ fn make_rows(start: u64, end: u64, dim: usize, rng: &mut Rng) -> Rows {
             })),
             ..Default::default()
         },
-        scalar("s", DataType::VarChar, S::StringData(StringArray { data: strs })),
+        scalar(
+            "s",
+            DataType::VarChar,
+            S::StringData(StringArray { data: strs }),
+        ),
         scalar("j", DataType::Json, S::JsonData(JsonArray { data: jsons })),
     ])
     .expect("aligned columns")
@@ -214,7 +229,11 @@ async fn main() -> Result<()> {
             }
         }
         "rows" => {
-            c.flush(std::slice::from_ref(&a.collection), Duration::from_secs(600)).await?;
+            c.flush(
+                std::slice::from_ref(&a.collection),
+                Duration::from_secs(600),
+            )
+            .await?;
             println!("{}", c.statistics_row_count(&a.collection).await?);
         }
         "load" => {
@@ -227,15 +246,29 @@ async fn main() -> Result<()> {
             let name = std::slice::from_ref(&a.collection);
             c.flush(name, Duration::from_secs(900)).await?;
             let params = [
-                KeyValuePair { key: "index_type".into(), value: "IVF_FLAT".into() },
-                KeyValuePair { key: "metric_type".into(), value: "L2".into() },
-                KeyValuePair { key: "params".into(), value: "{\"nlist\":128}".into() },
+                KeyValuePair {
+                    key: "index_type".into(),
+                    value: "IVF_FLAT".into(),
+                },
+                KeyValuePair {
+                    key: "metric_type".into(),
+                    value: "L2".into(),
+                },
+                KeyValuePair {
+                    key: "params".into(),
+                    value: "{\"nlist\":128}".into(),
+                },
             ];
-            c.create_index(&a.collection, "vec", "vec_idx", &params).await?;
+            c.create_index(&a.collection, "vec", "vec_idx", &params)
+                .await?;
             c.load(&a.collection, Duration::from_secs(900)).await?;
             let n = c.count(&a.collection, &[]).await?;
             if n != a.rows {
-                bail!("source {} has {n} rows after loading, expected {}", a.collection, a.rows);
+                bail!(
+                    "source {} has {n} rows after loading, expected {}",
+                    a.collection,
+                    a.rows
+                );
             }
             println!(
                 "LOAD rows={n} seconds={:.1} (inserted, flushed, indexed, loaded)",
@@ -255,13 +288,39 @@ async fn main() -> Result<()> {
                 bail!("target accepted {accepted} rows, expected {}", a.rows);
             }
             let f = Instant::now();
-            c.flush(std::slice::from_ref(&a.collection), Duration::from_secs(600)).await?;
+            c.flush(
+                std::slice::from_ref(&a.collection),
+                Duration::from_secs(600),
+            )
+            .await?;
             let flush_secs = f.elapsed().as_secs_f64();
             println!(
                 "SINK rows={} seconds={secs:.3} rows_per_s={:.0} batches={} batch_rows={per} flush_seconds={flush_secs:.3}",
                 a.rows,
                 a.rows as f64 / secs,
                 batches.len()
+            );
+        }
+        "read" => {
+            // The source-read limit: one sequential key-ordered scan, pages dropped.
+            let mut pager = ferry::milvus::KeyPager::new(
+                &a.collection,
+                "id",
+                vec!["id".into(), "vec".into(), "s".into(), "j".into()],
+            );
+            pager.page_rows = a.page_rows;
+            // As ferry does: one snapshot timestamp (Strong per page waits for the tsafe).
+            pager.guarantee_ts = c.alloc_timestamp().await?;
+            let t = Instant::now();
+            let mut n = 0u64;
+            while let Some(p) = pager.next_page(&c).await? {
+                n += p.len() as u64;
+            }
+            let secs = t.elapsed().as_secs_f64();
+            println!(
+                "READ rows={n} seconds={secs:.3} rows_per_s={:.0} page_rows={}",
+                n as f64 / secs,
+                a.page_rows
             );
         }
         m => bail!("unknown mode {m}"),
