@@ -1,13 +1,16 @@
 //! The Milvus gRPC client and the columnar row helpers every data path shares.
 //!
 //! # Layout
-//! - `client`: connection, auth/database headers, retries, one method per Milvus call.
+//! - `client`: connection, auth/database headers, retries (`call`).
+//! - `ddl`, `dml`: one method per Milvus call (structure and lifecycle; rows).
 //! - `data`: [`Rows`] (a batch, column by column) and [`PrimaryKeys`].
 //! - `expr`: boolean expressions (`pk in [...]`, `pk > last`).
 //! - `pager`: [`KeyPager`], a key-ordered scan that checks the server keeps key order.
 //! - `error`: [`MilvusError`] with `is_retryable()` and a bounded `kind()` label.
 
 mod client;
+mod ddl;
+mod dml;
 pub mod data;
 mod error;
 pub mod expr;
