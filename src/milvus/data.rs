@@ -141,7 +141,7 @@ pub fn column_rows(f: &FieldData) -> usize {
 }
 
 /// Elements (floats) or bytes one row of a vector column takes.
-fn vector_row_width(v: &VectorField) -> usize {
+pub(super) fn vector_row_width(v: &VectorField) -> usize {
     let dim = v.dim.max(0) as usize;
     match &v.data {
         Some(Vector::FloatVector(_)) => dim,
@@ -541,106 +541,5 @@ mod tests {
         let mut a = Rows::new(vec![long_col("id", vec![1])]).unwrap();
         let b = Rows::new(vec![vec_col("id", 1, vec![1.0])]).unwrap();
         assert!(matches!(a.append(&b), Err(DataError::TypeMismatch { .. })));
-    }
-}
-
-/// Feeds row `i` of a column into a hasher: the field name, then the value's bytes
-/// (vectors bit-exact, floats by their bit patterns, strings and JSON as stored).
-fn hash_cell(h: &mut xxhash_rust::xxh3::Xxh3, f: &FieldData, i: usize) {
-    h.update(f.field_name.as_bytes());
-    h.update(&[0xff]);
-    match &f.field {
-        Some(Field::Scalars(s)) => match &s.data {
-            Some(Scalar::BoolData(a)) => h.update(&[a.data[i] as u8]),
-            Some(Scalar::IntData(a)) => h.update(&a.data[i].to_le_bytes()),
-            Some(Scalar::LongData(a)) => h.update(&a.data[i].to_le_bytes()),
-            Some(Scalar::FloatData(a)) => h.update(&a.data[i].to_bits().to_le_bytes()),
-            Some(Scalar::DoubleData(a)) => h.update(&a.data[i].to_bits().to_le_bytes()),
-            Some(Scalar::StringData(a)) => h.update(a.data[i].as_bytes()),
-            Some(Scalar::BytesData(a)) => h.update(&a.data[i]),
-            Some(Scalar::JsonData(a)) => hash_json(h, &a.data[i]),
-            Some(Scalar::ArrayData(a)) => {
-                let cell = FieldData {
-                    field: Some(Field::Scalars(a.data[i].clone())),
-                    ..Default::default()
-                };
-                for j in 0..column_rows(&cell) {
-                    hash_cell(h, &cell, j);
-                }
-            }
-            None => {}
-        },
-        Some(Field::Vectors(v)) => {
-            let w = vector_row_width(v);
-            match &v.data {
-                Some(Vector::FloatVector(a)) => {
-                    for x in &a.data[i * w..(i + 1) * w] {
-                        h.update(&x.to_bits().to_le_bytes());
-                    }
-                }
-                Some(Vector::BinaryVector(b))
-                | Some(Vector::Float16Vector(b))
-                | Some(Vector::Bfloat16Vector(b)) => h.update(&b[i * w..(i + 1) * w]),
-                None => {}
-            }
-        }
-        None => {}
-    }
-}
-
-/// JSON is compared by meaning, not spelling: servers re-serialise documents (Milvus Lite
-/// adds spaces and reorders the dynamic field's keys), so keys are sorted and whitespace
-/// dropped before hashing. Bytes that are not JSON are hashed as they are.
-fn hash_json(h: &mut xxhash_rust::xxh3::Xxh3, raw: &[u8]) {
-    match serde_json::from_slice::<serde_json::Value>(raw) {
-        Ok(v) => h.update(v.to_string().as_bytes()),
-        Err(_) => h.update(raw),
-    }
-}
-
-impl Rows {
-    /// A 64-bit digest of row `i` over every column, independent of column order: two rows
-    /// have the same digest when every field holds the same bits (JSON: the same document). Panics if `i` is out of
-    /// range (a caller bug: `Rows::new` guarantees aligned columns).
-    pub fn row_digest(&self, i: usize) -> u64 {
-        let mut cols: Vec<&FieldData> = self.columns.iter().collect();
-        cols.sort_by(|a, b| a.field_name.cmp(&b.field_name));
-        let mut h = xxhash_rust::xxh3::Xxh3::new();
-        for c in cols {
-            hash_cell(&mut h, c, i);
-        }
-        h.digest()
-    }
-}
-
-#[cfg(test)]
-mod digest_tests {
-    use super::*;
-    use crate::proto::schema::FloatArray;
-
-    #[test]
-    fn digest_sees_every_bit_and_ignores_column_order() {
-        let col = |name: &str, v: Vec<f32>| FieldData {
-            field_name: name.into(),
-            field: Some(Field::Vectors(VectorField {
-                dim: 2,
-                data: Some(Vector::FloatVector(FloatArray { data: v })),
-            })),
-            ..Default::default()
-        };
-        let ids = |v: Vec<i64>| FieldData {
-            field_name: "id".into(),
-            field: Some(Field::Scalars(ScalarField {
-                data: Some(Scalar::LongData(LongArray { data: v })),
-            })),
-            ..Default::default()
-        };
-        let a = Rows::new(vec![ids(vec![1, 2]), col("v", vec![1.0, 2.0, 3.0, 4.0])]).unwrap();
-        let b = Rows::new(vec![col("v", vec![1.0, 2.0, 3.0, 4.0]), ids(vec![1, 2])]).unwrap();
-        assert_eq!(a.row_digest(0), b.row_digest(0));
-        assert_ne!(a.row_digest(0), a.row_digest(1));
-        let c = Rows::new(vec![ids(vec![1, 2]), col("v", vec![1.0, f32::from_bits(2.0f32.to_bits() ^ 1), 3.0, 4.0])]).unwrap();
-        assert_ne!(a.row_digest(0), c.row_digest(0));
-        assert_eq!(a.row_digest(1), c.row_digest(1));
     }
 }

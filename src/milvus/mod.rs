@@ -4,6 +4,7 @@
 //! - `client`: connection, auth/database headers, retries (`call`).
 //! - `ddl`, `dml`: one method per Milvus call (structure and lifecycle; rows).
 //! - `data`: [`Rows`] (a batch, column by column) and [`PrimaryKeys`].
+//! - `digest`: `Rows::row_digest`, a hash of a row over every field.
 //! - `expr`: boolean expressions (`pk in [...]`, `pk > last`).
 //! - `pager`: [`KeyPager`], a key-ordered scan that checks the server keeps key order.
 //! - `error`: [`MilvusError`] with `is_retryable()` and a bounded `kind()` label.
@@ -12,6 +13,7 @@ mod client;
 mod ddl;
 mod dml;
 pub mod data;
+mod digest;
 mod error;
 pub mod expr;
 mod pager;
