@@ -22,8 +22,20 @@ fn pos(next_offset: i64, skip: u64) -> ChannelPosition {
     }
 }
 
+/// Opens the log, waiting out the file lock of a just-dropped instance: sled's background
+/// flusher releases it a moment after the last handle is dropped.
 fn open(dir: &std::path::Path) -> DurableLog {
-    DurableLog::open(&LogConfig::new(dir)).unwrap()
+    let mut tries = 0;
+    loop {
+        match DurableLog::open(&LogConfig::new(dir)) {
+            Ok(log) => return log,
+            Err(e) if tries < 100 && e.to_string().contains("lock") => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("open log: {e}"),
+        }
+    }
 }
 
 #[test]

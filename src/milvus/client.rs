@@ -260,6 +260,33 @@ impl MilvusClient {
         F: Fn(Svc) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<R>, tonic::Status>>,
     {
+        self.call_retrying(call, target, MilvusError::is_retryable, f).await
+    }
+
+    /// Like [`Self::call`] for calls that change nothing (queries): these may also retry the
+    /// server's internal failures, which writes may not (an insert that failed that way may
+    /// still have landed).
+    pub(super) async fn call_read<R, F, Fut>(&self, call: &'static str, target: &str, f: F) -> Result<R>
+    where
+        R: Reply,
+        F: Fn(Svc) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<R>, tonic::Status>>,
+    {
+        self.call_retrying(call, target, |e| e.is_retryable() || e.is_internal(), f).await
+    }
+
+    async fn call_retrying<R, F, Fut>(
+        &self,
+        call: &'static str,
+        target: &str,
+        retryable: fn(&MilvusError) -> bool,
+        f: F,
+    ) -> Result<R>
+    where
+        R: Reply,
+        F: Fn(Svc) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<R>, tonic::Status>>,
+    {
         let target = format!("{}/{}", self.database, target);
         let policy = ExponentialBackoff {
             initial_interval: Duration::from_millis(100),
@@ -279,7 +306,7 @@ impl MilvusClient {
                 }
             };
             outcome.map_err(|e| {
-                if e.is_retryable() {
+                if retryable(&e) {
                     tracing::debug!(error = %e, "retrying Milvus call");
                     backoff::Error::transient(e)
                 } else {

@@ -106,7 +106,7 @@ impl MilvusClient {
             });
         }
         let r = self
-            .call("Query", collection, |mut c| {
+            .call_read("Query", collection, |mut c| {
                 let params = params.clone();
                 async move {
                     c.query(pb::QueryRequest {

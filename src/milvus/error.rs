@@ -95,6 +95,15 @@ impl MilvusError {
         }
     }
 
+    /// A failure inside the server that says nothing about the request: an assertion or
+    /// race in a query node (Milvus 2.3.5 sometimes fails a query over a growing segment with
+    /// `Assert "std::max(data_barrier, indexing_barrier) == num_chunk"` under concurrent
+    /// inserts). Safe to retry for reads only.
+    pub fn is_internal(&self) -> bool {
+        matches!(self, MilvusError::Server { reason, .. }
+            if reason.contains("service internal error") || reason.contains("Assert \""))
+    }
+
     /// A short, bounded label for metrics (`kind` label): never the raw message.
     pub fn kind(&self) -> &'static str {
         match self {

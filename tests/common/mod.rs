@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 pub mod data;
+pub mod stream;
 
 use ferry::milvus::{ConnectOptions, MilvusClient};
 
