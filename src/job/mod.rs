@@ -71,10 +71,6 @@ pub async fn run(cfg: &JobConfig, opts: &RunOptions, shutdown: watch::Receiver<b
     let plan = plan::build(&source, &target, cfg, PlanOptions { allow_autoid_off: opts.allow_autoid_off })
         .await
         .map_err(MigrateError::from)?;
-    std::fs::create_dir_all(&cfg.job.state_dir).map_err(|e| StateError::Open {
-        path: cfg.job.state_dir.display().to_string(),
-        source: sled::Error::Io(e),
-    })?;
     let state = StateStore::open(&cfg.job.state_dir)?;
     let fresh = migrate::prepare_targets(&target, &plan, &state, opts.if_exists).await?;
     let mut log_cfg = LogConfig::new(cfg.job.state_dir.join("log"));
@@ -113,13 +109,7 @@ pub async fn run(cfg: &JobConfig, opts: &RunOptions, shutdown: watch::Receiver<b
 
     // 3. Snapshot (resumable; skipped once done).
     if !state.get::<bool>(SNAPSHOT_DONE)?.unwrap_or(false) {
-        for c in plan.collections.iter().filter(|c| c.load_source) {
-            source.load(&c.source_name, Duration::from_secs(900)).await.map_err(|e| MigrateError::Step {
-                collection: c.source_name.clone(),
-                step: "load source",
-                source: e,
-            })?;
-        }
+        migrate::load_sources(&source, &plan).await?;
         let copier = Copier {
             source: source.clone(),
             target: target.clone(),

@@ -114,6 +114,19 @@ pub async fn prepare_targets(
     Ok(fresh)
 }
 
+/// Loads the source collections the plan found unloaded (Milvus 2.3 queries only loaded
+/// collections); callers release them when done.
+pub async fn load_sources(source: &MilvusClient, plan: &Plan) -> Result<(), MigrateError> {
+    for c in plan.collections.iter().filter(|c| c.load_source) {
+        tracing::info!(collection = %c.source_name, "loading the source collection to read it");
+        source
+            .load(&c.source_name, Duration::from_secs(900))
+            .await
+            .map_err(|e| MigrateError::Step { collection: c.source_name.clone(), step: "load source", source: e })?;
+    }
+    Ok(())
+}
+
 /// Runs an offline migration end to end.
 pub async fn migrate(
     cfg: &JobConfig,
@@ -134,12 +147,6 @@ pub async fn migrate(
         print!("{}", plan::render(&plan));
         return Ok(Vec::new());
     }
-    std::fs::create_dir_all(&cfg.job.state_dir).map_err(|e| {
-        MigrateError::State(StateError::Open {
-            path: cfg.job.state_dir.display().to_string(),
-            source: sled::Error::Io(e),
-        })
-    })?;
     let state = StateStore::open(&cfg.job.state_dir)?;
     let fresh = prepare_targets(&target, &plan, &state, opts.if_exists).await?;
     let progress = Progress::new(opts.quiet);
@@ -153,13 +160,7 @@ pub async fn migrate(
         progress,
         shutdown,
     };
-    for c in plan.collections.iter().filter(|c| c.load_source) {
-        tracing::info!(collection = %c.source_name, "loading the source collection to read it");
-        source
-            .load(&c.source_name, Duration::from_secs(900))
-            .await
-            .map_err(|e| MigrateError::Step { collection: c.source_name.clone(), step: "load source", source: e })?;
-    }
+    load_sources(&source, &plan).await?;
     let snapshot_ts = snapshot::snapshot_timestamp(&source).await;
     let mut summaries = Vec::new();
     let result: Result<(), MigrateError> = async {

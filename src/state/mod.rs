@@ -36,9 +36,13 @@ pub struct StateStore {
 }
 
 impl StateStore {
-    /// Opens (or creates) the state under `state_dir`.
+    /// Opens (or creates, with `state_dir` itself) the state under `state_dir`.
     pub fn open(state_dir: &Path) -> Result<Self, StateError> {
         let path = state_dir.join("state");
+        std::fs::create_dir_all(state_dir).map_err(|e| StateError::Open {
+            path: state_dir.display().to_string(),
+            source: sled::Error::Io(e),
+        })?;
         let db = sled::Config::new()
             .path(&path)
             .flush_every_ms(Some(200))
