@@ -15,7 +15,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(false)
         .compile_protos(&protos, &["proto"])?;
-    for p in protos {
+    // The control API: client and server, and serde so `--json` output is the message.
+    let control = ["proto/ferry/control.proto"];
+    tonic_prost_build::configure()
+        .type_attribute(".ferry", "#[derive(serde::Serialize, serde::Deserialize)]")
+        .type_attribute(".ferry", "#[serde(default)]")
+        .compile_protos(&control, &["proto"])?;
+    for p in protos.iter().chain(&control) {
         println!("cargo:rerun-if-changed={p}");
     }
     Ok(())

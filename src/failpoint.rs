@@ -35,6 +35,23 @@ pub fn hit(name: &str) {
     }
 }
 
+/// True the first time the failpoint `name` is reached when it is enabled: the caller fails
+/// the operation with an ordinary error (no crash), to test abort paths. Later calls in the
+/// same process return false, so a retry can succeed.
+pub fn fail_once(name: &str) -> bool {
+    static FIRED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    if !enabled().iter().any(|n| n == name) {
+        return false;
+    }
+    let mut fired = FIRED.lock().unwrap_or_else(|p| p.into_inner());
+    if fired.iter().any(|n| n == name) {
+        return false;
+    }
+    fired.push(name.to_string());
+    tracing::warn!(failpoint = name, "failpoint hit: failing this operation");
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

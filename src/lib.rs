@@ -12,6 +12,8 @@
 //! - [`log`]: the durable log (sled): pending WAL events, Kafka positions, apply cursors.
 //! - [`apply`]: the per-channel apply loop: batches from the log, coalesced per key (upsert
 //!   ordering trap included), written to the target, cursor advanced after.
+//! - [`verify`]: source vs target per collection and partition: counts, or every key and a
+//!   row digest merge-joined in key order; optional repair.
 pub mod proto;
 pub mod milvus;
 pub mod secret;
@@ -25,5 +27,9 @@ pub mod sources;
 pub mod cli;
 pub mod wal;
 pub mod log;
+pub mod metrics;
 pub mod apply;
 pub mod job;
+pub mod daemon;
+pub mod cutover;
+pub mod verify;

@@ -15,3 +15,7 @@ pub mod msg {
 pub mod milvus {
     tonic::include_proto!("milvus.proto.milvus");
 }
+/// ferry's own control API (`proto/ferry/control.proto`).
+pub mod control {
+    tonic::include_proto!("ferry.control.v1");
+}

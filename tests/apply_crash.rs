@@ -20,6 +20,9 @@ use prost::Message;
 
 const CH: &str = "by-dev-rootcoord-dml_3";
 const DIR_VAR: &str = "FERRY_TEST_CRASH_DIR";
+/// Set by the drop test: the child's window ends with a DropCollection and the applier
+/// runs with `stream.on_source_drop = "drop"`.
+const DROP_VAR: &str = "FERRY_TEST_CRASH_DROP";
 
 /// A target that appends one line per write to a file, so a write made by a process that
 /// then crashed is still visible.
@@ -58,6 +61,10 @@ impl Target for FileTarget {
         Ok(())
     }
     async fn drop_partition(&self, _c: &str, _p: &str) -> Result<(), MilvusError> {
+        Ok(())
+    }
+    async fn drop_collection(&self, c: &str) -> Result<(), MilvusError> {
+        self.record(format!("drop_collection {c}"));
         Ok(())
     }
 }
@@ -119,6 +126,16 @@ fn delete(ts: u64, pks: &[i64]) -> Vec<u8> {
     .encode_to_vec()
 }
 
+fn drop_collection(ts: u64) -> Vec<u8> {
+    msg::DropCollectionRequest {
+        base: base(MsgType::DropCollection, ts),
+        collection_name: "books".into(),
+        collection_id: 1,
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
 fn entry(offset: i64, msg_type: MsgType, ts: u64, payload: Vec<u8>) -> LogEntry {
     LogEntry {
         kafka_offset: offset,
@@ -147,8 +164,16 @@ fn open(dir: &Path) -> DurableLog {
 /// Runs this test binary's `crash_child` test with `failpoint` enabled; returns whether
 /// it aborted.
 fn run_child(dir: &Path, failpoint: &str) -> std::process::ExitStatus {
+    run_child_with(dir, failpoint, false)
+}
+
+fn run_child_with(dir: &Path, failpoint: &str, drop: bool) -> std::process::ExitStatus {
     let exe = std::env::current_exe().expect("current exe");
-    let out = Command::new(exe)
+    let mut cmd = Command::new(exe);
+    if drop {
+        cmd.env(DROP_VAR, "1");
+    }
+    let out = cmd
         .args([
             "--exact",
             "crash_child",
@@ -184,17 +209,22 @@ async fn crash_child() {
         return;
     };
     let log = open(&dir);
+    let drop = std::env::var_os(DROP_VAR).is_some();
     if log.position(CH).is_none() {
         log.init_position(CH, ChannelPosition::default())
             .expect("init");
+        let mut window = vec![
+            entry(0, MsgType::Insert, 10, insert(10, &[1, 2])),
+            entry(1, MsgType::Insert, 20, insert(20, &[2])),
+            entry(2, MsgType::Delete, 20, delete(20, &[2])),
+            entry(3, MsgType::Delete, 30, delete(30, &[1])),
+        ];
+        if drop {
+            window = vec![entry(0, MsgType::DropCollection, 35, drop_collection(35))];
+        }
         log.append_now(
             CH,
-            vec![
-                entry(0, MsgType::Insert, 10, insert(10, &[1, 2])),
-                entry(1, MsgType::Insert, 20, insert(20, &[2])),
-                entry(2, MsgType::Delete, 20, delete(20, &[2])),
-                entry(3, MsgType::Delete, 30, delete(30, &[1])),
-            ],
+            window,
             ChannelPosition {
                 next_offset: 5,
                 skip_through_ts: 40,
@@ -205,7 +235,8 @@ async fn crash_child() {
         log.flush().await.expect("flush");
     }
     let target = FileTarget(dir.join("target.txt"));
-    let mut applier = Applier::new(CH, log.clone(), target, routes(), ApplyConfig::default());
+    let cfg = ApplyConfig { drop_on_source_drop: drop, ..ApplyConfig::default() };
+    let mut applier = Applier::new(CH, log.clone(), target, routes(), cfg);
     applier.apply_available().await.expect("apply");
     log.flush().await.expect("flush");
 }
@@ -278,4 +309,27 @@ fn crash_after_append_keeps_entries_and_position_together() {
         !dir.path().join("target.txt").exists(),
         "nothing applied before the crash"
     );
+}
+
+/// `on_source_drop = "drop"`: a crash right after the target collection was dropped leaves
+/// the DropCollection pending; the restart drops again (harmless: drop if it exists) and
+/// moves on.
+#[test]
+fn crash_after_dropping_the_target_collection_repeats_the_drop() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let status = run_child_with(dir.path(), "apply.after_target_write", true);
+    assert!(aborted(status), "{status:?}");
+    let writes = std::fs::read_to_string(dir.path().join("target.txt")).expect("target file");
+    assert_eq!(writes.lines().collect::<Vec<_>>(), ["drop_collection t"]);
+    {
+        let log = open(dir.path());
+        assert_eq!(log.cursor(CH), Cursor::default(), "the drop is not acknowledged yet");
+    }
+    let status = run_child_with(dir.path(), "", true);
+    assert!(status.success(), "{status:?}");
+    let writes = std::fs::read_to_string(dir.path().join("target.txt")).expect("target file");
+    assert_eq!(writes.lines().collect::<Vec<_>>(), ["drop_collection t", "drop_collection t"]);
+    let log = open(dir.path());
+    assert_eq!(log.cursor(CH), Cursor { next_seq: 1, applied_ts: 40 });
+    assert_eq!(log.pending_events(), 0);
 }

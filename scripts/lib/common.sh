@@ -23,6 +23,8 @@ VENV_M23="$FERRY_CACHE/venv-milvus23"
 VENV_LITE="$FERRY_CACHE/venv-lite"
 PY_M23="$VENV_M23/bin/python"
 PY_LITE="$VENV_LITE/bin/python"
+VENV_MOTO="$FERRY_CACHE/venv-moto"      # moto_server: the S3-compatible server of the tests
+MOTO_SERVER="$VENV_MOTO/bin/moto_server"
 MILVUS_HOME="$FERRY_CACHE/milvus-$MILVUS_VERSION"   # extracted server: $MILVUS_HOME/bin/milvus
 MILVUS_BIN_DIR="$MILVUS_HOME/bin"
 TANSU_ROOT="$FERRY_CACHE/tansu-$TANSU_VERSION"
@@ -75,6 +77,10 @@ _ensure_venv() {
 ensure_venvs() {
     with_lock venv-milvus23 _ensure_venv "$VENV_M23" "$LIB_DIR/requirements-milvus23.txt"
     with_lock venv-lite _ensure_venv "$VENV_LITE" "$LIB_DIR/requirements-lite.txt"
+    ensure_moto_venv
+}
+ensure_moto_venv() {
+    with_lock venv-moto _ensure_venv "$VENV_MOTO" "$LIB_DIR/requirements-moto.txt"
 }
 
 # --- Milvus 2.3.5 server binary --------------------------------------------------------------

@@ -10,7 +10,7 @@ use crate::failpoint;
 use crate::log::{Cursor, DurableLog, StoredEntry};
 use crate::milvus::{MilvusError, PrimaryKeys, Rows};
 use crate::proto::common::MsgType;
-use crate::wal::{decode, physical_ms, WalEvent};
+use crate::wal::{decode, WalEvent};
 
 /// Where one source collection's writes go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +46,11 @@ pub struct ApplyConfig {
     /// Longest wait between retries. Retries never give up: skipping would lose writes.
     #[serde(default = "default_retry_max_ms")]
     pub retry_max_ms: u64,
+    /// When a source collection is dropped: false stops the channel with
+    /// [`ApplyError::SourceCollectionDropped`]; true drops the target collection too and
+    /// streams on for the others (`stream.on_source_drop`).
+    #[serde(default)]
+    pub drop_on_source_drop: bool,
 }
 
 fn default_max_batch_bytes() -> usize {
@@ -72,6 +77,7 @@ impl Default for ApplyConfig {
             read_ahead_entries: default_read_ahead_entries(),
             retry_initial_ms: default_retry_initial_ms(),
             retry_max_ms: default_retry_max_ms(),
+            drop_on_source_drop: false,
         }
     }
 }
@@ -163,15 +169,7 @@ impl<T: Target> Applier<T> {
                 },
             )?;
         }
-        self.emit_lag();
         Ok(())
-    }
-
-    fn emit_lag(&self) {
-        let source = physical_ms(self.log.source_ts(&self.channel));
-        let applied = physical_ms(self.log.applied_ts(&self.channel));
-        metrics::gauge!(super::LAG_MS, "channel" => self.channel.clone())
-            .set(source.saturating_sub(applied) as f64);
     }
 
     fn meta(&self, e: &StoredEntry) -> Result<EventMeta, ApplyError> {
@@ -229,7 +227,9 @@ impl<T: Target> Applier<T> {
                     continue;
                 }
             };
+            let started = std::time::Instant::now();
             self.apply(&entries[..n], &metas[..n]).await?;
+            metrics::histogram!(crate::metrics::APPLY_BATCH_SECONDS).record(started.elapsed().as_secs_f64());
             failpoint::hit("apply.after_target_write");
             let last = &entries[n - 1];
             self.log.advance(
@@ -239,7 +239,6 @@ impl<T: Target> Applier<T> {
                     applied_ts: cursor.applied_ts.max(last.entry.ts),
                 },
             )?;
-            self.emit_lag();
             return Ok(true);
         }
     }
@@ -265,6 +264,11 @@ impl<T: Target> Applier<T> {
             return Ok(());
         };
         let coll = route.target_collection.as_str();
+        if first.kind != MetaKind::Skip {
+            let op = if first.kind == MetaKind::Dml { "dml" } else { "ddl" };
+            metrics::counter!(crate::metrics::EVENTS_APPLIED, "collection" => coll.to_string(), "op" => op)
+                .increment(entries.len() as u64);
+        }
         match first.kind {
             MetaKind::Skip => Ok(()),
             MetaKind::Barrier => match self.decode(&entries[0])? {
@@ -278,6 +282,13 @@ impl<T: Target> Applier<T> {
                     .await?;
                     self.partitions
                         .remove(&(coll.to_string(), partition_name.clone()));
+                    Ok(())
+                }
+                WalEvent::DropCollection { collection_id, .. } if self.cfg.drop_on_source_drop => {
+                    self.retry("drop_collection", coll, || self.target.drop_collection(coll)).await?;
+                    tracing::warn!(channel = %self.channel, collection = coll, "source collection dropped: target collection dropped too");
+                    // Later records of the dropped collection have nowhere to go.
+                    self.routes.remove(&collection_id);
                     Ok(())
                 }
                 WalEvent::DropCollection {
@@ -332,9 +343,9 @@ impl<T: Target> Applier<T> {
                         upserted += part.len();
                     }
                 }
-                metrics::counter!(super::BATCHES).increment(1);
-                metrics::counter!(super::ROWS_UPSERTED).increment(upserted as u64);
-                metrics::counter!(super::KEYS_DELETED).increment(deleted as u64);
+                let rows = |op| metrics::counter!(crate::metrics::ROWS_APPLIED, "collection" => coll.to_string(), "op" => op);
+                rows("upsert").increment(upserted as u64);
+                rows("delete").increment(deleted as u64);
                 tracing::debug!(
                     channel = %self.channel,
                     collection = coll,
@@ -388,12 +399,14 @@ impl<T: Target> Applier<T> {
                         retry_in_ms = delay.as_millis() as u64,
                         "target write failed; retrying"
                     );
-                    metrics::counter!(super::TARGET_RETRIES, "op" => op, "kind" => e.kind())
+                    metrics::counter!(crate::metrics::TARGET_ERRORS, "op" => op, "kind" => e.kind())
                         .increment(1);
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(max);
                 }
                 Err(source) => {
+                    metrics::counter!(crate::metrics::TARGET_ERRORS, "op" => op, "kind" => source.kind())
+                        .increment(1);
                     return Err(ApplyError::Target {
                         collection: collection.to_string(),
                         op,

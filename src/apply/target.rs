@@ -36,6 +36,9 @@ pub trait Target: Send + Sync {
         collection: &str,
         partition: &str,
     ) -> impl Future<Output = Result<(), MilvusError>> + Send;
+
+    /// Drops the collection if it exists (`stream.on_source_drop = "drop"`).
+    fn drop_collection(&self, collection: &str) -> impl Future<Output = Result<(), MilvusError>> + Send;
 }
 
 impl Target for MilvusClient {
@@ -75,5 +78,12 @@ impl Target for MilvusClient {
             return Ok(());
         }
         MilvusClient::drop_partition(self, collection, partition).await
+    }
+
+    async fn drop_collection(&self, collection: &str) -> Result<(), MilvusError> {
+        if !self.has_collection(collection).await? {
+            return Ok(());
+        }
+        MilvusClient::drop_collection(self, collection).await
     }
 }

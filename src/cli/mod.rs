@@ -11,6 +11,13 @@ use crate::config::JobConfig;
 use crate::migrate::{self, IndexMode, MigrateOptions};
 use crate::plan::IfExists;
 
+mod cutover;
+mod daemon;
+
+pub mod verify;
+
+pub mod import;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "ferry",
@@ -39,9 +46,28 @@ pub enum Command {
     /// Offline migration: plan, create target collections, copy every row, check counts,
     /// build indexes.
     Migrate(MigrateArgs),
-    /// Zero-downtime job: record WAL positions, snapshot, then stream the source's writes to
-    /// the target until stopped (SIGINT/SIGTERM).
+    /// The daemon: runs a zero-downtime job (record WAL positions, snapshot, stream the
+    /// source's writes to the target) with a control API and metrics, until SIGINT/SIGTERM.
     Run(RunArgs),
+    /// Show the daemon's jobs: state, lag, pending log, snapshot progress, last error.
+    Status(daemon::StatusArgs),
+    /// Pause a job: no target writes; the WAL is still read into the durable log.
+    Pause(daemon::JobArgs),
+    /// Resume a PAUSED or FAILED job.
+    Resume(daemon::JobArgs),
+    /// Cancel a job for good (target collections are left as they are).
+    Cancel(daemon::JobArgs),
+    /// Show a job's error log.
+    Errors(daemon::JobArgs),
+    /// Run the cutover runbook on a streaming job: wait for low lag, freeze source writes,
+    /// drain, verify, report (or --abort it).
+    Cutover(cutover::CutoverArgs),
+    /// Compare source and target: row counts per collection and partition, or (--full) every
+    /// key and a digest of every row; --repair fixes what differs. Exit 0 only when equal.
+    Verify(verify::VerifyArgs),
+    /// `import-backup` and `import-1x`: rows from files instead of a source Milvus.
+    #[command(flatten)]
+    Import(import::ImportCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -61,6 +87,9 @@ pub struct RunArgs {
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
+    /// Check the job file, connect, print the plan, and exit without changing anything.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -93,6 +122,7 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.with_target(false).init(),
@@ -164,17 +194,40 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Verify(a) => verify::run(a).await,
+        Command::Import(c) => import::run(c, shutdown_signal()).await,
         Command::Run(a) => {
             let cfg = JobConfig::load(&a.config)?;
+            if a.dry_run {
+                let opts = MigrateOptions {
+                    dry_run: true,
+                    if_exists: a.if_exists,
+                    index: a.index,
+                    load: false,
+                    allow_autoid_off: a.autoid_off,
+                    quiet: true,
+                };
+                migrate::migrate(&cfg, &opts, shutdown_signal()).await?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if cfg.source.wal.is_none() {
+                anyhow::bail!("{}: [source.wal] is required by `ferry run` (the brokers of the source's Kafka); use `ferry migrate` for an offline copy", a.config.display());
+            }
             let opts = crate::job::RunOptions {
                 if_exists: a.if_exists,
                 index: a.index,
                 allow_autoid_off: a.autoid_off,
                 quiet: a.quiet,
             };
-            crate::job::run(&cfg, &opts, shutdown_signal()).await?;
+            crate::daemon::serve(cfg, opts, shutdown_signal()).await?;
             tracing::info!("stopped cleanly");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Status(a) => daemon::status(a).await,
+        Command::Pause(a) => daemon::job_command(daemon::JobVerb::Pause, a).await,
+        Command::Resume(a) => daemon::job_command(daemon::JobVerb::Resume, a).await,
+        Command::Cancel(a) => daemon::job_command(daemon::JobVerb::Cancel, a).await,
+        Command::Errors(a) => daemon::job_command(daemon::JobVerb::Errors, a).await,
+        Command::Cutover(a) => cutover::run(a).await,
     }
 }

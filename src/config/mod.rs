@@ -56,7 +56,9 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobConfig {
-    /// The cluster collections are read from.
+    /// The cluster collections are read from. File imports (`import-backup`, `import-1x`)
+    /// read no cluster: there it may be left out, and is ignored ([`JobConfig::load_for_files`]).
+    #[serde(default = "EndpointConfig::absent")]
     pub source: EndpointConfig,
     /// The cluster collections are written to.
     pub target: EndpointConfig,
@@ -71,6 +73,63 @@ pub struct JobConfig {
     /// Tuning of WAL streaming.
     #[serde(default)]
     pub stream: StreamConfig,
+    /// The daemon's gRPC control API (`ferry run`).
+    #[serde(default)]
+    pub control: ControlConfig,
+    /// The daemon's HTTP endpoint: `/metrics`, `/healthz`, `/readyz`.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+    /// Defaults of `ferry cutover` (its flags override them).
+    #[serde(default)]
+    pub cutover: CutoverConfig,
+}
+
+/// How the cutover freezes the source's writers.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CutoverConfig {
+    /// Source roles whose Insert, Delete and Upsert privileges the `rbac` freeze revokes
+    /// (on the job's collections and on `*`), restored if the cutover aborts.
+    #[serde(default)]
+    pub rbac_roles: Vec<String>,
+    /// Shell command of the `command` freeze (for example scaling writers to zero).
+    pub freeze_command: Option<String>,
+    /// Shell command that undoes `freeze_command` when a cutover aborts.
+    pub unfreeze_command: Option<String>,
+}
+
+/// Where the control API listens and who may use it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    /// `host:port`; port 0 picks a free port (the daemon writes the address it bound to
+    /// `state_dir/daemon.json`).
+    #[serde(default = "default_control_listen")]
+    pub listen: String,
+    /// Bearer token clients must send; required when `listen` is not a loopback address.
+    #[serde(default, deserialize_with = "secret_field")]
+    pub token: Option<SecretSpec>,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig { listen: default_control_listen(), token: None }
+    }
+}
+
+/// Where the HTTP telemetry endpoint listens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// `host:port`; port 0 picks a free port (written to `state_dir/daemon.json`).
+    #[serde(default = "default_telemetry_listen")]
+    pub listen: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig { listen: default_telemetry_listen() }
+    }
 }
 
 /// How to reach one Milvus.
@@ -102,6 +161,17 @@ pub struct SecretSpec {
     /// `Some(var)` when the file said `env:VAR`.
     pub env_var: Option<String>,
     pub value: Secret,
+}
+
+impl SecretSpec {
+    /// Reads an `env:VAR` secret from the environment (a literal is left as is).
+    fn resolve(&mut self) -> Result<(), String> {
+        if let Some(var) = &self.env_var {
+            let v = std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?;
+            self.value = Secret::new(v);
+        }
+        Ok(())
+    }
 }
 
 fn secret_field<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SecretSpec>, D::Error> {
@@ -150,6 +220,14 @@ pub struct JobSection {
     /// Directory of the job's durable state (sled).
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
+    /// On SIGTERM/SIGINT, how long in-flight batches may take to finish before the daemon
+    /// exits anyway (they are repeated, harmlessly, on restart).
+    #[serde(default = "default_shutdown_timeout_s")]
+    pub shutdown_timeout_s: u64,
+}
+
+fn default_shutdown_timeout_s() -> u64 {
+    30
 }
 
 /// Bulk-copy tuning.
@@ -233,6 +311,12 @@ fn default_key_splits() -> u32 {
 fn default_log_max_bytes() -> u64 {
     2 << 30
 }
+fn default_control_listen() -> String {
+    "127.0.0.1:7070".into()
+}
+fn default_telemetry_listen() -> String {
+    "127.0.0.1:9464".into()
+}
 fn default_on_drop() -> String {
     "stop".into()
 }
@@ -247,8 +331,22 @@ impl JobConfig {
         Self::parse(&text, path)
     }
 
+    /// As [`Self::load`], for commands whose rows come from files rather than a source
+    /// Milvus: `[source]` may be absent and is not validated (nothing connects to it).
+    pub fn load_for_files(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse_inner(&text, path, false)
+    }
+
     /// Like [`Self::load`] from a string; `path` only labels errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        Self::parse_inner(text, path, true)
+    }
+
+    fn parse_inner(text: &str, path: &Path, needs_source: bool) -> Result<Self, ConfigError> {
         let mut cfg: JobConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.to_string(),
@@ -262,19 +360,14 @@ impl JobConfig {
             ("source", &mut cfg.source),
             ("target", &mut cfg.target),
         ] {
+            if field == "source" && !needs_source {
+                continue;
+            }
             if ep.uri.trim().is_empty() {
                 return Err(invalid(&format!("{field}.uri"), "must not be empty".into()));
             }
             if let Some(spec) = &mut ep.token {
-                if let Some(var) = &spec.env_var {
-                    let v = std::env::var(var).map_err(|_| {
-                        invalid(
-                            &format!("{field}.token"),
-                            format!("environment variable {var} is not set"),
-                        )
-                    })?;
-                    spec.value = Secret::new(v);
-                }
+                spec.resolve().map_err(|m| invalid(&format!("{field}.token"), m))?;
             }
             if ep.database.trim().is_empty() {
                 return Err(invalid(&format!("{field}.database"), "must not be empty".into()));
@@ -319,6 +412,20 @@ impl JobConfig {
         if cfg.copy.key_splits == 0 {
             return Err(invalid("copy.key_splits", "must be at least 1".into()));
         }
+        for (field, addr) in [("control.listen", &cfg.control.listen), ("telemetry.listen", &cfg.telemetry.listen)] {
+            let parsed: std::net::SocketAddr = addr
+                .parse()
+                .map_err(|e| invalid(field, format!("{addr:?} is not host:port with an IP address ({e})")))?;
+            if field == "control.listen" && !parsed.ip().is_loopback() && cfg.control.token.is_none() {
+                return Err(invalid(
+                    "control.token",
+                    format!("required when control.listen ({addr}) is not a loopback address"),
+                ));
+            }
+        }
+        if let Some(spec) = &mut cfg.control.token {
+            spec.resolve().map_err(|m| invalid("control.token", m))?;
+        }
         if !["stop", "drop"].contains(&cfg.stream.on_source_drop.as_str()) {
             return Err(invalid("stream.on_source_drop", "must be \"stop\" or \"drop\"".into()));
         }
@@ -333,6 +440,20 @@ impl CollectionConfig {
 }
 
 impl EndpointConfig {
+    /// The value of a left-out `[source]`: an empty URI, which [`JobConfig::parse`] rejects
+    /// as `source.uri: must not be empty`.
+    fn absent() -> Self {
+        EndpointConfig {
+            uri: String::new(),
+            token: None,
+            database: default_database(),
+            tls_ca_cert: None,
+            tls_server_name: None,
+            request_timeout_s: default_request_timeout_s(),
+            wal: None,
+        }
+    }
+
     /// Client options for this endpoint.
     pub fn connect_options(&self) -> ConnectOptions {
         let mut o = ConnectOptions::new(self.uri.clone());
@@ -365,6 +486,17 @@ name = "j1"
         assert!(c.collections.is_empty());
         assert_eq!(c.copy.parallelism, 4);
         assert!(c.source.wal.is_none());
+    }
+
+    #[test]
+    fn source_may_be_left_out_only_for_file_imports() {
+        let text = MINIMAL.replace("[source]\nuri = \"http://127.0.0.1:19530\"\n", "");
+        assert!(!text.contains("[source]"));
+        let e = JobConfig::parse(&text, Path::new("job.toml")).unwrap_err().to_string();
+        assert!(e.contains("source.uri"), "{e}");
+        let c = JobConfig::parse_inner(&text, Path::new("job.toml"), false).unwrap();
+        assert!(c.source.uri.is_empty());
+        assert_eq!(c.target.uri, "http://127.0.0.1:19630");
     }
 
     #[test]

@@ -13,18 +13,22 @@
 //!    Replaying a write the snapshot already saw is harmless (upserts and deletes by key), so
 //!    the target converges to the source however writes interleave with the copy.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use crate::apply::{Applier, ApplyConfig, ApplyError, CollectionRoute, Routes};
 use crate::config::JobConfig;
+use crate::daemon::handle::{HandleError, JobHandle, Live, LiveCollection};
+use crate::daemon::lifecycle::{Event, JobState};
+use crate::milvus::MilvusClient;
 use crate::log::{ChannelPosition, DurableLog, LogConfig, LogError};
 use crate::migrate::{self, IndexMode, MigrateError};
-use crate::plan::{self, IfExists, PlanOptions};
-use crate::snapshot::{self, progress::Progress, CopyOptions, Copier};
-use crate::state::{StateError, StateStore};
+use crate::plan::{self, IfExists, Plan, PlanOptions};
+use crate::snapshot::{self, progress::Progress, CopyOptions, Copier, SnapshotError};
+use crate::state::StateError;
 use crate::wal::{self, CollectionFilter, IngestConfig, WalError, WalReader};
 
 /// Errors that stop a job.
@@ -44,6 +48,8 @@ pub enum JobError {
     Apply(#[from] ApplyError),
     #[error("task failed: {0}")]
     Task(String),
+    #[error(transparent)]
+    Handle(#[from] HandleError),
 }
 
 /// Options of `ferry run`.
@@ -56,26 +62,61 @@ pub struct RunOptions {
 }
 
 const STARTED: &str = "stream/started";
-const SNAPSHOT_DONE: &str = "stream/snapshot_done";
+/// Wall-clock ms of the start positions (the lag's floor until something is applied).
+const STARTED_MS: &str = "stream/started_ms";
+/// Set once the snapshot (and its indexes) is complete.
+pub const SNAPSHOT_DONE: &str = "stream/snapshot_done";
 
-fn stopped(mut rx: watch::Receiver<bool>) -> impl std::future::Future<Output = ()> {
+/// What a running job shares with the cutover and the control API.
+#[derive(Clone)]
+pub struct JobContext {
+    pub cfg: JobConfig,
+    pub source: MilvusClient,
+    pub target: MilvusClient,
+    pub plan: Arc<Plan>,
+    pub reader: WalReader,
+}
+
+/// A future that resolves when `rx` turns true.
+pub fn stopped(mut rx: watch::Receiver<bool>) -> impl std::future::Future<Output = ()> {
     async move {
         let _ = rx.wait_for(|v| *v).await;
     }
 }
 
-/// Runs a zero-downtime job until `shutdown` turns true or something fails.
-pub async fn run(cfg: &JobConfig, opts: &RunOptions, shutdown: watch::Receiver<bool>) -> Result<(), JobError> {
+/// A stop signal for one phase: true on shutdown, or once the job's state leaves `keep`.
+fn phase_stop(handle: &JobHandle, shutdown: &watch::Receiver<bool>, keep: fn(JobState) -> bool) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    let (mut states, mut shutdown) = (handle.subscribe(), shutdown.clone());
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = shutdown.wait_for(|v| *v) => {}
+            _ = states.wait_for(|r| !keep(r.state)) => {}
+            _ = tx.closed() => {}
+        }
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// Runs a zero-downtime job in whatever state `handle` says, until `shutdown` turns true,
+/// the job reaches a state where nothing runs (FAILED, SUCCESSFUL, CANCELLED), or
+/// something fails (the caller records the error and fails the job).
+pub async fn run(cfg: &JobConfig, opts: &RunOptions, handle: &JobHandle, shutdown: watch::Receiver<bool>) -> Result<(), JobError> {
     let wal_cfg = cfg.source.wal.clone().ok_or(JobError::NoWal)?;
+    if handle.state() == JobState::Pending {
+        handle.fire(Event::Start)?;
+    }
     let (source, target) = migrate::connect(cfg).await?;
     let plan = plan::build(&source, &target, cfg, PlanOptions { allow_autoid_off: opts.allow_autoid_off })
         .await
         .map_err(MigrateError::from)?;
-    let state = StateStore::open(&cfg.job.state_dir)?;
+    let state = handle.store().clone();
     let fresh = migrate::prepare_targets(&target, &plan, &state, opts.if_exists).await?;
     let mut log_cfg = LogConfig::new(cfg.job.state_dir.join("log"));
     log_cfg.max_pending_bytes = cfg.stream.log_max_bytes;
     let log = DurableLog::open(&log_cfg)?;
+    metrics::gauge!(crate::metrics::LOG_MAX_BYTES).set(cfg.stream.log_max_bytes as f64);
 
     let channels: Vec<String> = plan
         .collections
@@ -85,7 +126,8 @@ pub async fn run(cfg: &JobConfig, opts: &RunOptions, shutdown: watch::Receiver<b
         .into_iter()
         .collect();
     let reader = WalReader::new(wal_cfg.brokers.clone(), channels.clone());
-
+    let progress = Progress::new(opts.quiet);
+    let plan = Arc::new(plan);
     // 1. Start positions, before the snapshot reads anything.
     if !state.get::<bool>(STARTED)?.unwrap_or(false) {
         let marks = reader.high_watermarks().await?;
@@ -95,42 +137,41 @@ pub async fn run(cfg: &JobConfig, opts: &RunOptions, shutdown: watch::Receiver<b
             tracing::info!(channel = %ch, offset, "stream start position recorded");
         }
         log.flush().await?;
+        state.put(STARTED_MS, &(crate::daemon::lifecycle::now_ms() as u64))?;
         state.put(STARTED, &true)?;
     }
+    handle.set_live(Live {
+        log: log.clone(),
+        channels: channels.clone(),
+        collections: plan
+            .collections
+            .iter()
+            .map(|c| LiveCollection {
+                source: c.source_name.clone(),
+                target: c.target_name.clone(),
+                channels: c.source.physical_channel_names.clone(),
+            })
+            .collect(),
+        progress: progress.clone(),
+        started_ms: state.get::<u64>(STARTED_MS)?.unwrap_or(0),
+        context: JobContext { cfg: cfg.clone(), source: source.clone(), target: target.clone(), plan: plan.clone(), reader: reader.clone() },
+    });
 
-    // 2. Ingest runs from now on, snapshot or not.
+    // A job whose snapshot finished before a crash picks up in STREAMING.
+    if handle.state() == JobState::Snapshotting && state.get::<bool>(SNAPSHOT_DONE)?.unwrap_or(false) {
+        handle.fire(Event::SnapshotDone)?;
+    }
+
+    // 2. Ingest runs from now on, whatever the phase (paused included: the log buffers up to
+    //    its bound), until the job stops for good or the daemon shuts down.
     let ids: HashSet<i64> = plan.collections.iter().map(|c| c.source_id()).collect();
-    let ingest = {
-        let (reader, log, stop) = (reader.clone(), log.clone(), stopped(shutdown.clone()));
+    let ingest_stop = phase_stop(handle, &shutdown, |s| !matches!(s, JobState::Failed | JobState::Successful | JobState::Cancelled));
+    let mut ingest = {
+        let (reader, log, stop) = (reader.clone(), log.clone(), stopped(ingest_stop));
         tokio::spawn(async move {
             wal::ingest(&reader, &log, CollectionFilter::Only(ids), &IngestConfig::default(), stop).await
         })
     };
-
-    // 3. Snapshot (resumable; skipped once done).
-    if !state.get::<bool>(SNAPSHOT_DONE)?.unwrap_or(false) {
-        migrate::load_sources(&source, &plan).await?;
-        let copier = Copier {
-            source: source.clone(),
-            target: target.clone(),
-            state: state.clone(),
-            opts: CopyOptions::from(&cfg.copy),
-            progress: Progress::new(opts.quiet),
-            shutdown: shutdown.clone(),
-        };
-        let ts = snapshot::snapshot_timestamp(&source).await;
-        for (c, fresh) in plan.collections.iter().zip(&fresh) {
-            let report = copier.copy_collection(c, ts, *fresh).await.map_err(MigrateError::from)?;
-            tracing::info!(collection = %c.target_name, rows = report.rows, seconds = report.seconds, "snapshot copied");
-        }
-        for c in &plan.collections {
-            migrate::create_indexes(&target, c, opts.index).await?;
-        }
-        state.put(SNAPSHOT_DONE, &true)?;
-        tracing::info!("snapshot complete: streaming");
-    }
-
-    // 4. Apply, one loop per channel.
     let routes: Routes = plan
         .collections
         .iter()
@@ -145,72 +186,138 @@ pub async fn run(cfg: &JobConfig, opts: &RunOptions, shutdown: watch::Receiver<b
             )
         })
         .collect();
-    let apply_cfg = ApplyConfig { max_batch_bytes: cfg.stream.batch_bytes, ..Default::default() };
-    let mut tasks = tokio::task::JoinSet::new();
-    for ch in &channels {
-        let mut applier = Applier::new(ch.clone(), log.clone(), target.clone(), routes.clone(), apply_cfg.clone());
-        let stop = stopped(shutdown.clone());
-        tasks.spawn(async move { applier.run(stop).await.map_err(JobError::from) });
-    }
-    let reporter = {
-        let (log, channels, stop) = (log.clone(), channels.clone(), stopped(shutdown.clone()));
-        tokio::spawn(report_lag(log, channels, stop))
+    let apply_cfg = ApplyConfig {
+        max_batch_bytes: cfg.stream.batch_bytes,
+        drop_on_source_drop: cfg.stream.on_source_drop == "drop",
+        ..Default::default()
     };
+    let reporter = tokio::spawn(report_lag(handle.clone(), stopped(shutdown.clone())));
 
-    let mut first_error = None;
-    let mut ingest = ingest;
-    loop {
-        tokio::select! {
-            r = &mut ingest => {
-                match r {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => first_error = first_error.or(Some(JobError::Wal(e))),
-                    Err(e) => first_error = first_error.or(Some(JobError::Task(e.to_string()))),
-                }
-                break;
+    // 3. The phases, as the state says, until shutdown or a state where nothing runs.
+    let phases = async {
+        let mut states = handle.subscribe();
+        loop {
+            if *shutdown.borrow() {
+                return Ok(());
             }
-            Some(r) = tasks.join_next() => {
-                match r {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => { first_error = Some(e); break; }
-                    Err(e) => { first_error = Some(JobError::Task(e.to_string())); break; }
+            match handle.state() {
+                JobState::Pending => {
+                    handle.fire(Event::Start)?;
                 }
+                JobState::Snapshotting => {
+                    let stop = phase_stop(handle, &shutdown, |s| s == JobState::Snapshotting);
+                    let copier = Copier {
+                        source: source.clone(),
+                        target: target.clone(),
+                        state: state.clone(),
+                        opts: CopyOptions::from(&cfg.copy),
+                        progress: progress.clone(),
+                        shutdown: stop.clone(),
+                    };
+                    match snapshot_all(&copier, &source, &target, &plan, &fresh, opts.index).await {
+                        Ok(()) => {
+                            state.put(SNAPSHOT_DONE, &true)?;
+                            tracing::info!("snapshot complete: streaming");
+                            handle.fire(Event::SnapshotDone)?;
+                        }
+                        Err(MigrateError::Snapshot(SnapshotError::Interrupted)) if *stop.borrow() => {}
+                        Err(e) => return Err(JobError::from(e)),
+                    }
+                }
+                s if s.applies() => {
+                    let stop = phase_stop(handle, &shutdown, JobState::applies);
+                    let mut tasks = tokio::task::JoinSet::new();
+                    for ch in &channels {
+                        let mut applier = Applier::new(ch.clone(), log.clone(), target.clone(), routes.clone(), apply_cfg.clone());
+                        let stop = stopped(stop.clone());
+                        tasks.spawn(async move { applier.run(stop).await });
+                    }
+                    while let Some(r) = tasks.join_next().await {
+                        match r {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => {
+                                tasks.abort_all();
+                                return Err(JobError::from(e));
+                            }
+                            Err(e) => {
+                                tasks.abort_all();
+                                return Err(JobError::Task(e.to_string()));
+                            }
+                        }
+                    }
+                }
+                JobState::Paused => {
+                    tracing::info!("paused: the WAL is still read into the log; nothing is written to the target");
+                    let mut sd = shutdown.clone();
+                    tokio::select! {
+                        _ = states.wait_for(|r| r.state != JobState::Paused) => {}
+                        _ = sd.wait_for(|v| *v) => {}
+                    }
+                }
+                _ => return Ok(()),
             }
         }
-    }
-    if first_error.is_some() {
-        ingest.abort();
-        tasks.abort_all();
-    }
-    while let Some(r) = tasks.join_next().await {
-        if let Ok(Err(e)) = r {
-            first_error = first_error.or(Some(e));
-        }
-    }
+    };
+    tokio::pin!(phases);
+    let result = tokio::select! {
+        r = &mut phases => r,
+        r = &mut ingest => match r {
+            Ok(Ok(())) => phases.await,
+            Ok(Err(e)) => Err(JobError::Wal(e)),
+            Err(e) => Err(JobError::Task(e.to_string())),
+        },
+    };
+    ingest.abort();
+    let _ = ingest.await;
     reporter.abort();
     log.flush().await?;
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    result
 }
 
-/// Logs each channel's lag every 10 s: how far the applied position trails the newest
-/// source time tick, and how many events wait in the log.
-async fn report_lag(log: DurableLog, channels: Vec<String>, stop: impl std::future::Future<Output = ()>) {
+/// Copies every collection, then builds the indexes the snapshot defers.
+async fn snapshot_all(
+    copier: &Copier,
+    source: &MilvusClient,
+    target: &MilvusClient,
+    plan: &Plan,
+    fresh: &[bool],
+    index: IndexMode,
+) -> Result<(), MigrateError> {
+    migrate::load_sources(source, plan).await?;
+    let ts = snapshot::snapshot_timestamp(source).await;
+    for (c, fresh) in plan.collections.iter().zip(fresh) {
+        let report = copier.copy_collection(c, ts, *fresh).await?;
+        tracing::info!(collection = %c.target_name, rows = report.rows, seconds = report.seconds, "snapshot copied");
+    }
+    for c in &plan.collections {
+        migrate::create_indexes(target, c, index).await?;
+        // Loaded while streaming: the cutover's verification reads it at once, and the
+        // application can search it the moment it switches.
+        if index != IndexMode::None {
+            target
+                .load(&c.target_name, Duration::from_secs(900))
+                .await
+                .map_err(|e| MigrateError::Step { collection: c.target_name.clone(), step: "load target", source: e })?;
+        }
+    }
+    Ok(())
+}
+
+/// Logs the job's lag every 10 s (the metrics sampler refreshes the gauges every second).
+async fn report_lag(handle: JobHandle, stop: impl std::future::Future<Output = ()>) {
     tokio::pin!(stop);
     loop {
         tokio::select! {
             _ = &mut stop => return,
             _ = tokio::time::sleep(Duration::from_secs(10)) => {}
         }
-        let mut worst: HashMap<&str, f64> = HashMap::new();
-        for ch in &channels {
-            let (src, applied) = (log.source_ts(ch), log.applied_ts(ch));
-            let lag_ms = wal::physical_ms(src).saturating_sub(wal::physical_ms(applied));
-            worst.insert(ch, lag_ms as f64 / 1000.0);
-        }
-        let max = worst.values().cloned().fold(0.0, f64::max);
-        tracing::info!(lag_s = max, pending_events = log.pending_events(), pending_bytes = log.pending_bytes(), "streaming");
+        let st = handle.status();
+        tracing::info!(
+            state = %st.state,
+            lag_s = st.lag_seconds,
+            pending_events = st.log_pending_events,
+            pending_bytes = st.log_pending_bytes,
+            "streaming"
+        );
     }
 }

@@ -56,20 +56,6 @@ pub use codec::{ChannelPosition, Cursor, LogEntry, StoredEntry};
 pub use error::LogError;
 pub use store::{DurableLog, LogConfig};
 
-/// Bytes of entries not yet applied.
-pub const PENDING_BYTES: &str = "ferry_log_pending_bytes";
-/// Entries not yet applied.
-pub const PENDING_EVENTS: &str = "ferry_log_pending_events";
-
-/// Registers the descriptions of this module's metrics.
-pub fn describe_metrics() {
-    metrics::describe_gauge!(
-        PENDING_BYTES,
-        metrics::Unit::Bytes,
-        "Durable log bytes not yet applied"
-    );
-    metrics::describe_gauge!(PENDING_EVENTS, "Durable log entries not yet applied");
-}
 
 #[cfg(test)]
 mod tests;

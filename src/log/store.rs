@@ -9,7 +9,6 @@ use tokio::sync::watch;
 
 use super::codec::{self, ChannelPosition, Cursor, LogEntry, StoredEntry};
 use super::LogError;
-use super::{PENDING_BYTES, PENDING_EVENTS};
 use crate::failpoint;
 
 /// Where the log lives and how much it may hold.
@@ -201,8 +200,8 @@ impl DurableLog {
     }
 
     fn publish_gauges(&self) {
-        metrics::gauge!(PENDING_BYTES).set(self.pending_bytes() as f64);
-        metrics::gauge!(PENDING_EVENTS).set(self.pending_events() as f64);
+        metrics::gauge!(crate::metrics::LOG_PENDING_BYTES).set(self.pending_bytes() as f64);
+        metrics::gauge!(crate::metrics::LOG_PENDING_EVENTS).set(self.pending_events() as f64);
     }
 
     /// Records where reading `channel` starts, unless a position is already stored (a

@@ -192,29 +192,22 @@ pub async fn migrate(
     // come first, and the target is released again unless --load asked for it.
     let mut mismatches = Vec::new();
     for (c, s) in plan.collections.iter().zip(summaries.iter_mut()) {
-        let step = |step: &'static str| {
-            let collection = c.target_name.clone();
-            move |source| MigrateError::Step { collection, step, source }
-        };
-        create_indexes(&target, c, opts.index).await?;
-        let indexed = !target.describe_indexes(&c.target_name).await.map_err(step("describe index"))?.is_empty();
-        if !indexed {
-            tracing::warn!(collection = %c.target_name, "no index on the target (--index none): count check skipped");
+        let Some(target_count) = index_and_count(&target, c, opts.index, opts.load).await? else {
             s.count_checked = false;
             continue;
-        }
-        target.load(&c.target_name, Duration::from_secs(900)).await.map_err(step("load"))?;
-        s.source_count = source.count(&c.source_name, &[]).await.map_err(step("count source"))?;
-        s.target_count = target.count(&c.target_name, &[]).await.map_err(step("count target"))?;
+        };
+        s.target_count = target_count;
+        s.source_count = source.count(&c.source_name, &[]).await.map_err(|source| MigrateError::Step {
+            collection: c.source_name.clone(),
+            step: "count source",
+            source,
+        })?;
         s.count_checked = true;
         if s.source_count != s.target_count {
             mismatches.push(format!(
                 "{} has {} rows on the source, {} has {} on the target",
                 c.source_name, s.source_count, c.target_name, s.target_count
             ));
-        }
-        if !opts.load {
-            target.release(&c.target_name).await.map_err(step("release"))?;
         }
     }
     for c in plan.collections.iter().filter(|c| c.load_source) {
@@ -228,6 +221,34 @@ pub async fn migrate(
         });
     }
     Ok(summaries)
+}
+
+/// The end of every copy into a target collection: builds its indexes as `mode` says, loads
+/// it (counting needs a loaded collection on Milvus 2.3, and loading needs an index), counts
+/// its rows, and releases it again unless `keep_loaded`. `None` when the target has no index
+/// (`--index none`), so it could not be counted.
+pub async fn index_and_count(
+    target: &MilvusClient,
+    c: &crate::plan::CollectionPlan,
+    mode: IndexMode,
+    keep_loaded: bool,
+) -> Result<Option<u64>, MigrateError> {
+    let step = |step: &'static str| {
+        let collection = c.target_name.clone();
+        move |source| MigrateError::Step { collection, step, source }
+    };
+    create_indexes(target, c, mode).await?;
+    let indexed = !target.describe_indexes(&c.target_name).await.map_err(step("describe index"))?.is_empty();
+    if !indexed {
+        tracing::warn!(collection = %c.target_name, "no index on the target (--index none): count check skipped");
+        return Ok(None);
+    }
+    target.load(&c.target_name, Duration::from_secs(900)).await.map_err(step("load"))?;
+    let count = target.count(&c.target_name, &[]).await.map_err(step("count target"))?;
+    if !keep_loaded {
+        target.release(&c.target_name).await.map_err(step("release"))?;
+    }
+    Ok(Some(count))
 }
 
 /// Index parameters Milvus takes back in `CreateIndex` (describe adds bookkeeping keys).

@@ -17,9 +17,11 @@ mod digest;
 mod error;
 pub mod expr;
 mod pager;
+mod rbac;
 
 pub use client::{ConnectOptions, CreateCollection, MilvusClient, Query};
 pub use data::{PrimaryKeys, Rows};
 pub use error::{MilvusError, Result};
 pub use expr::PkValue;
 pub use pager::{KeyPager, PagerError};
+pub use rbac::Grant;

@@ -147,7 +147,8 @@ fn accepts_keys_into_autoid(version: &str) -> bool {
     (major, minor) >= (2, 6)
 }
 
-async fn check_database(
+/// Fails when the client's database does not exist on that side (`side` names it).
+pub async fn check_database(
     side: &'static str,
     client: &MilvusClient,
 ) -> Result<(), PlanError> {
@@ -216,6 +217,74 @@ async fn plan_collection(
     opts: PlanOptions,
 ) -> Result<CollectionPlan, PlanError> {
     let desc = source.describe_collection(src).await?;
+    let partitions = source.list_partitions(src).await?;
+    let indexes = source.describe_indexes(src).await?;
+    let row_estimate = source.statistics_row_count(src).await.unwrap_or(0);
+    // Milvus 2.3 answers queries only on loaded collections, and loads only indexed ones.
+    let load_source = match source.load_state(src).await {
+        Ok(crate::proto::common::LoadState::Loaded) | Ok(crate::proto::common::LoadState::Loading) => false,
+        Ok(_) => {
+            if indexes.is_empty() {
+                return Err(PlanError::Invalid {
+                    collection: src.into(),
+                    reason: "the source collection is not loaded and has no index, so Milvus cannot \
+                             query it: create an index on its vector field (or load it) first"
+                        .into(),
+                });
+            }
+            true
+        }
+        Err(_) => false,
+    };
+    plan_described(
+        SourceCollection {
+            name: src.into(),
+            desc,
+            partitions,
+            indexes,
+            row_estimate,
+            load_source,
+        },
+        dst,
+        description,
+        target_version,
+        opts,
+    )
+}
+
+/// What planning needs to know about one source collection, however it was learnt: from a
+/// live source (DescribeCollection and friends) or from files (a backup's meta).
+#[derive(Debug, Clone)]
+pub struct SourceCollection {
+    pub name: String,
+    /// Schema, shards, consistency level and properties.
+    pub desc: DescribeCollectionResponse,
+    /// Partitions (name, id).
+    pub partitions: Vec<(String, i64)>,
+    pub indexes: Vec<IndexDescription>,
+    pub row_estimate: u64,
+    /// ferry must load the source to read it (live sources only).
+    pub load_source: bool,
+}
+
+/// Plans one collection's target from what is known of the source: checks every type is
+/// movable and the primary key's autoID policy, and derives the target schema.
+pub fn plan_described(
+    source: SourceCollection,
+    dst: &str,
+    description: Option<&str>,
+    target_version: &str,
+    opts: PlanOptions,
+) -> Result<CollectionPlan, PlanError> {
+    let SourceCollection {
+        name,
+        desc,
+        partitions,
+        indexes,
+        row_estimate,
+        load_source,
+    } = source;
+    let src = name.as_str();
     let schema = desc.schema.clone().ok_or_else(|| PlanError::Invalid {
         collection: src.into(),
         reason: "DescribeCollection returned no schema".into(),
@@ -263,25 +332,6 @@ async fn plan_collection(
                 if target_version.is_empty() { "version unknown" } else { target_version }
             ),
         });
-    };
-    let partitions = source.list_partitions(src).await?;
-    let indexes = source.describe_indexes(src).await?;
-    let row_estimate = source.statistics_row_count(src).await.unwrap_or(0);
-    // Milvus 2.3 answers queries only on loaded collections, and loads only indexed ones.
-    let load_source = match source.load_state(src).await {
-        Ok(crate::proto::common::LoadState::Loaded) | Ok(crate::proto::common::LoadState::Loading) => false,
-        Ok(_) => {
-            if indexes.is_empty() {
-                return Err(PlanError::Invalid {
-                    collection: src.into(),
-                    reason: "the source collection is not loaded and has no index, so Milvus cannot \
-                             query it: create an index on its vector field (or load it) first"
-                        .into(),
-                });
-            }
-            true
-        }
-        Err(_) => false,
     };
     let partition_key = schema.fields.iter().any(|f| f.is_partition_key);
     let target_schema = schema::target_schema(

@@ -136,9 +136,16 @@ impl Copier {
                 done_before += s.rows_done;
             }
         }
-        let progress = self
-            .progress
-            .collection(&plan.target_name, plan.row_estimate, done_before);
+        // The statistics estimate misses unflushed rows; count(*) (the source is loaded to
+        // be read) is exact. Only for progress: a failure falls back to the estimate.
+        let expected = match self.source.count(&plan.source_name, &[]).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!(collection = %plan.source_name, error = %e, "count(*) failed; progress uses the estimate");
+                plan.row_estimate
+            }
+        };
+        let progress = self.progress.collection(&plan.target_name, expected, done_before);
         let bytes_before = progress.bytes.load(std::sync::atomic::Ordering::Relaxed);
         stream::iter(units.into_iter().map(Ok))
             .try_for_each_concurrent(self.opts.parallelism, |u| {

@@ -88,6 +88,11 @@ impl Progress {
         c
     }
 
+    /// Every registered collection's counters.
+    pub fn list(&self) -> Vec<Arc<CollectionProgress>> {
+        self.collections.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
     /// Logs a line per unfinished collection every `every` until `stop` resolves (no-op on a
     /// terminal, where the bars speak).
     pub async fn report_until(self: Arc<Self>, every: Duration, stop: tokio::sync::watch::Receiver<bool>) {
@@ -101,7 +106,7 @@ impl Progress {
                 _ = stop.changed() => return,
             }
             let elapsed = self.started.elapsed().as_secs_f64().max(0.001);
-            let list = self.collections.lock().map(|v| v.clone()).unwrap_or_default();
+            let list = self.list();
             for c in list {
                 let rows = c.rows();
                 let expected = c.expected.load(Ordering::Relaxed);

@@ -10,6 +10,9 @@
 //!   `Rows` with their row timestamps and deletes.
 //! - [`v1x`]: Milvus 0.9–1.x data files (`.rv`, `.uid`, `deleted_docs`) plus
 //!   milvus-migration's `meta.json`, read into `Rows` of `id` and `vector`.
+//! - [`import`]: `ferry import-backup` and `ferry import-1x`: the readers above feeding the
+//!   offline migration's planning, target creation, batching and count check, resumable
+//!   per segment.
 //!
 //! # Design
 //!
@@ -26,6 +29,7 @@
 
 pub mod backup;
 pub mod binlog;
+pub mod import;
 pub mod store;
 pub mod v1x;
 

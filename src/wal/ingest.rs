@@ -79,7 +79,7 @@ pub async fn ingest(
                 let entries = w.entries.into_iter().map(to_entry).collect();
                 log.append(&channel, entries, w.position, w.tick_ts).await?;
                 if count > 0 {
-                    metrics::counter!(super::RECORDS_APPENDED).increment(count as u64);
+                    metrics::counter!(crate::metrics::EVENTS_INGESTED).increment(count as u64);
                 }
             }
             Ok::<_, WalError>(())

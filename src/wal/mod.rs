@@ -21,19 +21,3 @@ pub use reader::{dml_channels, CollectionFilter, WalReader, WalRecord, WalStream
 #[cfg(test)]
 pub(crate) mod testdata;
 
-/// Records appended to the durable log.
-pub const RECORDS_APPENDED: &str = "ferry_wal_records_appended_total";
-/// Kafka reads retried after a transient error (broker restart, leader move).
-pub const READ_RETRIES: &str = "ferry_wal_read_retries_total";
-/// Records without a value, skipped.
-pub const EMPTY_RECORDS: &str = "ferry_wal_empty_records_total";
-/// Records older than a time tick already seen (Milvus promises none).
-pub const LATE_RECORDS: &str = "ferry_wal_late_records_total";
-
-/// Registers the descriptions of this module's metrics.
-pub fn describe_metrics() {
-    metrics::describe_counter!(RECORDS_APPENDED, "WAL records appended to the durable log");
-    metrics::describe_counter!(READ_RETRIES, "Kafka reads retried after a transient error");
-    metrics::describe_counter!(EMPTY_RECORDS, "WAL records without a value, skipped");
-    metrics::describe_counter!(LATE_RECORDS, "WAL records older than an earlier time tick");
-}

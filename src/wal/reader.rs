@@ -95,6 +95,9 @@ impl WalReader {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "error")
             .set("enable.partition.eof", "false")
+            // Time ticks arrive every 200 ms per channel; librdkafka's default 500 ms fetch
+            // wait would add up to half a second to lag and to the cutover's end position.
+            .set("fetch.wait.max.ms", "50")
             // Milvus records can be tens of MB (one insert request).
             .set("fetch.message.max.bytes", "67108864")
             .set("receive.message.max.bytes", "134217728");
@@ -188,7 +191,7 @@ impl WalStream {
                 }
                 Err(e) if kafka_transient(&e) => {
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "Kafka read failed; retrying");
-                    metrics::counter!(super::READ_RETRIES).increment(1);
+                    metrics::counter!(crate::metrics::WAL_READ_RETRIES).increment(1);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                     continue;
@@ -209,7 +212,7 @@ impl WalStream {
             let Some(value) = msg.payload() else {
                 // Milvus skips null records too; they carry nothing to replay.
                 tracing::warn!(%topic, offset, "WAL record without a value; skipped");
-                metrics::counter!(super::EMPTY_RECORDS).increment(1);
+                metrics::counter!(crate::metrics::WAL_EMPTY_RECORDS).increment(1);
                 continue;
             };
             let decode_err = |source| WalError::Decode {

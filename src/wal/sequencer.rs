@@ -78,7 +78,7 @@ impl Sequencer {
                 tick = self.sealed_ts,
                 "WAL record older than an earlier time tick; applying it in the next window"
             );
-            metrics::counter!(super::LATE_RECORDS).increment(1);
+            metrics::counter!(crate::metrics::WAL_LATE_RECORDS).increment(1);
         }
         self.held_bytes += rec.raw.len();
         self.held.push(rec);

@@ -34,18 +34,28 @@ pub async fn make_source(source: &MilvusClient, name: &str, rows: i64) {
         .await
         .unwrap();
     let params = [
-        KeyValuePair { key: "index_type".into(), value: "FLAT".into() },
-        KeyValuePair { key: "metric_type".into(), value: "L2".into() },
+        KeyValuePair {
+            key: "index_type".into(),
+            value: "FLAT".into(),
+        },
+        KeyValuePair {
+            key: "metric_type".into(),
+            value: "L2".into(),
+        },
     ];
     source.create_index(name, "v", "", &params).await.unwrap();
     source.load(name, Duration::from_secs(120)).await.unwrap();
     let ids: Vec<i64> = (0..rows).collect();
     for chunk in ids.chunks(1000) {
-        source.insert(name, "", &data::rows(shape, chunk, 0)).await.unwrap();
+        source
+            .insert(name, "", &data::rows(shape, chunk, 0))
+            .await
+            .unwrap();
     }
 }
 
-/// A job file for `ferry run` from `src` to `dst`, with the test broker as the WAL.
+/// A job file for `ferry run` from `src` to `dst`, with the test broker as the WAL. The
+/// daemon listens on free ports, written to `state/daemon.json` ([`endpoints`]).
 pub fn job(dir: &std::path::Path, src: &str, dst: &str) -> String {
     let env = super::env();
     let job = super::write_job(
@@ -57,9 +67,13 @@ pub fn job(dir: &std::path::Path, src: &str, dst: &str) -> String {
     );
     let text = std::fs::read_to_string(&job).unwrap().replacen(
         "[target]",
-        &format!("[source.wal]\nbrokers = \"{}\"\ntopic_prefix = \"{}\"\n\n[target]", env.kafka_brokers, env.topic_prefix),
+        &format!(
+            "[source.wal]\nbrokers = \"{}\"\ntopic_prefix = \"{}\"\n\n[target]",
+            env.kafka_brokers, env.topic_prefix
+        ),
         1,
-    );
+    )
+        + "\n[control]\nlisten = \"127.0.0.1:0\"\n\n[telemetry]\nlisten = \"127.0.0.1:0\"\n";
     std::fs::write(&job, text).unwrap();
     job.to_str().unwrap().to_string()
 }
@@ -67,7 +81,13 @@ pub fn job(dir: &std::path::Path, src: &str, dst: &str) -> String {
 /// Inserts new ids, upserts existing ones and deletes some, in a loop, until `stop`.
 /// With `tolerate_errors`, a failed write is retried on the next round (outage tests: the
 /// source itself stalls while its broker is down). Returns the next unused id.
-pub async fn writer(c: MilvusClient, name: String, mut next: i64, stop: Arc<AtomicBool>, tolerate_errors: bool) -> i64 {
+pub async fn writer(
+    c: MilvusClient,
+    name: String,
+    mut next: i64,
+    stop: Arc<AtomicBool>,
+    tolerate_errors: bool,
+) -> i64 {
     let shape = Shape::default();
     let mut round = 0i64;
     while !stop.load(Ordering::Relaxed) {
@@ -78,7 +98,13 @@ pub async fn writer(c: MilvusClient, name: String, mut next: i64, stop: Arc<Atom
         let step = async {
             c.insert(&name, "", &data::rows(shape, &new, 0)).await?;
             c.upsert(&name, "", &data::rows(shape, &old, round)).await?;
-            c.delete(&name, "", "pk", &PrimaryKeys::Int(gone.iter().map(|&i| int_key(i)).collect())).await
+            c.delete(
+                &name,
+                "",
+                "pk",
+                &PrimaryKeys::Int(gone.iter().map(|&i| int_key(i)).collect()),
+            )
+            .await
         };
         match step.await {
             Ok(_) => next += 70,
@@ -92,7 +118,10 @@ pub async fn writer(c: MilvusClient, name: String, mut next: i64, stop: Arc<Atom
 
 pub fn spawn_ferry(cfg: &str, failpoint: Option<&str>) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
-    cmd.args(["run", "--config", cfg, "--quiet"]).env("FERRY_LOG", "info").stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd.args(["run", "--config", cfg, "--quiet"])
+        .env("FERRY_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     if let Some(f) = failpoint {
         cmd.env("FERRY_FAILPOINTS", f);
     }
@@ -102,20 +131,33 @@ pub fn spawn_ferry(cfg: &str, failpoint: Option<&str>) -> Child {
 /// Waits for a ferry process (without blocking other tasks of a multi-thread runtime).
 pub fn wait(child: Child) -> (std::process::ExitStatus, String) {
     let out = tokio::task::block_in_place(|| child.wait_with_output()).expect("wait ferry");
-    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Waits for a ferry process to abort at its failpoint.
 pub fn expect_abort(child: Child, what: &str) {
     let start = Instant::now();
     let (status, err) = wait(child);
-    assert!(!status.success(), "{what}: ferry should have aborted at its failpoint; stderr:\n{err}");
-    assert!(err.contains("failpoint"), "{what}: aborted, but not at the failpoint:\n{err}");
+    assert!(
+        !status.success(),
+        "{what}: ferry should have aborted at its failpoint; stderr:\n{err}"
+    );
+    assert!(
+        err.contains("failpoint"),
+        "{what}: aborted, but not at the failpoint:\n{err}"
+    );
     eprintln!("{what}: aborted after {:?}", start.elapsed());
 }
 
 pub fn sigterm(pid: u32) {
-    let ok = Command::new("kill").args(["-TERM", &pid.to_string()]).status().map(|s| s.success()).unwrap_or(false);
+    let ok = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
     assert!(ok, "could not send SIGTERM to {pid}");
 }
 
@@ -127,9 +169,17 @@ pub async fn converge(
     src: &str,
     dst: &str,
     within: Duration,
-) -> (std::collections::BTreeMap<PkValue, u64>, std::collections::BTreeMap<PkValue, u64>) {
+) -> (
+    std::collections::BTreeMap<PkValue, u64>,
+    std::collections::BTreeMap<PkValue, u64>,
+) {
     for _ in 0..120 {
-        if !target.describe_indexes(dst).await.unwrap_or_default().is_empty() {
+        if !target
+            .describe_indexes(dst)
+            .await
+            .unwrap_or_default()
+            .is_empty()
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -144,4 +194,51 @@ pub async fn converge(
         got = data::dump(target, dst, "pk", fields.clone()).await;
     }
     (expected, got)
+}
+
+/// The addresses a running daemon of the job file in `dir` wrote (waits up to 60 s).
+pub fn endpoints(dir: &std::path::Path) -> ferry::daemon::Endpoints {
+    let path = dir.join("state").join("daemon.json");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(e) = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+        {
+            return e;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ferry run did not write {} within 60 s",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A `ferry run` process that is killed if the test panics (no orphaned daemons).
+pub struct Daemon(Option<Child>);
+
+impl Daemon {
+    pub fn new(child: Child) -> Self {
+        Daemon(Some(child))
+    }
+
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, |c| c.id())
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait(mut self) -> (std::process::ExitStatus, String) {
+        wait(self.0.take().expect("daemon already waited for"))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }

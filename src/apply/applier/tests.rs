@@ -105,6 +105,12 @@ impl Target for Fake {
         self.lock().partitions.remove(partition);
         Ok(())
     }
+
+    async fn drop_collection(&self, collection: &str) -> Result<(), MilvusError> {
+        self.call(format!("drop_collection {collection}"))?;
+        self.lock().rows.retain(|(c, _), _| c != collection);
+        Ok(())
+    }
 }
 
 fn unavailable() -> MilvusError {
@@ -364,6 +370,22 @@ async fn a_dropped_source_collection_stops_the_channel() {
         "{err}"
     );
     assert_eq!(s.log.cursor(CH).next_seq, 0);
+}
+
+#[tokio::test]
+async fn on_source_drop_drop_drops_the_target_and_streams_on() {
+    let mut s = Setup::new();
+    s.window(vec![td::insert(1, "_default", 10, &[1, 2], 1.0)], 12);
+    s.window(vec![td::drop_collection(1, "books", 14)], 15);
+    // A record of the dropped collection after its drop goes nowhere (Milvus writes none,
+    // but a replay must not recreate rows).
+    s.window(vec![td::insert(1, "_default", 16, &[3], 1.0)], 17);
+    let cfg = ApplyConfig { drop_on_source_drop: true, ..fast() };
+    s.applier(cfg).apply_available().await.unwrap();
+    let calls = s.fake.calls();
+    assert!(calls.contains(&"drop_collection t1".to_string()), "{calls:?}");
+    assert!(s.fake.rows().is_empty(), "{:?}", s.fake.rows());
+    assert_eq!(s.log.cursor(CH).next_seq, s.log.end_seq(CH), "the channel went on");
 }
 
 #[tokio::test]

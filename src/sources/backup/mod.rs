@@ -81,12 +81,14 @@ pub enum BackupError {
         segment: i64,
         tried: Vec<String>,
     },
-    #[error("segment {segment} of collection {collection:?}: field {field:?} (id {field_id}) has no insert log")]
+    #[error("segment {segment} of collection {collection:?}: field {field:?} (id {field_id}) has no insert log in {dir}")]
     MissingFieldLog {
         collection: String,
         segment: i64,
         field: String,
         field_id: i64,
+        /// The segment's insert-log folder, where `<field_id>/` was looked for.
+        dir: String,
     },
     #[error("cannot apply deletes: {0}")]
     Deletes(String),
@@ -412,6 +414,12 @@ impl BackupSource {
                 ..Default::default()
             });
         }
+        let dir = self.store.display(&layout::insert_dir(
+            seg.collection_id,
+            seg.partition_id,
+            files.group,
+            seg.segment_id,
+        ));
         let mut columns = Vec::with_capacity(coll.schema.fields.len() + 1);
         for field in coll.row_fields() {
             let logs =
@@ -423,6 +431,7 @@ impl BackupSource {
                         segment: seg.segment_id,
                         field: field.name.clone(),
                         field_id: field.field_id,
+                        dir: dir.clone(),
                     })?;
             let mut column = FieldData::default();
             for log in logs {
@@ -440,6 +449,7 @@ impl BackupSource {
                 segment: seg.segment_id,
                 field: "Timestamp".into(),
                 field_id: binlog::TIMESTAMP_FIELD_ID,
+                dir: dir.clone(),
             })?;
         let mut timestamps = Vec::new();
         for log in ts_logs {

@@ -1,0 +1,618 @@
+//! The cutover runbook (`ferry cutover`), run inside the daemon so it survives the client.
+//!
+//! Steps, each reported as it goes (and in the final report with its timing):
+//!
+//! 1. `preconditions`: the job is STREAMING; the freeze mode has what it needs.
+//! 2. `wait`: until `--at`, while the postpone flag file exists, then until lag is under
+//!    `--max-lag-ms` (bounded by `--timeout`). The job goes CUTTING_OVER.
+//! 3. `freeze`: `none` (writers already stopped), `command` (the operator's hook), or `rbac`
+//!    (revoke Insert/Delete/Upsert of the configured roles on the source). What is needed to
+//!    undo the freeze is persisted before the freeze, so a crash can be undone on restart.
+//! 4. `end_position`: a timestamp allocated on the source after the freeze; the end
+//!    position of each channel is its first time tick at or past it.
+//! 5. `drain`: apply until every channel's applied position reaches its end position.
+//! 6. `verify`: counts, or every key and row digest (`full`), via [`crate::verify`].
+//! 7. `post`: indexes the target lacks; load on request.
+//! 8. `done`: the job is SUCCESSFUL; the report is written (sled, and to the client).
+//!
+//! Any failure or abort before `done` unfreezes the source, returns the job to STREAMING
+//! and reports why. The write-unavailability window is freeze start to verified.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::JobConfig;
+use crate::daemon::handle::{JobHandle, Live};
+use crate::daemon::lifecycle::{now_ms, Event, JobState};
+use crate::daemon::CUTOVER_REPORT_KEY;
+use crate::migrate::{self, IndexMode};
+use crate::milvus::Grant;
+use crate::proto::control as api;
+use crate::verify::{self, VerifyMode, VerifyOptions};
+use crate::wal::physical_ms;
+
+/// Key of what undoes the current freeze (present only while the source is frozen by a
+/// cutover that has not finished).
+const FROZEN_KEY: &str = "cutover/frozen";
+/// Privileges the `rbac` freeze revokes.
+const WRITE_PRIVILEGES: [&str; 3] = ["Insert", "Delete", "Upsert"];
+
+/// Errors starting or aborting a cutover.
+#[derive(Debug, thiserror::Error)]
+pub enum CutoverError {
+    #[error("{0}")]
+    Rejected(String),
+}
+
+/// How the source's writes are stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Freeze {
+    None,
+    Command { freeze: String, unfreeze: Option<String> },
+    Rbac { roles: Vec<String> },
+}
+
+impl Freeze {
+    fn name(&self) -> &'static str {
+        match self {
+            Freeze::None => "none",
+            Freeze::Command { .. } => "command",
+            Freeze::Rbac { .. } => "rbac",
+        }
+    }
+}
+
+/// A validated cutover request.
+#[derive(Debug, Clone)]
+pub struct CutoverPlan {
+    pub max_lag: Duration,
+    pub timeout: Duration,
+    pub freeze: Freeze,
+    pub at: Option<SystemTime>,
+    pub postpone_flag: Option<PathBuf>,
+    pub verify: VerifyMode,
+    pub dry_run: bool,
+    pub load: bool,
+}
+
+impl CutoverPlan {
+    /// Checks a request against the job file's `[cutover]` defaults.
+    pub fn from_request(req: &api::CutoverRequest, cfg: &JobConfig) -> Result<Self, CutoverError> {
+        let bad = |m: String| CutoverError::Rejected(m);
+        let freeze = match req.freeze.as_str() {
+            "" | "none" => Freeze::None,
+            "command" => {
+                let freeze = non_empty(&req.freeze_command)
+                    .or(cfg.cutover.freeze_command.clone())
+                    .ok_or_else(|| bad("--freeze command needs --freeze-command (or [cutover] freeze_command)".into()))?;
+                let unfreeze = non_empty(&req.unfreeze_command).or(cfg.cutover.unfreeze_command.clone());
+                Freeze::Command { freeze, unfreeze }
+            }
+            "rbac" => {
+                if cfg.cutover.rbac_roles.is_empty() {
+                    return Err(bad("--freeze rbac needs [cutover] rbac_roles in the job file (the source roles of the writers)".into()));
+                }
+                Freeze::Rbac { roles: cfg.cutover.rbac_roles.clone() }
+            }
+            other => return Err(bad(format!("--freeze {other:?}: must be none, command or rbac"))),
+        };
+        let verify = match req.verify.as_str() {
+            "" | "counts" => VerifyMode::Counts,
+            "full" => VerifyMode::Full,
+            other => return Err(bad(format!("--verify {other:?}: must be counts or full"))),
+        };
+        let at = match req.at.as_str() {
+            "" => None,
+            s => Some(
+                chrono::DateTime::parse_from_rfc3339(s)
+                    .map_err(|e| bad(format!("--at {s:?}: not an RFC 3339 time ({e})")))?
+                    .into(),
+            ),
+        };
+        Ok(CutoverPlan {
+            max_lag: Duration::from_millis(if req.max_lag_ms == 0 { 1000 } else { req.max_lag_ms }),
+            timeout: Duration::from_secs(if req.timeout_s == 0 { 600 } else { req.timeout_s }),
+            freeze,
+            at,
+            postpone_flag: non_empty(&req.postpone_flag).map(PathBuf::from),
+            verify,
+            dry_run: req.dry_run,
+            load: req.load,
+        })
+    }
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    (!s.trim().is_empty()).then(|| s.to_string())
+}
+
+/// One step in the report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepReport {
+    pub step: String,
+    pub status: String,
+    pub message: String,
+    pub seconds: f64,
+}
+
+/// The cutover report (JSON in `ferry cutover --json`, status, and sled).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CutoverReport {
+    pub job: String,
+    /// `successful`, `aborted` or `dry_run`.
+    pub outcome: String,
+    /// Why it aborted.
+    pub reason: Option<String>,
+    pub freeze: String,
+    pub started_ms: i64,
+    pub finished_ms: i64,
+    pub steps: Vec<StepReport>,
+    /// Per channel, the source time tick (Unix ms) drained to.
+    pub end_position_ms: BTreeMap<String, u64>,
+    pub drain_seconds: Option<f64>,
+    /// Freeze start to verified: how long the application could not write.
+    pub write_unavailable_seconds: Option<f64>,
+    /// The verification report (see `ferry verify --json`).
+    pub verify: Option<serde_json::Value>,
+}
+
+/// What undoes a freeze; persisted before freezing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Frozen {
+    freeze: String,
+    unfreeze_command: Option<String>,
+    revoked: Vec<Grant>,
+}
+
+/// Starts a cutover in the background; its events arrive on the receiver (the cutover goes
+/// on if the receiver is dropped).
+pub fn start(job: JobHandle, req: api::CutoverRequest) -> Result<mpsc::Receiver<api::CutoverEvent>, CutoverError> {
+    let live = job.live().ok_or_else(|| CutoverError::Rejected("the job has not started yet".into()))?;
+    let plan = CutoverPlan::from_request(&req, &live.context.cfg)?;
+    let abort = job
+        .begin_cutover(&format!("pending (freeze {})", plan.freeze.name()))
+        .ok_or_else(|| CutoverError::Rejected("a cutover is already pending or running (`ferry cutover --abort` stops it)".into()))?;
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut run = Run::new(job.clone(), live, tx, abort);
+        let report = run.execute(&plan).await;
+        if !plan.dry_run {
+            if let Err(e) = job.store().put(CUTOVER_REPORT_KEY, &report) {
+                tracing::error!(error = %e, "cannot persist the cutover report");
+            }
+        }
+        run.send("done", &report.outcome, report.reason.as_deref().unwrap_or(""), 0.0, Some(&report));
+        job.end_cutover();
+    });
+    Ok(rx)
+}
+
+/// Aborts a pending or running cutover.
+pub fn abort(job: &JobHandle) -> Result<(), CutoverError> {
+    if job.abort_cutover() {
+        Ok(())
+    } else {
+        Err(CutoverError::Rejected("no cutover is pending or running".into()))
+    }
+}
+
+/// Verifies the running job's collections now (counts, or `full`).
+pub async fn verify_now(job: &JobHandle, full: bool, sample: u32) -> Result<api::VerifyResponse, CutoverError> {
+    let live = job.live().ok_or_else(|| CutoverError::Rejected("the job has not started yet".into()))?;
+    let c = &live.context;
+    let mut opts = VerifyOptions::new(if full { VerifyMode::Full } else { VerifyMode::Counts }, &c.cfg.copy);
+    if sample > 0 {
+        opts.sample = sample as usize;
+    }
+    let (_keep, never) = watch::channel(false);
+    let report = verify::verify(&c.source, &c.target, &c.plan, &opts, never)
+        .await
+        .map_err(|e| CutoverError::Rejected(format!("verify: {e}")))?;
+    Ok(api::VerifyResponse {
+        equal: report.equal,
+        report_json: serde_json::to_string(&report).unwrap_or_default(),
+    })
+}
+
+/// On daemon start: a cutover that died with its process is undone (source unfrozen, job
+/// back to STREAMING) and the error log says so.
+pub async fn recover(handle: &JobHandle, cfg: &JobConfig) {
+    let frozen = handle.store().get::<Frozen>(FROZEN_KEY).ok().flatten();
+    if frozen.is_none() && handle.state() != JobState::CuttingOver {
+        return;
+    }
+    let mut msg = "a cutover was interrupted by a restart: aborted".to_string();
+    if let Some(f) = frozen {
+        match crate::migrate::connect(cfg).await {
+            Ok((source, _)) => match unfreeze(&source, &f).await {
+                Ok(()) => msg += "; source writes restored",
+                Err(e) => msg += &format!("; restoring source writes FAILED: {e} (restore them by hand)"),
+            },
+            Err(e) => msg += &format!("; cannot reach the source to restore its writes: {e}"),
+        }
+        let _ = handle.store().remove(FROZEN_KEY);
+    }
+    tracing::error!("{msg}");
+    handle.record_error("", "cutover", &msg);
+    if handle.state() == JobState::CuttingOver {
+        if let Err(e) = handle.fire(Event::CutoverAbort) {
+            tracing::error!(error = %e, "cannot return the job to STREAMING");
+        }
+    }
+}
+
+async fn run_shell(cmd: &str, what: &str) -> Result<String, String> {
+    let out = tokio::time::timeout(
+        Duration::from_secs(300),
+        tokio::process::Command::new("sh").arg("-c").arg(cmd).kill_on_drop(true).output(),
+    )
+    .await
+    .map_err(|_| format!("{what} command did not finish within 300 s"))?
+    .map_err(|e| format!("{what} command could not start: {e}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let tail: String = stderr.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(" | ");
+    if out.status.success() {
+        Ok(tail)
+    } else {
+        Err(format!("{what} command exited with {}: {tail}", out.status))
+    }
+}
+
+async fn unfreeze(source: &crate::milvus::MilvusClient, f: &Frozen) -> Result<(), String> {
+    if let Some(cmd) = &f.unfreeze_command {
+        run_shell(cmd, "unfreeze").await?;
+    }
+    for g in &f.revoked {
+        source.grant(g).await.map_err(|e| format!("re-granting {} {} on {}: {e}", g.role, g.privilege, g.object_name))?;
+    }
+    Ok(())
+}
+
+/// Why a step stopped the cutover.
+struct Stop(String);
+
+struct Run {
+    job: JobHandle,
+    live: Live,
+    tx: mpsc::Sender<api::CutoverEvent>,
+    abort: watch::Receiver<bool>,
+    report: CutoverReport,
+}
+
+impl Run {
+    fn new(job: JobHandle, live: Live, tx: mpsc::Sender<api::CutoverEvent>, abort: watch::Receiver<bool>) -> Self {
+        let report = CutoverReport { job: job.name().to_string(), started_ms: now_ms(), ..Default::default() };
+        Run { job, live, tx, abort, report }
+    }
+
+    fn send(&self, step: &str, status: &str, message: &str, seconds: f64, report: Option<&CutoverReport>) {
+        tracing::info!(step, status, seconds, "cutover: {message}");
+        let ev = api::CutoverEvent {
+            step: step.into(),
+            status: status.into(),
+            message: message.into(),
+            time_ms: now_ms(),
+            seconds,
+            report_json: report.map(|r| serde_json::to_string(r).unwrap_or_default()).unwrap_or_default(),
+        };
+        let _ = self.tx.try_send(ev);
+    }
+
+    fn step_done(&mut self, step: &str, status: &str, message: String, started: Instant) {
+        let seconds = started.elapsed().as_secs_f64();
+        self.send(step, status, &message, seconds, None);
+        self.report.steps.push(StepReport { step: step.into(), status: status.into(), message, seconds });
+    }
+
+    fn aborted(&self) -> Result<(), Stop> {
+        if *self.abort.borrow() {
+            Err(Stop("aborted by the operator".into()))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Sleeps up to `d`, returning early (with an error) on abort.
+    async fn pause(&mut self, d: Duration) -> Result<(), Stop> {
+        let mut abort = self.abort.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = abort.wait_for(|v| *v) => {}
+        }
+        self.aborted()
+    }
+
+    async fn execute(&mut self, plan: &CutoverPlan) -> CutoverReport {
+        self.report.freeze = plan.freeze.name().into();
+        let mut frozen: Option<Frozen> = None;
+        let result = self.steps(plan, &mut frozen).await;
+        match result {
+            Ok(outcome) => self.report.outcome = outcome,
+            Err(Stop(reason)) => {
+                let t = Instant::now();
+                let mut msg = format!("aborted: {reason}");
+                if let Some(f) = frozen.take() {
+                    match unfreeze(&self.live.context.source, &f).await {
+                        Ok(()) => msg += "; source writes restored",
+                        Err(e) => msg += &format!("; restoring source writes FAILED: {e} (restore them by hand)"),
+                    }
+                    let _ = self.job.store().remove(FROZEN_KEY);
+                }
+                if self.job.state() == JobState::CuttingOver {
+                    if let Err(e) = self.job.fire(Event::CutoverAbort) {
+                        msg += &format!("; {e}");
+                    }
+                }
+                self.job.record_error("", "cutover", &msg);
+                self.step_done("abort", "failed", msg, t);
+                self.report.outcome = "aborted".into();
+                self.report.reason = Some(reason);
+            }
+        }
+        self.report.finished_ms = now_ms();
+        self.report.clone()
+    }
+
+    async fn steps(&mut self, plan: &CutoverPlan, frozen: &mut Option<Frozen>) -> Result<String, Stop> {
+        // 1. Preconditions.
+        let t = Instant::now();
+        let state = self.job.state();
+        if state != JobState::Streaming {
+            return Err(Stop(format!("the job is {state}; a cutover needs STREAMING")));
+        }
+        let lag = self.job.status().lag_seconds;
+        let mut what = format!(
+            "job STREAMING, lag {lag:.2}s (bound {:.3}s), freeze {}, verify {:?}",
+            plan.max_lag.as_secs_f64(),
+            plan.freeze.name(),
+            plan.verify
+        );
+        if let Some(at) = plan.at {
+            what += &format!(", at {}", chrono::DateTime::<chrono::Utc>::from(at).to_rfc3339());
+        }
+        if let Some(f) = &plan.postpone_flag {
+            what += &format!(", postponed while {} exists", f.display());
+        }
+        self.step_done("preconditions", "ok", what, t);
+        if plan.dry_run {
+            self.report.reason = Some("dry run: nothing was changed".into());
+            return Ok("dry_run".into());
+        }
+
+        // 2. Wait for the time, the flag, and the lag.
+        let t = Instant::now();
+        if let Some(at) = plan.at {
+            self.job.update_cutover(&format!("scheduled at {}", chrono::DateTime::<chrono::Utc>::from(at).to_rfc3339()));
+            self.send("wait", "waiting", "until the scheduled time", 0.0, None);
+            while let Ok(left) = at.duration_since(SystemTime::now()) {
+                self.pause(left.min(Duration::from_secs(1))).await?;
+            }
+        }
+        if let Some(flag) = &plan.postpone_flag {
+            if flag.exists() {
+                self.job.update_cutover(&format!("postponed while {} exists", flag.display()));
+                self.send("wait", "waiting", &format!("postponed while {} exists", flag.display()), 0.0, None);
+            }
+            while flag.exists() {
+                self.pause(Duration::from_secs(1)).await?;
+            }
+        }
+        self.job.update_cutover("waiting for lag");
+        let deadline = Instant::now() + plan.timeout;
+        loop {
+            self.aborted()?;
+            let state = self.job.state();
+            if state != JobState::Streaming {
+                return Err(Stop(format!("the job became {state} while waiting")));
+            }
+            let lag = self.job.status().lag_seconds;
+            if lag <= plan.max_lag.as_secs_f64() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(Stop(format!(
+                    "lag {lag:.2}s stayed above {:.3}s for {}s (--timeout)",
+                    plan.max_lag.as_secs_f64(),
+                    plan.timeout.as_secs()
+                )));
+            }
+            self.pause(Duration::from_millis(200)).await?;
+        }
+        self.job.fire(Event::CutoverStart).map_err(|e| Stop(e.to_string()))?;
+        self.job.update_cutover("running");
+        self.step_done("wait", "ok", format!("lag {:.2}s", self.job.status().lag_seconds), t);
+
+        // 3. Freeze.
+        let t = Instant::now();
+        let freeze_started = Instant::now();
+        let source = self.live.context.source.clone();
+        match &plan.freeze {
+            Freeze::None => self.step_done("freeze", "skipped", "none: writers are already stopped".into(), t),
+            Freeze::Command { freeze, unfreeze } => {
+                let f = Frozen { freeze: "command".into(), unfreeze_command: unfreeze.clone(), revoked: vec![] };
+                self.job.store().put(FROZEN_KEY, &f).map_err(|e| Stop(e.to_string()))?;
+                *frozen = Some(f);
+                let out = run_shell(freeze, "freeze").await.map_err(Stop)?;
+                self.step_done("freeze", "ok", format!("freeze command succeeded {out}").trim().to_string(), t);
+            }
+            Freeze::Rbac { roles } => {
+                let names: Vec<&str> = self.live.context.plan.collections.iter().map(|c| c.source_name.as_str()).collect();
+                let mut revoke = Vec::new();
+                for role in roles {
+                    let grants = source.grants(role).await.map_err(|e| Stop(format!("reading grants of role {role}: {e}")))?;
+                    revoke.extend(grants.into_iter().filter(|g| {
+                        g.object == "Collection"
+                            && WRITE_PRIVILEGES.contains(&g.privilege.as_str())
+                            && (g.object_name == "*" || names.contains(&g.object_name.as_str()))
+                    }));
+                }
+                // Persisted before revoking: a crash between the two is undone on restart
+                // (re-granting what is still granted is harmless).
+                let f = Frozen { freeze: "rbac".into(), unfreeze_command: None, revoked: revoke.clone() };
+                self.job.store().put(FROZEN_KEY, &f).map_err(|e| Stop(e.to_string()))?;
+                *frozen = Some(f);
+                for g in &revoke {
+                    source
+                        .revoke(g)
+                        .await
+                        .map_err(|e| Stop(format!("revoking {} {} on {}: {e}", g.role, g.privilege, g.object_name)))?;
+                }
+                self.step_done("freeze", "ok", format!("revoked {} write privileges of roles {roles:?}", revoke.len()), t);
+            }
+        }
+
+        // 4. End position: the first tick of every channel at or past a timestamp taken now.
+        let t = Instant::now();
+        let fence = source.alloc_timestamp().await.map_err(|e| Stop(format!("allocating the fence timestamp: {e}")))?;
+        let log = self.live.log.clone();
+        let channels = self.live.channels.clone();
+        let tick_deadline = Instant::now() + Duration::from_secs(60);
+        while channels.iter().any(|ch| log.source_ts(ch) < fence) {
+            if Instant::now() >= tick_deadline {
+                let behind: Vec<&String> = channels.iter().filter(|ch| log.source_ts(ch) < fence).collect();
+                return Err(Stop(format!("no source time tick past the freeze within 60 s on {behind:?} (is the WAL reader stalled?)")));
+            }
+            self.pause(Duration::from_millis(100)).await?;
+        }
+        let end: BTreeMap<String, u64> = channels.iter().map(|ch| (ch.clone(), log.source_ts(ch))).collect();
+        self.report.end_position_ms = end.iter().map(|(c, ts)| (c.clone(), physical_ms(*ts))).collect();
+        self.step_done("end_position", "ok", format!("{} channels, fence at {} ms", end.len(), physical_ms(fence)), t);
+
+        // 5. Drain.
+        let t = Instant::now();
+        if crate::failpoint::fail_once("cutover.drain") {
+            return Err(Stop("failpoint cutover.drain".into()));
+        }
+        let drain_deadline = Instant::now() + plan.timeout;
+        while end.iter().any(|(ch, ts)| log.applied_ts(ch) < *ts) {
+            let state = self.job.state();
+            if state != JobState::CuttingOver {
+                return Err(Stop(format!("the job became {state} while draining")));
+            }
+            if Instant::now() >= drain_deadline {
+                return Err(Stop(format!("not drained within {}s (--timeout)", plan.timeout.as_secs())));
+            }
+            self.pause(Duration::from_millis(50)).await?;
+        }
+        let drain = t.elapsed().as_secs_f64();
+        self.report.drain_seconds = Some(drain);
+        self.step_done("drain", "ok", format!("applied up to the end position in {drain:.3}s"), t);
+
+        // 6. Verify.
+        let t = Instant::now();
+        let ctx = self.live.context.clone();
+        let opts = VerifyOptions::new(plan.verify, &ctx.cfg.copy);
+        let (abort_tx, abort_rx) = watch::channel(false);
+        let mut abort = self.abort.clone();
+        let forward = tokio::spawn(async move {
+            let _ = abort.wait_for(|v| *v).await;
+            let _ = abort_tx.send(true);
+        });
+        let result = verify::verify(&ctx.source, &ctx.target, &ctx.plan, &opts, abort_rx).await;
+        forward.abort();
+        let report = result.map_err(|e| Stop(format!("verification could not complete: {e}")))?;
+        self.report.verify = serde_json::to_value(&report).ok();
+        if !report.equal {
+            return Err(Stop(format!("verification found differences: {}", verify::summary(&report).trim())));
+        }
+        self.report.write_unavailable_seconds = Some(freeze_started.elapsed().as_secs_f64());
+        self.step_done("verify", "ok", format!("{:?}: target equals source", plan.verify).to_lowercase(), t);
+
+        // 7. Post steps.
+        let t = Instant::now();
+        for c in &ctx.plan.collections {
+            migrate::create_indexes(&ctx.target, c, IndexMode::Copy).await.map_err(|e| Stop(e.to_string()))?;
+            if plan.load {
+                ctx.target
+                    .load(&c.target_name, Duration::from_secs(600))
+                    .await
+                    .map_err(|e| Stop(format!("loading {}: {e}", c.target_name)))?;
+            }
+        }
+        self.aborted()?;
+        self.step_done("post", "ok", if plan.load { "indexes present, target loaded" } else { "indexes present" }.into(), t);
+
+        // 8. Done: the source stays frozen on purpose (writers now go to the target).
+        self.job.fire(Event::CutoverDone).map_err(|e| Stop(e.to_string()))?;
+        let _ = self.job.store().remove(FROZEN_KEY);
+        *frozen = None;
+        Ok("successful".into())
+    }
+}
+
+/// The human rendering of a report.
+pub fn render(r: &CutoverReport) -> String {
+    let mut out = format!("cutover of job {}: {}\n", r.job, r.outcome.to_uppercase());
+    if let Some(reason) = &r.reason {
+        out += &format!("  reason: {reason}\n");
+    }
+    for s in &r.steps {
+        out += &format!("  {:<14} {:<8} {:>8.3}s  {}\n", s.step, s.status, s.seconds, s.message);
+    }
+    if let Some(d) = r.drain_seconds {
+        out += &format!("  drain: {d:.3}s\n");
+    }
+    if let Some(w) = r.write_unavailable_seconds {
+        out += &format!("  write-unavailability window (freeze to verified): {w:.3}s\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(extra: &str) -> JobConfig {
+        let text = format!("[source]\nuri = \"http://a:1\"\n[target]\nuri = \"http://b:1\"\n[job]\nname = \"j\"\n{extra}");
+        JobConfig::parse(&text, std::path::Path::new("j.toml")).unwrap()
+    }
+
+    #[test]
+    fn request_defaults_and_validation() {
+        let p = CutoverPlan::from_request(&api::CutoverRequest::default(), &cfg("")).unwrap();
+        assert_eq!(p.freeze, Freeze::None);
+        assert_eq!(p.max_lag, Duration::from_millis(1000));
+        assert_eq!(p.timeout, Duration::from_secs(600));
+        assert_eq!(p.verify, VerifyMode::Counts);
+
+        let req = |f: &str| api::CutoverRequest { freeze: f.into(), ..Default::default() };
+        let e = CutoverPlan::from_request(&req("command"), &cfg("")).unwrap_err().to_string();
+        assert!(e.contains("--freeze-command"), "{e}");
+        let e = CutoverPlan::from_request(&req("rbac"), &cfg("")).unwrap_err().to_string();
+        assert!(e.contains("rbac_roles"), "{e}");
+        let e = CutoverPlan::from_request(&req("stop-the-world"), &cfg("")).unwrap_err().to_string();
+        assert!(e.contains("none, command or rbac"), "{e}");
+        let p = CutoverPlan::from_request(&req("rbac"), &cfg("[cutover]\nrbac_roles = [\"w\"]\n")).unwrap();
+        assert_eq!(p.freeze, Freeze::Rbac { roles: vec!["w".into()] });
+        let p = CutoverPlan::from_request(
+            &req("command"),
+            &cfg("[cutover]\nfreeze_command = \"stop\"\nunfreeze_command = \"start\"\n"),
+        )
+        .unwrap();
+        assert_eq!(p.freeze, Freeze::Command { freeze: "stop".into(), unfreeze: Some("start".into()) });
+
+        let at = api::CutoverRequest { at: "2030-01-02T03:04:05+01:00".into(), ..Default::default() };
+        let p = CutoverPlan::from_request(&at, &cfg("")).unwrap();
+        let secs = p.at.unwrap().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+        assert_eq!(secs, 1_893_549_845);
+        let bad = api::CutoverRequest { at: "tomorrow".into(), ..Default::default() };
+        assert!(CutoverPlan::from_request(&bad, &cfg("")).unwrap_err().to_string().contains("RFC 3339"));
+    }
+
+    #[test]
+    fn report_renders_steps_and_window() {
+        let r = CutoverReport {
+            job: "j".into(),
+            outcome: "successful".into(),
+            steps: vec![StepReport { step: "drain".into(), status: "ok".into(), message: "m".into(), seconds: 0.25 }],
+            write_unavailable_seconds: Some(1.5),
+            ..Default::default()
+        };
+        let t = render(&r);
+        assert!(t.contains("SUCCESSFUL") && t.contains("drain") && t.contains("1.500s"), "{t}");
+    }
+}

@@ -1,0 +1,354 @@
+//! The shared handle of one job: its persisted state, its error log, and a live view of its
+//! positions for status and metrics.
+//!
+//! The runner, the control API, the cutover and the metrics sampler all hold a [`JobHandle`].
+//! Every state change goes through [`JobHandle::fire`] (the transition table, then sled, then
+//! the watch that phases listen to, then the `ferry_job_state` gauge), so what status shows,
+//! what is persisted and what runs never disagree.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::watch;
+
+use super::lifecycle::{now_ms, transition, Event, JobRecord, JobState, TransitionError, STATE_KEY};
+use crate::log::DurableLog;
+use crate::metrics as m;
+use crate::proto::control as api;
+use crate::snapshot::progress::Progress;
+use crate::state::{StateError, StateStore};
+use crate::wal::physical_ms;
+
+/// Entries kept in the error log; older ones are dropped.
+const MAX_ERRORS: u64 = 1000;
+const ERRORS_PREFIX: &str = "job/errors/";
+
+/// Errors of state changes.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// One collection of the running job, for status.
+#[derive(Debug, Clone)]
+pub struct LiveCollection {
+    pub source: String,
+    pub target: String,
+    /// Physical DML channels the collection writes to.
+    pub channels: Vec<String>,
+}
+
+/// What the job exposes once it runs: its log and snapshot progress.
+#[derive(Clone)]
+pub struct Live {
+    pub log: DurableLog,
+    pub channels: Vec<String>,
+    pub collections: Vec<LiveCollection>,
+    pub progress: Arc<Progress>,
+    /// Clients, plan and WAL reader, for the cutover, verification and readiness probes.
+    pub context: crate::job::JobContext,
+    /// Wall-clock ms when the stream's start positions were recorded: until a channel has
+    /// applied anything, the target trails the source by at least the time since then.
+    pub started_ms: u64,
+}
+
+/// Positions of one channel at one moment.
+#[derive(Debug, Clone, Copy, Default)]
+struct ChannelView {
+    source_ms: u64,
+    applied_ms: u64,
+    tick_age_s: f64,
+    lag_s: f64,
+}
+
+struct ActiveCutover {
+    what: String,
+    abort: watch::Sender<bool>,
+}
+
+struct Inner {
+    name: String,
+    store: StateStore,
+    state: watch::Sender<JobRecord>,
+    live: Mutex<Option<Live>>,
+    cutover: Mutex<Option<ActiveCutover>>,
+    next_error: AtomicU64,
+    /// Per channel: the newest source tick seen and when ferry first saw it.
+    ticks: Mutex<HashMap<String, (u64, Instant)>>,
+}
+
+/// Shared handle of one job (cheap to clone).
+#[derive(Clone)]
+pub struct JobHandle {
+    inner: Arc<Inner>,
+}
+
+impl JobHandle {
+    /// Loads the job's state from `store` (PENDING when new).
+    pub fn open(name: &str, store: StateStore) -> Result<Self, HandleError> {
+        let record = store.get::<JobRecord>(STATE_KEY)?.unwrap_or(JobRecord {
+            state: JobState::Pending,
+            since_ms: now_ms(),
+        });
+        let next_error = store
+            .scan::<api::JobError>(ERRORS_PREFIX)?
+            .last()
+            .and_then(|(k, _)| k[ERRORS_PREFIX.len()..].parse::<u64>().ok())
+            .map_or(0, |n| n + 1);
+        let (state, _) = watch::channel(record);
+        let h = JobHandle {
+            inner: Arc::new(Inner {
+                name: name.to_string(),
+                store,
+                state,
+                live: Mutex::new(None),
+                cutover: Mutex::new(None),
+                next_error: AtomicU64::new(next_error),
+                ticks: Mutex::new(HashMap::new()),
+            }),
+        };
+        h.publish_state(record.state);
+        Ok(h)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    pub fn store(&self) -> &StateStore {
+        &self.inner.store
+    }
+
+    pub fn state(&self) -> JobState {
+        self.inner.state.borrow().state
+    }
+
+    /// Changes with every transition.
+    pub fn subscribe(&self) -> watch::Receiver<JobRecord> {
+        self.inner.state.subscribe()
+    }
+
+    /// Applies `event`: checks the table, persists, then tells every phase.
+    pub fn fire(&self, event: Event) -> Result<JobState, HandleError> {
+        let mut result = Ok(JobState::Pending);
+        self.inner.state.send_if_modified(|rec| {
+            match transition(rec.state, event) {
+                Ok(to) => {
+                    let next = JobRecord { state: to, since_ms: now_ms() };
+                    if let Err(e) = self.inner.store.put(STATE_KEY, &next) {
+                        result = Err(HandleError::State(e));
+                        return false;
+                    }
+                    tracing::info!(job = %self.inner.name, from = %rec.state, to = %to, "job state");
+                    *rec = next;
+                    result = Ok(to);
+                    true
+                }
+                Err(e) => {
+                    result = Err(HandleError::Transition(e));
+                    false
+                }
+            }
+        });
+        if let Ok(to) = result {
+            self.publish_state(to);
+        }
+        result
+    }
+
+    fn publish_state(&self, current: JobState) {
+        for s in JobState::ALL {
+            metrics::gauge!(m::JOB_STATE, "phase" => s.as_str()).set(if s == current { 1.0 } else { 0.0 });
+        }
+    }
+
+    /// Appends to the job's error log (kept in sled; the newest [`MAX_ERRORS`]).
+    pub fn record_error(&self, collection: &str, kind: &str, message: &str) {
+        let seq = self.inner.next_error.fetch_add(1, Ordering::Relaxed);
+        let entry = api::JobError {
+            time_ms: now_ms(),
+            collection: collection.to_string(),
+            kind: kind.to_string(),
+            message: message.to_string(),
+        };
+        metrics::counter!(m::JOB_ERRORS, "kind" => kind.to_string()).increment(1);
+        let store = &self.inner.store;
+        if let Err(e) = store.put(&format!("{ERRORS_PREFIX}{seq:020}"), &entry) {
+            tracing::error!(error = %e, "cannot persist the job's error log");
+        }
+        if seq >= MAX_ERRORS {
+            let _ = store.remove(&format!("{ERRORS_PREFIX}{:020}", seq - MAX_ERRORS));
+        }
+    }
+
+    /// The error log, oldest first.
+    pub fn errors(&self) -> Result<Vec<api::JobError>, StateError> {
+        Ok(self.inner.store.scan::<api::JobError>(ERRORS_PREFIX)?.into_iter().map(|(_, e)| e).collect())
+    }
+
+    /// Publishes the running job's log and progress (status and metrics read them).
+    pub fn set_live(&self, live: Live) {
+        if let Ok(mut l) = self.inner.live.lock() {
+            *l = Some(live);
+        }
+    }
+
+    pub fn live(&self) -> Option<Live> {
+        self.inner.live.lock().ok().and_then(|l| l.clone())
+    }
+
+    /// Registers a cutover; `None` when one is already pending or running. The receiver
+    /// turns true when it is aborted.
+    pub fn begin_cutover(&self, what: &str) -> Option<watch::Receiver<bool>> {
+        let mut c = self.inner.cutover.lock().unwrap_or_else(|p| p.into_inner());
+        if c.is_some() {
+            return None;
+        }
+        let (abort, rx) = watch::channel(false);
+        *c = Some(ActiveCutover { what: what.to_string(), abort });
+        Some(rx)
+    }
+
+    /// Updates what status shows about the running cutover.
+    pub fn update_cutover(&self, what: &str) {
+        if let Some(c) = self.inner.cutover.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            c.what = what.to_string();
+        }
+    }
+
+    pub fn end_cutover(&self) {
+        *self.inner.cutover.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Asks the running cutover to abort; false when there is none.
+    pub fn abort_cutover(&self) -> bool {
+        match self.inner.cutover.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            Some(c) => c.abort.send(true).is_ok(),
+            None => false,
+        }
+    }
+
+    fn channel_view(&self, live: &Live, ch: &str, now: Instant) -> ChannelView {
+        let log = &live.log;
+        let (src, applied) = (log.source_ts(ch), log.applied_ts(ch));
+        let tick_age_s = {
+            let mut ticks = self.inner.ticks.lock().unwrap_or_else(|p| p.into_inner());
+            let seen = ticks.entry(ch.to_string()).or_insert((src, now));
+            if seen.0 != src {
+                *seen = (src, now);
+            }
+            now.duration_since(seen.1).as_secs_f64()
+        };
+        let source_ms = physical_ms(src).max(live.started_ms);
+        let applied_ms = physical_ms(applied).max(live.started_ms.min(source_ms));
+        // Everything below the newest tick is owed; the tick's own age is time the reader
+        // has not heard from the source, so it is owed too. Both parts are monotone while
+        // stalled, and after a restart they start from the persisted positions.
+        let lag_s = source_ms.saturating_sub(applied_ms) as f64 / 1000.0 + tick_age_s;
+        ChannelView { source_ms, applied_ms, tick_age_s, lag_s }
+    }
+
+    /// The job's status now (also refreshes the metrics it is made of).
+    pub fn status(&self) -> api::JobStatus {
+        let rec = *self.inner.state.borrow();
+        let errors = self.errors().unwrap_or_default();
+        let mut st = api::JobStatus {
+            name: self.inner.name.clone(),
+            state: rec.state.as_str().into(),
+            state_since_ms: rec.since_ms,
+            error_count: errors.len() as u64,
+            last_error: errors.last().cloned(),
+            cutover: self
+                .inner
+                .cutover
+                .lock()
+                .map(|c| c.as_ref().map(|c| c.what.clone()).unwrap_or_default())
+                .unwrap_or_default(),
+            last_cutover_report: self
+                .inner
+                .store
+                .get::<serde_json::Value>(super::CUTOVER_REPORT_KEY)
+                .ok()
+                .flatten()
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
+            ..Default::default()
+        };
+        let Some(live) = self.live() else {
+            return st;
+        };
+        let now = Instant::now();
+        let views: HashMap<&str, ChannelView> =
+            live.channels.iter().map(|ch| (ch.as_str(), self.channel_view(&live, ch, now))).collect();
+        let positions = live.log.positions();
+        for ch in &live.channels {
+            let v = views[ch.as_str()];
+            st.channels.push(api::ChannelStatus {
+                channel: ch.clone(),
+                source_position_ms: v.source_ms as i64,
+                applied_position_ms: v.applied_ms as i64,
+                lag_seconds: v.lag_s,
+                pending_events: live.log.channel_pending_events(ch),
+                next_offset: positions.get(ch).map_or(0, |p| p.next_offset),
+            });
+        }
+        let worst = |f: fn(&ChannelView) -> f64| views.values().map(f).fold(0.0, f64::max);
+        st.lag_seconds = worst(|v| v.lag_s);
+        st.applied_position_ms = views.values().map(|v| v.applied_ms).min().unwrap_or(0) as i64;
+        st.source_position_ms = views.values().map(|v| v.source_ms).min().unwrap_or(0) as i64;
+        st.log_pending_events = live.log.pending_events();
+        st.log_pending_bytes = live.log.pending_bytes();
+        let progress: HashMap<String, (u64, u64)> = live
+            .progress
+            .list()
+            .into_iter()
+            .map(|c| (c.collection.clone(), (c.rows(), c.expected.load(Ordering::Relaxed))))
+            .collect();
+        let phase = match rec.state {
+            JobState::Snapshotting => "snapshot",
+            s if s.applies() => "stream",
+            s => s.as_str(),
+        };
+        for c in &live.collections {
+            let (done, expected) = progress.get(&c.target).copied().unwrap_or_default();
+            st.collections.push(api::CollectionStatus {
+                source: c.source.clone(),
+                target: c.target.clone(),
+                phase: phase.to_lowercase(),
+                snapshot_rows_done: done,
+                snapshot_rows_expected: expected,
+            });
+        }
+
+        // The same numbers as metrics.
+        metrics::gauge!(m::SOURCE_TICK_AGE).set(worst(|v| v.tick_age_s));
+        metrics::gauge!(m::SOURCE_POSITION).set(st.source_position_ms as f64 / 1000.0);
+        metrics::gauge!(m::APPLIED_POSITION).set(st.applied_position_ms as f64 / 1000.0);
+        metrics::gauge!(m::LOG_PENDING_EVENTS).set(st.log_pending_events as f64);
+        metrics::gauge!(m::LOG_PENDING_BYTES).set(st.log_pending_bytes as f64);
+        for c in &live.collections {
+            let lag = c.channels.iter().filter_map(|ch| views.get(ch.as_str())).map(|v| v.lag_s).fold(0.0, f64::max);
+            metrics::gauge!(m::LAG_SECONDS, "collection" => c.target.clone()).set(lag);
+            let (done, expected) = progress.get(&c.target).copied().unwrap_or_default();
+            metrics::gauge!(m::SNAPSHOT_ROWS_DONE, "collection" => c.target.clone()).set(done as f64);
+            metrics::gauge!(m::SNAPSHOT_ROWS_EXPECTED, "collection" => c.target.clone()).set(expected as f64);
+        }
+        st
+    }
+
+    /// Refreshes the metrics every `every` until `stop` turns true.
+    pub async fn sample_until(self, every: std::time::Duration, mut stop: watch::Receiver<bool>) {
+        loop {
+            let _ = self.status();
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.wait_for(|v| *v) => return,
+            }
+        }
+    }
+}

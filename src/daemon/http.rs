@@ -1,0 +1,71 @@
+//! The telemetry endpoint: `/metrics` (Prometheus text), `/healthz` (the process answers),
+//! `/readyz` (source, target and broker reachable now; the body says which is not).
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::handle::JobHandle;
+
+/// How long one readiness probe of a dependency may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Clone)]
+struct Ctx {
+    job: JobHandle,
+    prometheus: Option<PrometheusHandle>,
+}
+
+/// Serves until `stop` turns true.
+pub async fn serve(listener: TcpListener, job: JobHandle, prometheus: Option<PrometheusHandle>, mut stop: watch::Receiver<bool>) {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(Ctx { job, prometheus });
+    let shutdown = async move {
+        let _ = stop.wait_for(|v| *v).await;
+    };
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        tracing::error!(error = %e, "telemetry endpoint stopped");
+    }
+}
+
+async fn metrics(State(ctx): State<Ctx>) -> (StatusCode, [(&'static str, &'static str); 1], String) {
+    // Fresh gauges for every scrape, not only every sampler second.
+    let _ = ctx.job.status();
+    let body = ctx.prometheus.as_ref().map(|p| p.render()).unwrap_or_default();
+    (StatusCode::OK, [("content-type", "text/plain; version=0.0.4")], body)
+}
+
+/// One line per dependency; 200 only when all answer.
+async fn readyz(State(ctx): State<Ctx>) -> (StatusCode, String) {
+    let Some(live) = ctx.job.live() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "job not started yet (connecting, planning)\n".into());
+    };
+    let c = &live.context;
+    let (source, target, broker) = tokio::join!(
+        tokio::time::timeout(PROBE_TIMEOUT, c.source.server_version()),
+        tokio::time::timeout(PROBE_TIMEOUT, c.target.server_version()),
+        tokio::time::timeout(PROBE_TIMEOUT, c.reader.high_watermarks()),
+    );
+    let line = |name: &str, r: Result<Result<(), String>, tokio::time::error::Elapsed>| match r {
+        Ok(Ok(())) => (true, format!("{name}: ok\n")),
+        Ok(Err(e)) => (false, format!("{name}: unreachable: {e}\n")),
+        Err(_) => (false, format!("{name}: no answer within {}s\n", PROBE_TIMEOUT.as_secs())),
+    };
+    let checks = [
+        line("source", source.map(|r| r.map(|_| ()).map_err(|e| e.to_string()))),
+        line("target", target.map(|r| r.map(|_| ()).map_err(|e| e.to_string()))),
+        line("broker", broker.map(|r| r.map(|_| ()).map_err(|e| e.to_string()))),
+    ];
+    let ok = checks.iter().all(|(ok, _)| *ok);
+    let body: String = checks.into_iter().map(|(_, l)| l).collect();
+    (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, body)
+}

@@ -1,0 +1,277 @@
+//! `ferry cutover` end to end against a live writer on the source: each freeze mode ends
+//! with a target equal to the source and a report; a forced failure during the drain
+//! aborts, unfreezes the source and returns the job to STREAMING; a scheduled, postponed
+//! cutover can be aborted before it starts; a dry run changes nothing.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::stream;
+use ferry::milvus::{Grant, MilvusClient};
+
+fn spawn_daemon(cfg: &str, dir: &Path, failpoints: &str) -> stream::Daemon {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("ferry.log")).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["run", "--config", cfg, "--quiet"])
+        .env("FERRY_LOG", "info")
+        .env("FERRY_FAILPOINTS", failpoints)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map(stream::Daemon::new)
+        .expect("spawn ferry run")
+}
+
+fn ferry(args: &[&str], cfg: &str) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(args)
+        .args(["--config", cfg])
+        .env_remove("FERRY_CONTROL")
+        .output()
+        .expect("run ferry");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    eprintln!("ferry {args:?} -> {}\n{stderr}{stdout}", out.status);
+    (out.status.success(), stdout, stderr)
+}
+
+fn state(cfg: &str) -> serde_json::Value {
+    let (ok, out, err) = ferry(&["status", "--json"], cfg);
+    assert!(ok, "{err}");
+    serde_json::from_str::<serde_json::Value>(&out).unwrap()["jobs"][0].clone()
+}
+
+fn wait_state(cfg: &str, want: &str) {
+    let dir = Path::new(cfg).parent().unwrap();
+    stream::endpoints(dir);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while state(cfg)["state"] != want {
+        assert!(Instant::now() < deadline, "job never reached {want}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The cutover's JSON report (stdout of `ferry cutover --json`).
+fn cutover(cfg: &str, args: &[&str]) -> (bool, serde_json::Value) {
+    let mut all = vec!["cutover", "--job", "test-job", "--json", "--timeout", "120s"];
+    all.extend_from_slice(args);
+    let (ok, out, err) = ferry(&all, cfg);
+    let report = serde_json::from_str(&out).unwrap_or_else(|e| panic!("no JSON report ({e}): {out}\n{err}"));
+    (ok, report)
+}
+
+/// A writer the freeze command can stop: the command creates `freeze` and waits for
+/// `stopped`, which appears once the writer has finished its last write.
+struct Writer {
+    dir: PathBuf,
+    next: i64,
+}
+
+impl Writer {
+    fn freeze_command(&self) -> String {
+        let d = self.dir.display();
+        format!("touch {d}/freeze && while [ ! -f {d}/stopped ]; do sleep 0.05; done")
+    }
+
+    fn unfreeze_command(&self) -> String {
+        let d = self.dir.display();
+        format!("rm -f {d}/freeze {d}/stopped && touch {d}/unfrozen")
+    }
+
+    /// Writes until the freeze file appears; returns the next unused id.
+    fn start(&self, source: &MilvusClient, name: &str) -> tokio::task::JoinHandle<i64> {
+        let (source, name, dir, next) = (source.clone(), name.to_string(), self.dir.clone(), self.next);
+        tokio::spawn(async move {
+            let stop = Arc::new(AtomicBool::new(false));
+            let w = tokio::spawn(stream::writer(source, name, next, stop.clone(), false));
+            while !dir.join("freeze").exists() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            stop.store(true, Ordering::Relaxed);
+            let next = w.await.unwrap();
+            std::fs::write(dir.join("stopped"), "").unwrap();
+            next
+        })
+    }
+}
+
+async fn setup(prefix: &str, rows: i64) -> (MilvusClient, MilvusClient, String, String, tempfile::TempDir, String) {
+    let env = common::env();
+    let source = common::client(&env.source_uri).await;
+    let target = common::client(&env.target_uri).await;
+    let src = common::unique(&format!("{prefix}_src"));
+    let dst = common::unique(&format!("{prefix}_dst"));
+    stream::make_source(&source, &src, rows).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = stream::job(dir.path(), &src, &dst);
+    (source, target, src, dst, dir, cfg)
+}
+
+async fn assert_equal(source: &MilvusClient, target: &MilvusClient, src: &str, dst: &str) {
+    let (expected, got) = stream::converge(source, target, src, dst, Duration::from_secs(5)).await;
+    common::data::assert_same(&expected, &got);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_freeze_cutover_aborts_on_a_drain_failure_then_succeeds() {
+    let (source, target, src, dst, dir, cfg) = setup("co_cmd", 3000).await;
+    let mut writer = Writer { dir: dir.path().to_path_buf(), next: 3000 };
+    let w = writer.start(&source, &src);
+    // The first drain of this daemon fails (failpoint): the abort path.
+    let daemon = spawn_daemon(&cfg, dir.path(), "cutover.drain");
+    tokio::task::block_in_place(|| wait_state(&cfg, "STREAMING"));
+
+    // A dry run checks and changes nothing: the writer keeps writing.
+    let (ok, report) = tokio::task::block_in_place(|| cutover(&cfg, &["--dry-run", "--freeze", "command", "--freeze-command", "false"]));
+    assert!(ok, "{report:#}");
+    assert_eq!(report["outcome"], "dry_run");
+    assert!(!dir.path().join("freeze").exists());
+    assert_eq!(tokio::task::block_in_place(|| state(&cfg))["state"], "STREAMING");
+
+    // Forced failure during the drain: aborted, unfrozen, back to STREAMING.
+    let (freeze, unfreeze) = (writer.freeze_command(), writer.unfreeze_command());
+    let args = ["--freeze", "command", "--freeze-command", &freeze, "--unfreeze-command", &unfreeze, "--max-lag-ms", "5000"];
+    let (ok, report) = tokio::task::block_in_place(|| cutover(&cfg, &args));
+    assert!(!ok, "an aborted cutover exits non-zero");
+    assert_eq!(report["outcome"], "aborted", "{report:#}");
+    assert!(report["reason"].as_str().unwrap().contains("cutover.drain"), "{report:#}");
+    assert!(dir.path().join("unfrozen").exists(), "the unfreeze command ran");
+    let st = tokio::task::block_in_place(|| state(&cfg));
+    assert_eq!(st["state"], "STREAMING");
+    assert!(st["last_error"]["message"].as_str().unwrap().contains("source writes restored"), "{st:#}");
+
+    // The application writes again; a real cutover, verifying every row.
+    writer.next = w.await.unwrap();
+    let w = writer.start(&source, &src);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let args = ["--freeze", "command", "--freeze-command", &freeze, "--unfreeze-command", &unfreeze, "--max-lag-ms", "5000", "--verify", "full"];
+    let (ok, report) = tokio::task::block_in_place(|| cutover(&cfg, &args));
+    assert!(ok, "{report:#}");
+    assert_eq!(report["outcome"], "successful");
+    let window = report["write_unavailable_seconds"].as_f64().unwrap();
+    eprintln!("write-unavailability window: {window:.3}s, drain {:.3}s", report["drain_seconds"].as_f64().unwrap());
+    let steps: Vec<&str> = report["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
+    assert_eq!(steps, ["preconditions", "wait", "freeze", "end_position", "drain", "verify", "post"]);
+    assert_eq!(report["verify"]["equal"], true);
+    let written = w.await.unwrap();
+    assert!(written > writer.next, "the writer wrote between the two cutovers");
+    let st = tokio::task::block_in_place(|| state(&cfg));
+    assert_eq!(st["state"], "SUCCESSFUL");
+    assert!(st["last_cutover_report"].as_str().unwrap().contains("successful"));
+    assert_equal(&source, &target, &src, &dst).await;
+
+    stream::sigterm(daemon.id());
+    assert!(daemon.wait().0.success());
+    source.drop_collection(&src).await.unwrap();
+    target.drop_collection(&dst).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rbac_freeze_revokes_writes_and_restores_them_on_abort() {
+    let (_, target, src, dst, dir, cfg) = setup("co_rbac", 2000).await;
+    // Milvus wants a user behind grant and revoke calls, even with authorization off.
+    let mut opts = ferry::milvus::ConnectOptions::new(common::env().source_uri.clone());
+    opts.token = Some(ferry::secret::Secret::new("root:Milvus".to_string()));
+    let source = MilvusClient::connect(&opts).await.unwrap();
+    let role = common::unique("ferry_writer");
+    source.create_role(&role).await.unwrap();
+    let grant = |p: &str, obj: &str| Grant {
+        role: role.clone(),
+        object: "Collection".into(),
+        object_name: obj.into(),
+        privilege: p.into(),
+        db_name: "default".into(),
+    };
+    let writes = [grant("Insert", &src), grant("Delete", &src), grant("Upsert", &src)];
+    for g in writes.iter().chain([&grant("Query", &src)]) {
+        source.grant(g).await.unwrap();
+    }
+    let held = || async {
+        let mut g: Vec<String> = source.grants(&role).await.unwrap().into_iter().map(|g| g.privilege).collect();
+        g.sort();
+        g
+    };
+    assert_eq!(held().await, ["Delete", "Insert", "Query", "Upsert"]);
+    let text = std::fs::read_to_string(&cfg).unwrap().replacen(
+        &format!("uri = \"{}\"", common::env().source_uri),
+        &format!("uri = \"{}\"\ntoken = \"root:Milvus\"", common::env().source_uri),
+        1,
+    ) + &format!("\n[cutover]\nrbac_roles = [\"{role}\"]\n");
+    std::fs::write(&cfg, text).unwrap();
+
+    // The test source runs without authorization, so a revoke does not block this writer:
+    // it is stopped before each cutover, and the grants themselves are checked.
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = tokio::spawn(stream::writer(source.clone(), src.clone(), 2000, stop.clone(), false));
+    let daemon = spawn_daemon(&cfg, dir.path(), "cutover.drain");
+    tokio::task::block_in_place(|| wait_state(&cfg, "STREAMING"));
+    stop.store(true, Ordering::Relaxed);
+    w.await.unwrap();
+
+    let (ok, report) = tokio::task::block_in_place(|| cutover(&cfg, &["--freeze", "rbac", "--max-lag-ms", "5000"]));
+    assert!(!ok && report["outcome"] == "aborted", "{report:#}");
+    assert!(report["steps"][2]["message"].as_str().unwrap().contains("revoked 3"), "{report:#}");
+    assert_eq!(held().await, ["Delete", "Insert", "Query", "Upsert"], "abort restores the grants");
+
+    let (ok, report) = tokio::task::block_in_place(|| cutover(&cfg, &["--freeze", "rbac", "--max-lag-ms", "5000"]));
+    assert!(ok && report["outcome"] == "successful", "{report:#}");
+    assert_eq!(held().await, ["Query"], "a successful cutover leaves the source frozen");
+    assert_equal(&source, &target, &src, &dst).await;
+
+    stream::sigterm(daemon.id());
+    assert!(daemon.wait().0.success());
+    source.drop_role(&role).await.ok();
+    source.drop_collection(&src).await.unwrap();
+    target.drop_collection(&dst).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_and_postponed_cutover_can_be_aborted_then_runs_with_no_freeze() {
+    let (source, target, src, dst, dir, cfg) = setup("co_none", 2000).await;
+    let daemon = spawn_daemon(&cfg, dir.path(), "");
+    tokio::task::block_in_place(|| wait_state(&cfg, "STREAMING"));
+
+    // Postponed by a flag file: status shows it pending; --abort cancels it.
+    let flag = dir.path().join("hold");
+    std::fs::write(&flag, "").unwrap();
+    let (cfg2, flag2) = (cfg.clone(), flag.display().to_string());
+    let pending = std::thread::spawn(move || cutover(&cfg2, &["--postpone-flag", &flag2]));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = tokio::task::block_in_place(|| state(&cfg));
+        if st["cutover"].as_str().unwrap_or("").contains("postponed") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "status never showed the pending cutover: {st:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (ok, _, err) = tokio::task::block_in_place(|| ferry(&["cutover", "--job", "test-job", "--abort"], &cfg));
+    assert!(ok, "{err}");
+    let (ok, report) = pending.join().unwrap();
+    assert!(!ok && report["reason"] == "aborted by the operator", "{report:#}");
+    assert_eq!(tokio::task::block_in_place(|| state(&cfg))["state"], "STREAMING");
+
+    // Scheduled a few seconds ahead, writers already stopped (freeze none).
+    let at = chrono_like_now_plus(3);
+    let started = Instant::now();
+    let (ok, report) = tokio::task::block_in_place(|| cutover(&cfg, &["--at", &at, "--verify", "full"]));
+    assert!(ok && report["outcome"] == "successful", "{report:#}");
+    assert!(started.elapsed() >= Duration::from_secs(2), "the cutover waited for --at");
+    assert_eq!(report["steps"][2]["status"], "skipped");
+    assert_equal(&source, &target, &src, &dst).await;
+
+    stream::sigterm(daemon.id());
+    assert!(daemon.wait().0.success());
+    source.drop_collection(&src).await.unwrap();
+    target.drop_collection(&dst).await.unwrap();
+}
+
+/// RFC 3339 UTC time `secs` from now, without a date crate in the tests.
+fn chrono_like_now_plus(secs: u64) -> String {
+    let out = Command::new("date").args(["-u", "-d", &format!("+{secs} seconds"), "+%Y-%m-%dT%H:%M:%SZ"]).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}

@@ -1,0 +1,205 @@
+//! The daemon end to end: `ferry run` under a live writer, watched through `/metrics`,
+//! `/healthz`, `/readyz` and the CLI over the control API; paused and resumed; stopped with
+//! SIGTERM mid-stream and restarted (paused, it comes back paused); the target converges to
+//! exactly the source; no secret ever shows in logs, CLI output or metrics.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::stream;
+use common::{http_get, metric_max, metric_sum};
+
+const SOURCE_SECRET: &str = "root:Sup3r-S3cret-Pw";
+const CONTROL_SECRET: &str = "ctl-T0ken-9f8e7d";
+
+fn spawn_daemon(cfg: &str, log: &Path) -> stream::Daemon {
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["run", "--config", cfg, "--quiet"])
+        .env("FERRY_LOG", "debug")
+        .env("FERRY_TEST_SOURCE_TOKEN", SOURCE_SECRET)
+        .env("FERRY_CONTROL_TOKEN", CONTROL_SECRET)
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .map(stream::Daemon::new)
+        .expect("spawn ferry run")
+}
+
+/// Runs a CLI command against the daemon of `cfg`; returns (success, stdout + stderr).
+fn cli(args: &[&str], cfg: &str, token: bool) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    cmd.args(args).args(["--config", cfg]).env("FERRY_TEST_SOURCE_TOKEN", SOURCE_SECRET);
+    cmd.env_remove("FERRY_CONTROL");
+    if token {
+        cmd.env("FERRY_CONTROL_TOKEN", CONTROL_SECRET);
+    } else {
+        cmd.env_remove("FERRY_CONTROL_TOKEN");
+    }
+    let out = cmd.output().expect("run ferry");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+fn status_json(cfg: &str) -> serde_json::Value {
+    let (ok, text) = cli(&["status", "--json"], cfg, true);
+    assert!(ok, "ferry status failed: {text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    v["jobs"][0].clone()
+}
+
+fn wait_state(cfg: &str, want: &str, within: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let st = status_json(cfg);
+        if st["state"] == want {
+            return st;
+        }
+        assert!(Instant::now() < deadline, "job never reached {want}; status: {st:#}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn scrape(addr: &str) -> String {
+    let (code, body) = http_get(addr, "/metrics");
+    assert_eq!(code, 200, "/metrics: {body}");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_is_observable_controllable_and_restartable() {
+    let env = common::env();
+    let source = common::client(&env.source_uri).await;
+    let target = common::client(&env.target_uri).await;
+    let src = common::unique("dm_src");
+    let dst = common::unique("dm_dst");
+    stream::make_source(&source, &src, 3000).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = stream::job(dir.path(), &src, &dst);
+    // Secrets come from the environment; the source accepts (and ignores) a token.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let text = text.replacen(
+        &format!("uri = \"{}\"", env.source_uri),
+        &format!("uri = \"{}\"\ntoken = \"env:FERRY_TEST_SOURCE_TOKEN\"", env.source_uri),
+        1,
+    );
+    let text = text.replace("[control]\n", "[control]\ntoken = \"env:FERRY_CONTROL_TOKEN\"\n");
+    std::fs::write(&cfg, text).unwrap();
+    let log = dir.path().join("ferry.log");
+    let mut outputs = String::new();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = tokio::spawn(stream::writer(source.clone(), src.clone(), 3000, stop.clone(), false));
+
+    let child = spawn_daemon(&cfg, &log);
+    let eps = stream::endpoints(dir.path());
+    let (code, body) = http_get(&eps.telemetry, "/healthz");
+    assert_eq!((code, body.trim()), (200, "ok"));
+    let st = tokio::task::block_in_place(|| wait_state(&cfg, "STREAMING", Duration::from_secs(180)));
+    outputs += &st.to_string();
+    assert_eq!(st["collections"][0]["target"], dst.as_str());
+    assert!(st["collections"][0]["snapshot_rows_done"].as_u64().unwrap() >= 3000, "{st:#}");
+
+    // Readiness names each dependency.
+    let (code, body) = http_get(&eps.telemetry, "/readyz");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("source: ok") && body.contains("target: ok") && body.contains("broker: ok"), "{body}");
+
+    // Metrics move while the writer writes.
+    let m1 = scrape(&eps.telemetry);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let m2 = scrape(&eps.telemetry);
+    let rows = |m: &str| metric_sum(m, "ferry_apply_rows_total");
+    assert!(rows(&m2) > rows(&m1), "applied rows did not move: {} -> {}", rows(&m1), rows(&m2));
+    assert!(metric_sum(&m2, "ferry_stream_ingested_events_total") > 0.0);
+    assert!(m2.contains("ferry_job_state{job=\"test-job\",phase=\"STREAMING\"} 1"), "{m2}");
+    let lag_streaming = metric_max(&m2, "ferry_stream_lag_seconds").expect("lag gauge");
+    assert!(lag_streaming < 30.0, "lag while streaming: {lag_streaming}");
+    assert!(m2.contains("ferry_apply_batch_duration_seconds_bucket"), "batch histogram missing");
+    outputs += &m2;
+
+    // The control API refuses a client without the token, and says why.
+    let (ok, text) = tokio::task::block_in_place(|| cli(&["status"], &cfg, false));
+    assert!(!ok && text.contains("token"), "{text}");
+    outputs += &text;
+
+    // Pause: nothing more reaches the target, and lag rises honestly.
+    let (ok, text) = tokio::task::block_in_place(|| cli(&["pause", "--job", "test-job"], &cfg, true));
+    assert!(ok && text.contains("PAUSED"), "{text}");
+    outputs += &text;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let p1 = scrape(&eps.telemetry);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let p2 = scrape(&eps.telemetry);
+    assert_eq!(rows(&p1), rows(&p2), "rows were applied while paused");
+    let (l1, l2) = (metric_max(&p1, "ferry_stream_lag_seconds").unwrap(), metric_max(&p2, "ferry_stream_lag_seconds").unwrap());
+    assert!(l2 >= l1 + 3.0, "lag must rise while paused: {l1} -> {l2}");
+    assert!(metric_sum(&p2, "ferry_log_pending_events") > 0.0, "the WAL is still read while paused");
+
+    // SIGTERM while paused: exits 0; the restarted daemon is still paused.
+    stream::sigterm(child.id());
+    let (status, _) = child.wait();
+    assert!(status.success(), "SIGTERM must exit 0: {}", std::fs::read_to_string(&log).unwrap_or_default());
+    let child = spawn_daemon(&cfg, &log);
+    let eps = stream::endpoints(dir.path());
+    let st = tokio::task::block_in_place(|| wait_state(&cfg, "PAUSED", Duration::from_secs(60)));
+    outputs += &st.to_string();
+    let (ok, text) = tokio::task::block_in_place(|| cli(&["resume", "--job", "test-job"], &cfg, true));
+    assert!(ok && text.contains("STREAMING"), "{text}");
+
+    // Lag comes back down once apply catches up.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let m = scrape(&eps.telemetry);
+        let lag = metric_max(&m, "ferry_stream_lag_seconds").unwrap_or(f64::MAX);
+        if lag < 5.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "lag stayed at {lag}s after resume");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    // SIGTERM mid-stream with the writer running, restart, then stop the writer.
+    stream::sigterm(child.id());
+    let (status, _) = child.wait();
+    assert!(status.success(), "SIGTERM mid-stream must exit 0");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let child = spawn_daemon(&cfg, &log);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    let written = w.await.unwrap();
+    let (expected, got) = stream::converge(&source, &target, &src, &dst, Duration::from_secs(90)).await;
+    common::data::assert_same(&expected, &got);
+    assert!(written > 3000 && expected.len() > 3000);
+
+    // The human table and the error log answer; cancel is final.
+    let (ok, text) = tokio::task::block_in_place(|| cli(&["status"], &cfg, true));
+    assert!(ok && text.contains("STREAMING") && text.contains(&dst), "{text}");
+    outputs += &text;
+    let (ok, text) = tokio::task::block_in_place(|| cli(&["errors", "--job", "test-job"], &cfg, true));
+    assert!(ok, "{text}");
+    outputs += &text;
+    let (ok, text) = tokio::task::block_in_place(|| cli(&["cancel", "--job", "test-job"], &cfg, true));
+    assert!(ok && text.contains("CANCELLED"), "{text}");
+    let (ok, text) = tokio::task::block_in_place(|| cli(&["resume", "--job", "test-job"], &cfg, true));
+    assert!(!ok && text.contains("CANCELLED"), "a cancelled job cannot resume: {text}");
+    outputs += &scrape(&stream::endpoints(dir.path()).telemetry);
+    stream::sigterm(child.id());
+    let (status, _) = child.wait();
+    assert!(status.success());
+
+    // No secret anywhere.
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(logs.contains("ferry daemon listening"), "the log file holds the daemon's lines");
+    for secret in [SOURCE_SECRET, "Sup3r-S3cret-Pw", CONTROL_SECRET] {
+        assert!(!logs.contains(secret), "secret in the daemon's log");
+        assert!(!outputs.contains(secret), "secret in CLI output or metrics");
+    }
+    source.drop_collection(&src).await.unwrap();
+    target.drop_collection(&dst).await.unwrap();
+}
