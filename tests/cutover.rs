@@ -165,7 +165,8 @@ async fn command_freeze_cutover_aborts_on_a_drain_failure_then_succeeds() {
     assert_equal(&source, &target, &src, &dst).await;
 
     stream::sigterm(daemon.id());
-    assert!(daemon.wait().0.success());
+    let status = daemon.wait().0;
+    assert!(status.success(), "{status:?}: {}", std::fs::read_to_string(dir.path().join("ferry.log")).unwrap_or_default());
     source.drop_collection(&src).await.unwrap();
     target.drop_collection(&dst).await.unwrap();
 }
@@ -177,7 +178,13 @@ async fn rbac_freeze_revokes_writes_and_restores_them_on_abort() {
     let mut opts = ferry::milvus::ConnectOptions::new(common::env().source_uri.clone());
     opts.token = Some(ferry::secret::Secret::new("root:Milvus".to_string()));
     let source = MilvusClient::connect(&opts).await.unwrap();
-    let role = common::unique("ferry_writer");
+    // One fixed name (Milvus caps the number of roles): left over from an earlier run, it is
+    // emptied and dropped first.
+    let role = "ferry_test_writer".to_string();
+    for g in source.grants(&role).await.unwrap_or_default() {
+        source.revoke(&g).await.unwrap();
+    }
+    let _ = source.drop_role(&role).await;
     source.create_role(&role).await.unwrap();
     let grant = |p: &str, obj: &str| Grant {
         role: role.clone(),
@@ -217,14 +224,18 @@ async fn rbac_freeze_revokes_writes_and_restores_them_on_abort() {
     assert!(report["steps"][2]["message"].as_str().unwrap().contains("revoked 3"), "{report:#}");
     assert_eq!(held().await, ["Delete", "Insert", "Query", "Upsert"], "abort restores the grants");
 
-    let (ok, report) = tokio::task::block_in_place(|| cutover(&cfg, &["--freeze", "rbac", "--max-lag-ms", "5000"]));
+    let (ok, report) = tokio::task::block_in_place(|| cutover(&cfg, &["--freeze", "rbac", "--max-lag-ms", "5000", "--verify", "full"]));
     assert!(ok && report["outcome"] == "successful", "{report:#}");
     assert_eq!(held().await, ["Query"], "a successful cutover leaves the source frozen");
     assert_equal(&source, &target, &src, &dst).await;
 
     stream::sigterm(daemon.id());
-    assert!(daemon.wait().0.success());
-    source.drop_role(&role).await.ok();
+    let status = daemon.wait().0;
+    assert!(status.success(), "{status:?}: {}", std::fs::read_to_string(dir.path().join("ferry.log")).unwrap_or_default());
+    for g in source.grants(&role).await.unwrap() {
+        source.revoke(&g).await.unwrap();
+    }
+    source.drop_role(&role).await.unwrap();
     source.drop_collection(&src).await.unwrap();
     target.drop_collection(&dst).await.unwrap();
 }
@@ -265,7 +276,8 @@ async fn scheduled_and_postponed_cutover_can_be_aborted_then_runs_with_no_freeze
     assert_equal(&source, &target, &src, &dst).await;
 
     stream::sigterm(daemon.id());
-    assert!(daemon.wait().0.success());
+    let status = daemon.wait().0;
+    assert!(status.success(), "{status:?}: {}", std::fs::read_to_string(dir.path().join("ferry.log")).unwrap_or_default());
     source.drop_collection(&src).await.unwrap();
     target.drop_collection(&dst).await.unwrap();
 }

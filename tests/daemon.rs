@@ -203,3 +203,45 @@ async fn daemon_is_observable_controllable_and_restartable() {
     source.drop_collection(&src).await.unwrap();
     target.drop_collection(&dst).await.unwrap();
 }
+
+/// A source collection dropped while streaming: with `on_source_drop = "stop"` (default) the
+/// job goes FAILED with an error naming the collection; with `"drop"` the target collection
+/// is dropped too and the job keeps streaming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_source_collection_stops_or_drops_as_configured() {
+    let env = common::env();
+    let source = common::client(&env.source_uri).await;
+    let target = common::client(&env.target_uri).await;
+    for mode in ["stop", "drop"] {
+        let src = common::unique(&format!("dd_{mode}_src"));
+        let dst = common::unique(&format!("dd_{mode}_dst"));
+        stream::make_source(&source, &src, 500).await;
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = stream::job(dir.path(), &src, &dst);
+        let text = std::fs::read_to_string(&cfg).unwrap() + &format!("\n[stream]\non_source_drop = \"{mode}\"\n");
+        std::fs::write(&cfg, text).unwrap();
+        let log = dir.path().join("ferry.log");
+        let daemon = spawn_daemon(&cfg, &log);
+        tokio::task::block_in_place(|| wait_state(&cfg, "STREAMING", Duration::from_secs(180)));
+        source.drop_collection(&src).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        match mode {
+            "stop" => {
+                let st = tokio::task::block_in_place(|| wait_state(&cfg, "FAILED", Duration::from_secs(60)));
+                let err = st["last_error"]["message"].as_str().unwrap_or("").to_string();
+                assert!(err.contains(&src) && err.contains("dropped"), "{st:#}");
+                assert!(target.has_collection(&dst).await.unwrap(), "stop leaves the target alone");
+                target.drop_collection(&dst).await.unwrap();
+            }
+            _ => {
+                while target.has_collection(&dst).await.unwrap() {
+                    assert!(Instant::now() < deadline, "the target collection was not dropped");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                assert_eq!(tokio::task::block_in_place(|| status_json(&cfg))["state"], "STREAMING");
+            }
+        }
+        stream::sigterm(daemon.id());
+        assert!(daemon.wait().0.success());
+    }
+}

@@ -337,7 +337,9 @@ async fn unsupported_metric_and_bad_files_fail_clearly() {
         "rows of the broken segment were written"
     );
 
-    // A truncated .rv: its byte count no longer matches, named with the file.
+    // A truncated .rv: its byte count no longer matches, named with the file. (The broken
+    // deleted_docs goes first, so this is the only fault: segments may be read in any order.)
+    std::fs::remove_file(&deleted_docs).unwrap();
     let rv = root
         .path()
         .join(format!("tables/{good}/1800000000001/1800000000001.rv"));

@@ -130,11 +130,19 @@ pub async fn run(cfg: &JobConfig, opts: &RunOptions, handle: &JobHandle, shutdow
     let plan = Arc::new(plan);
     // 1. Start positions, before the snapshot reads anything.
     if !state.get::<bool>(STARTED)?.unwrap_or(false) {
+        // The end of each topic may fall inside an upsert whose Insert is already there and
+        // whose Delete is not (Milvus produces them one after the other, same timestamp):
+        // replaying that Delete alone would delete the row the snapshot copies. Every record
+        // before these offsets got its timestamp before `skip` is allocated, so dropping all
+        // records with a timestamp <= `skip` drops every such half, and the snapshot, which
+        // reads at a timestamp allocated later still, holds their effect. Records with a
+        // later timestamp were produced after the offsets were read: all of them are read.
         let marks = reader.high_watermarks().await?;
+        let skip = source.alloc_timestamp().await.map_err(|e| MigrateError::Connect { side: "source", source: e })?;
         for ch in &channels {
             let offset = marks.get(ch).copied().unwrap_or(0);
-            log.init_position(ch, ChannelPosition { next_offset: offset, skip_through_ts: 0 })?;
-            tracing::info!(channel = %ch, offset, "stream start position recorded");
+            log.init_position(ch, ChannelPosition { next_offset: offset, skip_through_ts: skip })?;
+            tracing::info!(channel = %ch, offset, skip_through_ts = skip, "stream start position recorded");
         }
         log.flush().await?;
         state.put(STARTED_MS, &(crate::daemon::lifecycle::now_ms() as u64))?;
@@ -259,16 +267,24 @@ pub async fn run(cfg: &JobConfig, opts: &RunOptions, handle: &JobHandle, shutdow
         }
     };
     tokio::pin!(phases);
+    let mut ingest_done = false;
     let result = tokio::select! {
         r = &mut phases => r,
-        r = &mut ingest => match r {
-            Ok(Ok(())) => phases.await,
-            Ok(Err(e)) => Err(JobError::Wal(e)),
-            Err(e) => Err(JobError::Task(e.to_string())),
-        },
+        r = &mut ingest => {
+            ingest_done = true;
+            match r {
+                // Ingest stops by itself only when the job reached a state where nothing
+                // runs; the phases see the same state and return.
+                Ok(Ok(())) => phases.await,
+                Ok(Err(e)) => Err(JobError::Wal(e)),
+                Err(e) => Err(JobError::Task(e.to_string())),
+            }
+        }
     };
-    ingest.abort();
-    let _ = ingest.await;
+    if !ingest_done {
+        ingest.abort();
+        let _ = ingest.await;
+    }
     reporter.abort();
     log.flush().await?;
     result

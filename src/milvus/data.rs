@@ -179,27 +179,7 @@ fn kind_name(f: &FieldData) -> &'static str {
 /// Approximate payload bytes of a column (what it costs on the wire), for batch bounds.
 pub fn column_bytes(f: &FieldData) -> usize {
     match &f.field {
-        Some(Field::Scalars(s)) => match &s.data {
-            Some(Scalar::BoolData(a)) => a.data.len(),
-            Some(Scalar::IntData(a)) => a.data.len() * 4,
-            Some(Scalar::LongData(a)) => a.data.len() * 8,
-            Some(Scalar::FloatData(a)) => a.data.len() * 4,
-            Some(Scalar::DoubleData(a)) => a.data.len() * 8,
-            Some(Scalar::StringData(a)) => a.data.iter().map(|s| s.len() + 2).sum(),
-            Some(Scalar::BytesData(a)) => a.data.iter().map(|s| s.len() + 2).sum(),
-            Some(Scalar::JsonData(a)) => a.data.iter().map(|s| s.len() + 2).sum(),
-            Some(Scalar::ArrayData(a)) => a
-                .data
-                .iter()
-                .map(|s| {
-                    column_bytes(&FieldData {
-                        field: Some(Field::Scalars(s.clone())),
-                        ..Default::default()
-                    }) + 4
-                })
-                .sum(),
-            None => 0,
-        },
+        Some(Field::Scalars(s)) => scalar_bytes(s),
         Some(Field::Vectors(v)) => match &v.data {
             Some(Vector::FloatVector(a)) => a.data.len() * 4,
             Some(Vector::BinaryVector(b))
@@ -209,6 +189,193 @@ pub fn column_bytes(f: &FieldData) -> usize {
         },
         None => 0,
     }
+}
+
+/// [`column_bytes`] of a scalar column (also of one array cell).
+fn scalar_bytes(s: &ScalarField) -> usize {
+    match &s.data {
+        Some(Scalar::BoolData(a)) => a.data.len(),
+        Some(Scalar::IntData(a)) => a.data.len() * 4,
+        Some(Scalar::LongData(a)) => a.data.len() * 8,
+        Some(Scalar::FloatData(a)) => a.data.len() * 4,
+        Some(Scalar::DoubleData(a)) => a.data.len() * 8,
+        Some(Scalar::StringData(a)) => a.data.iter().map(|s| s.len() + 2).sum(),
+        Some(Scalar::BytesData(a)) => a.data.iter().map(|s| s.len() + 2).sum(),
+        Some(Scalar::JsonData(a)) => a.data.iter().map(|s| s.len() + 2).sum(),
+        Some(Scalar::ArrayData(a)) => a.data.iter().map(|s| scalar_bytes(s) + 4).sum(),
+        None => 0,
+    }
+}
+
+/// Adds each row's share of [`column_bytes`] to `out[row]` (the shares sum to it exactly).
+fn add_row_bytes(f: &FieldData, out: &mut [usize]) {
+    fn fixed(out: &mut [usize], n: usize, each: usize) {
+        out.iter_mut().take(n).for_each(|o| *o += each);
+    }
+    fn each<T>(out: &mut [usize], v: &[T], size: impl Fn(&T) -> usize) {
+        out.iter_mut().zip(v).for_each(|(o, x)| *o += size(x));
+    }
+    match &f.field {
+        Some(Field::Scalars(s)) => match &s.data {
+            Some(Scalar::BoolData(a)) => fixed(out, a.data.len(), 1),
+            Some(Scalar::IntData(a)) => fixed(out, a.data.len(), 4),
+            Some(Scalar::LongData(a)) => fixed(out, a.data.len(), 8),
+            Some(Scalar::FloatData(a)) => fixed(out, a.data.len(), 4),
+            Some(Scalar::DoubleData(a)) => fixed(out, a.data.len(), 8),
+            Some(Scalar::StringData(a)) => each(out, &a.data, |s| s.len() + 2),
+            Some(Scalar::BytesData(a)) => each(out, &a.data, |s| s.len() + 2),
+            Some(Scalar::JsonData(a)) => each(out, &a.data, |s| s.len() + 2),
+            Some(Scalar::ArrayData(a)) => each(out, &a.data, |s| scalar_bytes(s) + 4),
+            None => {}
+        },
+        Some(Field::Vectors(v)) => {
+            let per_row = match &v.data {
+                Some(Vector::FloatVector(_)) => vector_row_width(v) * 4,
+                _ => vector_row_width(v),
+            };
+            fixed(out, column_rows(f), per_row);
+        }
+        None => {}
+    }
+}
+
+/// Moves the rows from `at` on out of `f` into a new column with room for `reserve` more
+/// rows; `f` keeps rows `..at` in place (nothing before `at` is copied).
+pub fn split_column_off(f: &mut FieldData, at: usize, reserve: usize) -> FieldData {
+    fn tail<T>(v: &mut Vec<T>, at: usize, reserve: usize) -> Vec<T> {
+        let at = at.min(v.len());
+        let mut t = Vec::with_capacity(v.len() - at + reserve);
+        t.extend(v.drain(at..));
+        t
+    }
+    let field = f.field.as_mut().map(|field| match field {
+        Field::Scalars(s) => Field::Scalars(ScalarField {
+            data: s.data.as_mut().map(|d| match d {
+                Scalar::BoolData(a) => Scalar::BoolData(crate::proto::schema::BoolArray {
+                    data: tail(&mut a.data, at, reserve),
+                }),
+                Scalar::IntData(a) => Scalar::IntData(crate::proto::schema::IntArray {
+                    data: tail(&mut a.data, at, reserve),
+                }),
+                Scalar::LongData(a) => Scalar::LongData(LongArray {
+                    data: tail(&mut a.data, at, reserve),
+                }),
+                Scalar::FloatData(a) => Scalar::FloatData(crate::proto::schema::FloatArray {
+                    data: tail(&mut a.data, at, reserve),
+                }),
+                Scalar::DoubleData(a) => Scalar::DoubleData(crate::proto::schema::DoubleArray {
+                    data: tail(&mut a.data, at, reserve),
+                }),
+                Scalar::StringData(a) => Scalar::StringData(StringArray {
+                    data: tail(&mut a.data, at, reserve),
+                }),
+                Scalar::BytesData(a) => Scalar::BytesData(crate::proto::schema::BytesArray {
+                    data: tail(&mut a.data, at, reserve),
+                }),
+                Scalar::JsonData(a) => Scalar::JsonData(crate::proto::schema::JsonArray {
+                    data: tail(&mut a.data, at, reserve),
+                }),
+                Scalar::ArrayData(a) => Scalar::ArrayData(crate::proto::schema::ArrayArray {
+                    data: tail(&mut a.data, at, reserve),
+                    element_type: a.element_type,
+                }),
+            }),
+        }),
+        Field::Vectors(v) => {
+            let w = vector_row_width(v);
+            Field::Vectors(VectorField {
+                dim: v.dim,
+                data: v.data.as_mut().map(|d| match d {
+                    Vector::FloatVector(a) => {
+                        Vector::FloatVector(crate::proto::schema::FloatArray {
+                            data: tail(&mut a.data, at * w, reserve * w),
+                        })
+                    }
+                    Vector::BinaryVector(b) => Vector::BinaryVector(tail(b, at * w, reserve * w)),
+                    Vector::Float16Vector(b) => Vector::Float16Vector(tail(b, at * w, reserve * w)),
+                    Vector::Bfloat16Vector(b) => {
+                        Vector::Bfloat16Vector(tail(b, at * w, reserve * w))
+                    }
+                }),
+            })
+        }
+    });
+    FieldData {
+        r#type: f.r#type,
+        field_name: f.field_name.clone(),
+        field,
+        field_id: f.field_id,
+        is_dynamic: f.is_dynamic,
+    }
+}
+
+/// Where to cut rows of these byte sizes into consecutive parts of at most `max_bytes` each
+/// (a single row larger than that goes alone): as few parts as possible, as even as possible.
+/// 9.8 MB under an 8 MiB bound becomes two ~4.9 MB parts, not 8 MiB and 1.8 MB. Returns the
+/// first row of every part (`[0, ...]`; empty for no rows).
+///
+/// The number of parts is what filling each part up to the bound gives (the fewest); the
+/// bound is then lowered to the smallest one that still needs no more parts (binary search),
+/// and each part aims at an equal share of the bytes left within it. Should row granularity
+/// make the equal shares need a part more, the parts are filled up to the lowered bound.
+pub fn even_cuts(sizes: &[usize], max_bytes: usize) -> Vec<usize> {
+    if sizes.is_empty() {
+        return Vec::new();
+    }
+    let max = max_bytes.max(1);
+    let parts = fill_cuts(sizes, max).len();
+    let total: usize = sizes.iter().sum();
+    // (Not from total / parts: rows over the bound go alone and do not share.)
+    let (mut lo, mut hi) = (1, max);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if fill_cuts(sizes, mid).len() <= parts {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    let shares = share_cuts(sizes, lo, parts, total);
+    if shares.len() <= parts {
+        shares
+    } else {
+        fill_cuts(sizes, lo)
+    }
+}
+
+/// Parts filled up to `cap` in turn (at least one row each).
+fn fill_cuts(sizes: &[usize], cap: usize) -> Vec<usize> {
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i < sizes.len() {
+        starts.push(i);
+        let mut part = sizes[i];
+        i += 1;
+        while i < sizes.len() && part + sizes[i] <= cap {
+            part += sizes[i];
+            i += 1;
+        }
+    }
+    starts
+}
+
+/// Parts of an equal share of the bytes left each (at least one row, at most `cap`).
+fn share_cuts(sizes: &[usize], cap: usize, parts: usize, total: usize) -> Vec<usize> {
+    let mut left = total;
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i < sizes.len() {
+        let share = left.div_ceil(parts.saturating_sub(starts.len()).max(1));
+        starts.push(i);
+        let mut part = sizes[i];
+        i += 1;
+        while i < sizes.len() && (part < share || sizes[i] == 0) && part + sizes[i] <= cap {
+            part += sizes[i];
+            i += 1;
+        }
+        left -= part;
+    }
+    starts
 }
 
 /// Appends `src`'s rows to `dst` (same field, same type).
@@ -227,35 +394,35 @@ pub fn append_column(dst: &mut FieldData, src: &FieldData) -> Result<(), DataErr
         (_, None) => Ok(()),
         (Some(Field::Scalars(d)), Some(Field::Scalars(s))) => {
             match (&mut d.data, &s.data) {
-            (Some(Scalar::BoolData(d)), Some(Scalar::BoolData(s))) => {
-                d.data.extend_from_slice(&s.data)
-            }
-            (Some(Scalar::IntData(d)), Some(Scalar::IntData(s))) => {
-                d.data.extend_from_slice(&s.data)
-            }
-            (Some(Scalar::LongData(d)), Some(Scalar::LongData(s))) => {
-                d.data.extend_from_slice(&s.data)
-            }
-            (Some(Scalar::FloatData(d)), Some(Scalar::FloatData(s))) => {
-                d.data.extend_from_slice(&s.data)
-            }
-            (Some(Scalar::DoubleData(d)), Some(Scalar::DoubleData(s))) => {
-                d.data.extend_from_slice(&s.data)
-            }
-            (Some(Scalar::StringData(d)), Some(Scalar::StringData(s))) => {
-                d.data.extend(s.data.iter().cloned())
-            }
-            (Some(Scalar::BytesData(d)), Some(Scalar::BytesData(s))) => {
-                d.data.extend(s.data.iter().cloned())
-            }
-            (Some(Scalar::JsonData(d)), Some(Scalar::JsonData(s))) => {
-                d.data.extend(s.data.iter().cloned())
-            }
-            (Some(Scalar::ArrayData(d)), Some(Scalar::ArrayData(s))) => {
-                d.data.extend(s.data.iter().cloned())
-            }
-            (None, Some(s)) => d.data = Some(s.clone()),
-            _ => return Err(mismatch()),
+                (Some(Scalar::BoolData(d)), Some(Scalar::BoolData(s))) => {
+                    d.data.extend_from_slice(&s.data)
+                }
+                (Some(Scalar::IntData(d)), Some(Scalar::IntData(s))) => {
+                    d.data.extend_from_slice(&s.data)
+                }
+                (Some(Scalar::LongData(d)), Some(Scalar::LongData(s))) => {
+                    d.data.extend_from_slice(&s.data)
+                }
+                (Some(Scalar::FloatData(d)), Some(Scalar::FloatData(s))) => {
+                    d.data.extend_from_slice(&s.data)
+                }
+                (Some(Scalar::DoubleData(d)), Some(Scalar::DoubleData(s))) => {
+                    d.data.extend_from_slice(&s.data)
+                }
+                (Some(Scalar::StringData(d)), Some(Scalar::StringData(s))) => {
+                    d.data.extend(s.data.iter().cloned())
+                }
+                (Some(Scalar::BytesData(d)), Some(Scalar::BytesData(s))) => {
+                    d.data.extend(s.data.iter().cloned())
+                }
+                (Some(Scalar::JsonData(d)), Some(Scalar::JsonData(s))) => {
+                    d.data.extend(s.data.iter().cloned())
+                }
+                (Some(Scalar::ArrayData(d)), Some(Scalar::ArrayData(s))) => {
+                    d.data.extend(s.data.iter().cloned())
+                }
+                (None, Some(s)) => d.data = Some(s.clone()),
+                _ => return Err(mismatch()),
             }
             Ok(())
         }
@@ -416,6 +583,74 @@ impl Rows {
         PrimaryKeys::from_field(self.column(pk_field)?)
     }
 
+    /// Bytes of each row, as [`Self::byte_size`] counts them (they sum to it).
+    pub fn row_bytes(&self) -> Vec<usize> {
+        let mut out = vec![0; self.num_rows];
+        for c in &self.columns {
+            add_row_bytes(c, &mut out);
+        }
+        out
+    }
+
+    /// Like [`Self::append`], taking `other` by value: into an empty batch it is moved, not
+    /// copied (the first page of a batch costs nothing).
+    pub fn append_owned(&mut self, other: Rows) -> Result<(), DataError> {
+        if self.columns.is_empty() {
+            *self = other;
+            return Ok(());
+        }
+        self.append(&other)
+    }
+
+    /// Makes room for `additional` more rows in every column (so appending pages up to a
+    /// batch bound does not reallocate and copy the batch as it grows).
+    pub fn reserve(&mut self, additional: usize) {
+        for c in &mut self.columns {
+            match &mut c.field {
+                Some(Field::Scalars(s)) => match &mut s.data {
+                    Some(Scalar::BoolData(a)) => a.data.reserve(additional),
+                    Some(Scalar::IntData(a)) => a.data.reserve(additional),
+                    Some(Scalar::LongData(a)) => a.data.reserve(additional),
+                    Some(Scalar::FloatData(a)) => a.data.reserve(additional),
+                    Some(Scalar::DoubleData(a)) => a.data.reserve(additional),
+                    Some(Scalar::StringData(a)) => a.data.reserve(additional),
+                    Some(Scalar::BytesData(a)) => a.data.reserve(additional),
+                    Some(Scalar::JsonData(a)) => a.data.reserve(additional),
+                    Some(Scalar::ArrayData(a)) => a.data.reserve(additional),
+                    None => {}
+                },
+                Some(Field::Vectors(v)) => {
+                    let w = vector_row_width(v);
+                    match &mut v.data {
+                        Some(Vector::FloatVector(a)) => a.data.reserve(additional * w),
+                        Some(Vector::BinaryVector(b))
+                        | Some(Vector::Float16Vector(b))
+                        | Some(Vector::Bfloat16Vector(b)) => b.reserve(additional * w),
+                        None => {}
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Moves rows `at..` out into a new batch whose columns have room for `reserve_rows` more
+    /// rows; this batch keeps rows `..at` where they are.
+    pub fn split_off(&mut self, at: usize, reserve_rows: usize) -> Rows {
+        let at = at.min(self.num_rows);
+        let columns = self
+            .columns
+            .iter_mut()
+            .map(|c| split_column_off(c, at, reserve_rows))
+            .collect();
+        let tail = Rows {
+            columns,
+            num_rows: self.num_rows - at,
+        };
+        self.num_rows = at;
+        tail
+    }
+
     /// Appends `other`'s rows; columns are matched by field name.
     pub fn append(&mut self, other: &Rows) -> Result<(), DataError> {
         if self.columns.is_empty() {
@@ -455,21 +690,37 @@ impl Rows {
         }
     }
 
-    /// Splits into consecutive batches of at most `max_bytes` (at least one row each).
-    pub fn split_by_bytes(self, max_bytes: usize) -> Vec<Rows> {
-        let total = self.byte_size();
-        if total <= max_bytes || self.num_rows <= 1 {
+    /// Splits into consecutive batches of at most `max_bytes` each (a single larger row goes
+    /// alone), of even size (see [`even_cuts`]). Columns are moved apart from the back, so
+    /// the first batch is not copied at all and every other row once.
+    pub fn split_by_bytes(mut self, max_bytes: usize) -> Vec<Rows> {
+        if self.num_rows <= 1 || self.byte_size() <= max_bytes {
             return vec![self];
         }
-        let per_row = total.div_ceil(self.num_rows).max(1);
-        let rows_per = (max_bytes / per_row).max(1);
-        (0..self.num_rows)
-            .step_by(rows_per)
-            .map(|start| {
-                let idx: Vec<usize> = (start..(start + rows_per).min(self.num_rows)).collect();
-                self.select(&idx)
-            })
-            .collect()
+        let starts = even_cuts(&self.row_bytes(), max_bytes);
+        let mut parts: Vec<Rows> = starts[1..]
+            .iter()
+            .rev()
+            .map(|&at| self.split_off(at, 0))
+            .collect();
+        parts.push(self);
+        parts.reverse();
+        parts
+    }
+
+    /// Keeps the longest prefix of at most `max_bytes` (at least one row) and moves the rest
+    /// out (with room for `reserve_rows` more rows), returning it and its byte size. For a
+    /// writer that sends full batches and carries the rest over to the next page.
+    pub fn split_after_bytes(&mut self, max_bytes: usize, reserve_rows: usize) -> (Rows, usize) {
+        let sizes = self.row_bytes();
+        let mut n = 0;
+        let mut kept = 0;
+        while n < sizes.len() && (n == 0 || kept + sizes[n] <= max_bytes) {
+            kept += sizes[n];
+            n += 1;
+        }
+        let rest_bytes = sizes[n..].iter().sum();
+        (self.split_off(n, reserve_rows), rest_bytes)
     }
 }
 
@@ -516,9 +767,15 @@ mod tests {
         let mut all = a.clone();
         all.append(&b).unwrap();
         assert_eq!(all.len(), 3);
-        assert_eq!(all.primary_keys("id"), Some(PrimaryKeys::Int(vec![1, 2, 3])));
+        assert_eq!(
+            all.primary_keys("id"),
+            Some(PrimaryKeys::Int(vec![1, 2, 3]))
+        );
         let picked = all.select(&[2, 0]);
-        assert_eq!(picked.primary_keys("id"), Some(PrimaryKeys::Int(vec![3, 1])));
+        assert_eq!(
+            picked.primary_keys("id"),
+            Some(PrimaryKeys::Int(vec![3, 1]))
+        );
         assert_eq!(
             picked.column("v"),
             Some(&vec_col("v", 2, vec![3.0, 3.5, 1.0, 1.5]))
@@ -532,9 +789,256 @@ mod tests {
         assert_eq!(joined, all);
     }
 
+    fn str_col(name: &str, v: Vec<String>) -> FieldData {
+        FieldData {
+            r#type: DataType::VarChar as i32,
+            field_name: name.into(),
+            field: Some(Field::Scalars(ScalarField {
+                data: Some(Scalar::StringData(StringArray { data: v })),
+            })),
+            ..Default::default()
+        }
+    }
+
+    /// `n` rows (ids `first..`) of an Int64 key, a 4-d float vector, a string of varying
+    /// length (`len(i)`), a binary vector and an Int32 array: every kind of per-row size.
+    fn mixed_rows(first: i64, n: usize, len: impl Fn(usize) -> usize) -> Rows {
+        use crate::proto::schema::{ArrayArray, IntArray};
+        let ids: Vec<i64> = (0..n as i64).map(|i| first + i).collect();
+        let vecs: Vec<f32> = (0..n * 4).map(|i| i as f32).collect();
+        let strs: Vec<String> = (0..n).map(|i| "x".repeat(len(i))).collect();
+        let bins: Vec<u8> = (0..n * 2).map(|i| i as u8).collect();
+        let arrays: Vec<ScalarField> = (0..n)
+            .map(|i| ScalarField {
+                data: Some(Scalar::IntData(IntArray {
+                    data: vec![i as i32; i % 3],
+                })),
+            })
+            .collect();
+        let scalar = |name: &str, d: Scalar| FieldData {
+            field_name: name.into(),
+            field: Some(Field::Scalars(ScalarField { data: Some(d) })),
+            ..Default::default()
+        };
+        Rows::new(vec![
+            long_col("id", ids),
+            vec_col("v", 4, vecs),
+            str_col("s", strs),
+            FieldData {
+                field_name: "b".into(),
+                field: Some(Field::Vectors(VectorField {
+                    dim: 16,
+                    data: Some(Vector::BinaryVector(bins)),
+                })),
+                ..Default::default()
+            },
+            scalar(
+                "a",
+                Scalar::ArrayData(ArrayArray {
+                    data: arrays,
+                    element_type: DataType::Int32 as i32,
+                }),
+            ),
+        ])
+        .unwrap()
+    }
+
+    fn joined(parts: &[Rows]) -> Rows {
+        let mut all = Rows::default();
+        for p in parts {
+            all.append(p).unwrap();
+        }
+        all
+    }
+
+    /// A small deterministic generator (splitmix64) for table-free randomized cases.
+    fn rng(seed: u64) -> impl FnMut() -> u64 {
+        let mut s = seed;
+        move || {
+            s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+    }
+
+    #[test]
+    fn row_bytes_sum_to_byte_size() {
+        let rows = mixed_rows(0, 7, |i| i * 5);
+        let sizes = rows.row_bytes();
+        assert_eq!(sizes.len(), 7);
+        assert_eq!(sizes.iter().sum::<usize>(), rows.byte_size());
+        // id 8 + vector 16 + string len+2 + binary 2 + array 4*(i%3)+4
+        assert_eq!(sizes[4], 8 + 16 + (20 + 2) + 2 + (4 * 1 + 4));
+    }
+
+    #[test]
+    fn even_cuts_are_even_bounded_and_cover_every_row() {
+        // Equal rows: the fewest parts, row counts differing by at most one.
+        assert_eq!(even_cuts(&[], 10), Vec::<usize>::new());
+        assert_eq!(even_cuts(&[500; 16000], 8 << 20), vec![0]);
+        let starts = even_cuts(&[615; 16000], 8 << 20);
+        assert_eq!(starts, vec![0, 8000], "9.8 MB under 8 MiB: two halves");
+        for (n, max) in [(10, 3), (100, 7), (1000, 33), (17, 16), (5, 1)] {
+            let starts = even_cuts(&vec![1; n], max);
+            assert_eq!(starts.len(), n.div_ceil(max), "n={n} max={max}");
+            let mut lens: Vec<usize> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+            lens.push(n - starts.last().unwrap());
+            let (lo, hi) = (lens.iter().min().unwrap(), lens.iter().max().unwrap());
+            assert!(hi - lo <= 1 && *hi <= max, "n={n} max={max}: {lens:?}");
+        }
+        // Random sizes (some rows over the bound): every part within the bound unless it is
+        // a single larger row, parts consecutive from row 0, no more parts than filling each
+        // up to the bound makes, and no bound below the largest part of several rows would
+        // do with that many parts.
+        let mut next = rng(3);
+        for case in 0..3000 {
+            let n = (next() % 300) as usize;
+            let max = 1 + (next() % 500) as usize;
+            let row_max = if case % 2 == 0 {
+                max * 3 / 2
+            } else {
+                (max / 8).max(1)
+            };
+            let sizes: Vec<usize> = (0..n)
+                .map(|_| (next() % (row_max as u64 + 1)) as usize)
+                .collect();
+            let starts = even_cuts(&sizes, max);
+            if n == 0 {
+                assert!(starts.is_empty());
+                continue;
+            }
+            assert_eq!(starts[0], 0);
+            assert!(starts.windows(2).all(|w| w[0] < w[1]), "case {case}");
+            assert_eq!(
+                starts.len(),
+                fill_cuts(&sizes, max).len(),
+                "case {case}: not the fewest parts"
+            );
+            let ends: Vec<usize> = starts[1..].iter().copied().chain([n]).collect();
+            let mut largest = 0;
+            for (&a, &b) in starts.iter().zip(&ends) {
+                let part: usize = sizes[a..b].iter().sum();
+                assert!(
+                    part <= max || b - a == 1,
+                    "case {case}: rows {a}..{b} = {part} > {max}"
+                );
+                if b - a > 1 {
+                    largest = largest.max(part);
+                }
+            }
+            if largest > 1 {
+                assert!(
+                    fill_cuts(&sizes, largest - 1).len() > starts.len(),
+                    "case {case}: parts of at most {} bytes would do",
+                    largest - 1
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn split_by_bytes_keeps_every_row_in_order_within_the_bound() {
+        let mut next = rng(11);
+        for case in 0..200 {
+            let n = 1 + (next() % 60) as usize;
+            let lens: Vec<usize> = (0..n).map(|_| (next() % 40) as usize).collect();
+            let rows = mixed_rows(100, n, |i| lens[i]);
+            let max = 30 + (next() % 400) as usize;
+            let parts = rows.clone().split_by_bytes(max);
+            assert_eq!(joined(&parts), rows, "case {case}");
+            for p in &parts {
+                assert!(!p.is_empty());
+                assert!(p.byte_size() <= max || p.len() == 1, "case {case}");
+                assert_eq!(Rows::new(p.columns.clone()).unwrap().len(), p.len());
+            }
+            if rows.byte_size() <= max {
+                assert_eq!(parts.len(), 1);
+            }
+        }
+        // The case the copy used to hit: 16000 rows of ~600 bytes under 8 MiB: two halves
+        // (by bytes; rows differ by up to 8 bytes here), not 8 MiB and a 1.3 MB remainder.
+        let rows = mixed_rows(0, 16000, |_| 555);
+        let parts = rows.clone().split_by_bytes(8 << 20);
+        assert_eq!(parts.len(), 2);
+        let (a, b) = (parts[0].byte_size(), parts[1].byte_size());
+        assert!(
+            a.abs_diff(b) <= 2 * 600,
+            "{a} vs {b}: more than two rows apart"
+        );
+        assert_eq!(parts[0].len() + parts[1].len(), 16000);
+    }
+
+    #[test]
+    fn split_after_bytes_keeps_the_longest_prefix_and_moves_the_rest() {
+        let rows = mixed_rows(0, 40, |i| i % 7);
+        let sizes = rows.row_bytes();
+        for max in [
+            1,
+            50,
+            100,
+            333,
+            1000,
+            rows.byte_size(),
+            rows.byte_size() + 1,
+        ] {
+            let mut head = rows.clone();
+            let (rest, rest_bytes) = head.split_after_bytes(max, 25);
+            let n = head.len();
+            assert!(n >= 1);
+            let kept: usize = sizes[..n].iter().sum();
+            assert!(kept <= max || n == 1, "max {max}");
+            assert!(
+                n == rows.len() || kept + sizes[n] > max,
+                "max {max}: prefix not longest"
+            );
+            assert_eq!(head.byte_size(), kept);
+            assert_eq!(rest.byte_size(), rest_bytes);
+            assert_eq!(joined(&[head, rest.clone()]), rows, "max {max}");
+            // The rest has room for 25 more rows: appending them does not reallocate.
+            let mut grown = rest;
+            let cap = |r: &Rows| match &r.column("v").unwrap().field {
+                Some(Field::Vectors(VectorField {
+                    data: Some(Vector::FloatVector(a)),
+                    ..
+                })) => a.data.capacity(),
+                _ => unreachable!(),
+            };
+            assert!(cap(&grown) >= (grown.len() + 25) * 4);
+            let before = cap(&grown);
+            grown.append(&mixed_rows(40, 25, |_| 1)).unwrap();
+            assert_eq!(cap(&grown), before);
+        }
+    }
+
+    #[test]
+    fn append_owned_moves_into_an_empty_batch_and_appends_otherwise() {
+        let a = mixed_rows(0, 3, |i| i);
+        let b = mixed_rows(3, 2, |i| i + 1);
+        let mut batch = Rows::default();
+        batch.append_owned(a.clone()).unwrap();
+        assert_eq!(batch, a);
+        batch.reserve(100);
+        assert_eq!(batch, a, "reserve keeps the rows");
+        batch.append_owned(b.clone()).unwrap();
+        let mut want = a.clone();
+        want.append(&b).unwrap();
+        assert_eq!(batch, want);
+        assert_eq!(
+            batch.primary_keys("id"),
+            Some(PrimaryKeys::Int(vec![0, 1, 2, 3, 4]))
+        );
+        let wrong = Rows::new(vec![long_col("other", vec![9])]).unwrap();
+        assert!(batch.append_owned(wrong).is_err());
+    }
+
     #[test]
     fn mismatched_columns_are_errors_naming_the_field() {
-        let bad = Rows::new(vec![long_col("id", vec![1, 2]), vec_col("v", 2, vec![1.0, 2.0])]);
+        let bad = Rows::new(vec![
+            long_col("id", vec![1, 2]),
+            vec_col("v", 2, vec![1.0, 2.0]),
+        ]);
         assert!(matches!(bad, Err(DataError::RowCount { ref field, .. }) if field == "v"));
         let bad = Rows::new(vec![vec_col("v", 3, vec![1.0, 2.0])]);
         assert!(matches!(bad, Err(DataError::BadVector { .. })));

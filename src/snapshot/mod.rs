@@ -8,8 +8,15 @@
 //! # How a unit is copied
 //! A reader pages through the unit by primary key (`pk > last`, `limit = page_rows`) at a
 //! fixed guarantee timestamp and hands pages over a bounded channel (two pages) to a writer,
-//! which gathers them into batches of at most `batch_bytes` and writes each batch. Reads and
-//! writes overlap; memory is bounded by `parallelism x (2 pages + 1 batch)`.
+//! which gathers them into batches and writes every batch as soon as it is full: the longest
+//! run of rows within `batch_bytes` is sent, the rows over it stay for the next page, so
+//! every write but a unit's last is a full batch (no 8 MiB + 1.8 MB pairs). Reads and writes
+//! overlap; memory is bounded by about `parallelism x (1 batch + 4 pages)`.
+//!
+//! Each row is copied once between the decoded query reply and the write request: pages are
+//! appended into room reserved for a full batch (the first page's columns are moved in and
+//! grown), a full batch is written from where it lies, and only the carried-over rest is
+//! moved out. (The write request then takes its own copy of the columns; see `milvus::dml`.)
 //!
 //! # Resumption
 //! Before a batch is sent, its highest key is stored as the unit's `intent`; after the target
@@ -190,7 +197,7 @@ impl Copier {
             return Err(SnapshotError::Interrupted);
         }
         st.done = true;
-        self.state.put(&key, &st)?;
+        self.save(&key, &st).await?;
         Ok(())
     }
 
@@ -242,31 +249,41 @@ impl Copier {
         progress: &CollectionProgress,
         mut rx: mpsc::Receiver<Rows>,
     ) -> Result<(), SnapshotError> {
+        let max = self.opts.batch_bytes;
         let mut batch = Rows::default();
-        loop {
-            let page = rx.recv().await;
-            let end = page.is_none();
-            if let Some(p) = page {
-                batch.append(&p).map_err(|e| SnapshotError::Data {
-                    collection: plan.source_name.clone(),
-                    unit: unit.key(),
-                    reason: e.to_string(),
-                })?;
+        // Bytes in `batch` (kept up to date instead of re-measured per page).
+        let mut pending = 0usize;
+        // Rows of pages like the first that reach the bound: room reserved up front.
+        let mut room = 0usize;
+        while let Some(page) = rx.recv().await {
+            let page_bytes = page.byte_size();
+            if room == 0 && !page.is_empty() {
+                room = page.len() * max.div_ceil(page_bytes.max(1)).max(1);
             }
-            if batch.is_empty() || (!end && batch.byte_size() < self.opts.batch_bytes) {
-                if end {
-                    return Ok(());
-                }
-                continue;
+            let was_empty = batch.is_empty();
+            pending += page_bytes;
+            batch.append_owned(page).map_err(|e| SnapshotError::Data {
+                collection: plan.source_name.clone(),
+                unit: unit.key(),
+                reason: e.to_string(),
+            })?;
+            if was_empty {
+                batch.reserve(room.saturating_sub(batch.len()));
             }
-            for part in std::mem::take(&mut batch).split_by_bytes(self.opts.batch_bytes) {
-                self.write_batch(plan, unit, key, st, fresh_target, progress, part)
+            // Send only full batches; what is over the bound waits for the next page.
+            while pending >= max {
+                let (rest, rest_bytes) = batch.split_after_bytes(max, room);
+                let full = std::mem::replace(&mut batch, rest);
+                pending = rest_bytes;
+                self.write_batch(plan, unit, key, st, fresh_target, progress, full)
                     .await?;
             }
-            if end {
-                return Ok(());
-            }
         }
+        if !batch.is_empty() {
+            self.write_batch(plan, unit, key, st, fresh_target, progress, batch)
+                .await?;
+        }
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -292,7 +309,7 @@ impl Copier {
             (Some(i), Some(l)) if i > l => Some(i.clone()),
             _ => last.clone(),
         };
-        self.state.put(key, st)?;
+        self.save(key, st).await?;
         let partition = unit.partition.as_deref().unwrap_or("");
         let write = if may_exist {
             self.target.upsert(&plan.target_name, partition, &rows).await
@@ -311,9 +328,25 @@ impl Copier {
         if st.intent.as_ref() <= st.cursor.as_ref() {
             st.intent = None;
         }
-        self.state.put(key, st)?;
+        self.save(key, st).await?;
         progress.add(rows.len() as u64, bytes);
         Ok(())
+    }
+
+    /// Stores a unit's state. The store flushes (fsyncs) every write, which takes up to
+    /// ~150 ms on a busy disk: done on the blocking pool so that it does not stall the
+    /// readers and writers sharing the runtime's threads. Still awaited: the order of intent,
+    /// target write and cursor is what makes a restart safe.
+    async fn save(&self, key: &str, st: &UnitState) -> Result<(), SnapshotError> {
+        let (state, key, st) = (self.state.clone(), key.to_string(), st.clone());
+        match tokio::task::spawn_blocking(move || state.put(&key, &st)).await {
+            Ok(r) => Ok(r?),
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                // Cancelled: the runtime is shutting down.
+                Err(_) => Err(SnapshotError::Interrupted),
+            },
+        }
     }
 }
 

@@ -37,8 +37,9 @@ pub struct Sequencer {
     channel: String,
     /// Highest tick emitted (or the resume position's).
     sealed_ts: u64,
-    /// True from a mid-window resume until the first tick: records with ts <= `sealed_ts`
-    /// in that stretch were appended before the restart.
+    /// True from a resume until the first tick at or past `sealed_ts`: records with
+    /// ts <= `sealed_ts` in that stretch were appended before the restart (or, on a fresh
+    /// start, are covered by the snapshot).
     resuming: bool,
     held: Vec<WalRecord>,
     held_bytes: usize,
@@ -62,7 +63,7 @@ impl Sequencer {
     /// Feeds the next record of the channel; returns a window when `rec` is a time tick.
     pub fn push(&mut self, rec: WalRecord) -> Result<Option<Window>, WalError> {
         if let WalEvent::TimeTick { ts } = rec.event {
-            return Ok(Some(self.seal(ts, rec.offset)));
+            return Ok(self.seal(ts, rec.offset));
         }
         let ts = rec.event.ts();
         if ts <= self.sealed_ts {
@@ -92,7 +93,13 @@ impl Sequencer {
         Ok(None)
     }
 
-    fn seal(&mut self, tick: u64, tick_offset: i64) -> Window {
+    fn seal(&mut self, tick: u64, tick_offset: i64) -> Option<Window> {
+        if self.resuming && tick < self.sealed_ts {
+            // An older tick (read again after a resume, or before a fresh start's skip
+            // timestamp): everything it covers was appended or is the snapshot's. Held records
+            // all have later timestamps; they wait for a newer tick.
+            return None;
+        }
         self.resuming = false;
         // A tick never goes back; a repeated or older one seals nothing new.
         let tick = tick.max(self.sealed_ts);
@@ -105,14 +112,14 @@ impl Sequencer {
         let next_offset = rest.first().map_or(tick_offset + 1, |r| r.offset);
         self.held = rest;
         self.sealed_ts = tick;
-        Window {
+        Some(Window {
             entries: ready,
             position: ChannelPosition {
                 next_offset,
                 skip_through_ts: tick,
             },
             tick_ts: tick,
-        }
+        })
     }
 
     /// Bytes of records waiting for a tick.
@@ -194,6 +201,34 @@ mod tests {
         assert!(w.entries.is_empty());
         let w = s.push(rec(5, td::time_tick(40))).unwrap().unwrap();
         assert_eq!(order(&w), vec![(0, "insert")]);
+    }
+
+    #[test]
+    fn a_fresh_start_drops_everything_up_to_its_skip_timestamp() {
+        // Start at offset 100 with skip ts 30: the upsert at ts 20 had its Insert before
+        // offset 100; its Delete, read here, must not be replayed alone.
+        let mut s = Sequencer::new("ch", ChannelPosition { next_offset: 100, skip_through_ts: 30 }, 1 << 20);
+        s.push(rec(100, td::delete(1, "", 20, &[3]))).unwrap();
+        s.push(rec(101, td::insert(1, "p", 35, &[4], 0.0))).unwrap();
+        assert!(s.push(rec(102, td::time_tick(25))).unwrap().is_none(), "a tick below the skip seals nothing");
+        // Still before the first tick past 30: a record at ts 28 is dropped too.
+        s.push(rec(103, td::insert(1, "p", 28, &[5], 0.0))).unwrap();
+        let w = s.push(rec(104, td::time_tick(40))).unwrap().unwrap();
+        assert_eq!(order(&w), vec![(101, "insert")]);
+        assert_eq!(w.position, ChannelPosition { next_offset: 105, skip_through_ts: 40 });
+    }
+
+    #[test]
+    fn a_resume_ignores_older_ticks_before_its_own() {
+        // Resume at a carried record (offset 0, ts 30) that sat before an older tick (15)
+        // and the stored tick (25): records up to 25 were appended already.
+        let mut s = Sequencer::new("ch", ChannelPosition { next_offset: 0, skip_through_ts: 25 }, 1 << 20);
+        s.push(rec(0, td::insert(1, "p", 30, &[1], 0.0))).unwrap();
+        assert!(s.push(rec(1, td::time_tick(15))).unwrap().is_none());
+        s.push(rec(2, td::insert(1, "p", 22, &[2], 0.0))).unwrap();
+        assert!(s.push(rec(3, td::time_tick(25))).unwrap().unwrap().entries.is_empty());
+        let w = s.push(rec(4, td::time_tick(40))).unwrap().unwrap();
+        assert_eq!(order(&w), vec![(0, "insert")], "ts 22 was appended before the restart");
     }
 
     #[test]
