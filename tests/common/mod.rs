@@ -185,28 +185,21 @@ fn dechunk(mut body: &str) -> String {
     out
 }
 
-/// Sum of every sample of `metric` in a Prometheus text exposition.
-pub fn metric_sum(exposition: &str, metric: &str) -> f64 {
+/// Every sample value of `metric` in a Prometheus text exposition.
+fn samples<'a>(exposition: &'a str, metric: &'a str) -> impl Iterator<Item = f64> + 'a {
     exposition
         .lines()
         .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            l.starts_with(metric)
-                && matches!(l.as_bytes().get(metric.len()), Some(b'{') | Some(b' '))
-        })
+        .filter(move |l| l.starts_with(metric) && matches!(l.as_bytes().get(metric.len()), Some(b'{') | Some(b' ')))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+}
+
+/// Sum of every sample of `metric`.
+pub fn metric_sum(exposition: &str, metric: &str) -> f64 {
+    samples(exposition, metric).sum()
 }
 
 /// Largest sample of `metric`.
 pub fn metric_max(exposition: &str, metric: &str) -> Option<f64> {
-    exposition
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            l.starts_with(metric)
-                && matches!(l.as_bytes().get(metric.len()), Some(b'{') | Some(b' '))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .reduce(f64::max)
+    samples(exposition, metric).reduce(f64::max)
 }
