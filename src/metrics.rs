@@ -2,7 +2,7 @@
 //!
 //! Names follow `ferry_<subsystem>_<name>_<unit>`. Labels are bounded: `job` (added to every
 //! series by the exporter, one per process), `collection` (target collection names of the
-//! job), `op` (`upsert`, `delete`, `ddl`), `phase` (job state), `kind` (error kinds). No
+//! job), `op` (`insert`, `upsert`, `delete`, `ddl`), `phase` (job state), `kind` (error kinds). No
 //! label ever carries a key, a value, an address or a secret.
 //!
 //! Recording sites call the `metrics` macros with these constants; [`describe`] registers
@@ -24,7 +24,8 @@ pub const APPLIED_POSITION: &str = "ferry_stream_applied_position_timestamp_seco
 pub const SOURCE_TICK_AGE: &str = "ferry_stream_source_tick_age_seconds";
 /// WAL records written to the durable log.
 pub const EVENTS_INGESTED: &str = "ferry_stream_ingested_events_total";
-/// WAL records applied to the target, by collection and op (`dml`, `ddl`).
+/// WAL records applied to the target, by collection and op (`insert`, `delete`, `ddl`;
+/// an upsert is an insert and a delete record on the WAL).
 pub const EVENTS_APPLIED: &str = "ferry_apply_events_total";
 /// Rows written to the target by the apply loops, by collection and op (`upsert`, `delete`).
 pub const ROWS_APPLIED: &str = "ferry_apply_rows_total";

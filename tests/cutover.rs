@@ -282,6 +282,74 @@ async fn scheduled_and_postponed_cutover_can_be_aborted_then_runs_with_no_freeze
     target.drop_collection(&dst).await.unwrap();
 }
 
+/// The source must never stay frozen by accident: an unfreeze that fails is kept and retried
+/// by the next cutover (a dry run reports it and changes nothing), and SIGTERM during a
+/// cutover aborts it and restores writes before the daemon exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_unfreeze_is_retried_and_sigterm_unfreezes() {
+    let (source, target, src, dst, dir, cfg) = setup("co_unfreeze", 1000).await;
+    let d = dir.path().display().to_string();
+    let daemon = spawn_daemon(&cfg, dir.path(), "cutover.drain");
+    tokio::task::block_in_place(|| wait_state(&cfg, "STREAMING"));
+
+    // The drain fails (failpoint) and the unfreeze command fails until `unfreeze_ok` exists.
+    let unfreeze = format!("test -f {d}/unfreeze_ok && touch {d}/unfrozen");
+    let args = ["--freeze", "command", "--freeze-command", "true", "--unfreeze-command", &unfreeze, "--max-lag-ms", "5000"];
+    let (ok, report) = tokio::task::block_in_place(|| cutover(&cfg, &args));
+    assert!(!ok && report["outcome"] == "aborted", "{report:#}");
+    let abort = report["steps"].as_array().unwrap().last().unwrap()["message"].as_str().unwrap().to_string();
+    assert!(abort.contains("restoring source writes FAILED") && abort.contains("unfreeze command exited"), "{report:#}");
+    let st = tokio::task::block_in_place(|| state(&cfg));
+    assert_eq!(st["state"], "STREAMING");
+    assert!(st["last_error"]["message"].as_str().unwrap().contains("FAILED"), "{st:#}");
+
+    // A dry run says so and changes nothing.
+    let (ok, report) = tokio::task::block_in_place(|| cutover(&cfg, &["--dry-run"]));
+    assert!(!ok && report["reason"].as_str().unwrap().contains("left source writes frozen"), "{report:#}");
+    assert!(!dir.path().join("unfrozen").exists());
+
+    // Once the unfreeze can work, the next cutover undoes the old freeze first, then runs.
+    std::fs::write(dir.path().join("unfreeze_ok"), "").unwrap();
+    let (ok, report) = tokio::task::block_in_place(|| cutover(&cfg, &["--max-lag-ms", "5000"]));
+    assert!(ok && report["outcome"] == "successful", "{report:#}");
+    assert!(dir.path().join("unfrozen").exists(), "the kept unfreeze command ran");
+    assert_equal(&source, &target, &src, &dst).await;
+    stream::sigterm(daemon.id());
+    assert!(daemon.wait().0.success());
+    source.drop_collection(&src).await.unwrap();
+    target.drop_collection(&dst).await.unwrap();
+
+    // SIGTERM while the freeze command runs: the cutover aborts, the unfreeze command runs,
+    // the daemon exits 0, and after a restart the job streams again.
+    let (source, target, src, dst, dir, cfg) = setup("co_sigterm", 1000).await;
+    let d = dir.path().display().to_string();
+    let daemon = spawn_daemon(&cfg, dir.path(), "");
+    tokio::task::block_in_place(|| wait_state(&cfg, "STREAMING"));
+    let (freeze, unfreeze) = (format!("touch {d}/frozen && sleep 3"), format!("touch {d}/unfrozen"));
+    let cfg2 = cfg.clone();
+    let pending = std::thread::spawn(move || {
+        cutover(&cfg2, &["--freeze", "command", "--freeze-command", &freeze, "--unfreeze-command", &unfreeze, "--max-lag-ms", "5000"])
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !dir.path().join("frozen").exists() {
+        assert!(Instant::now() < deadline, "the freeze command never ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stream::sigterm(daemon.id());
+    let status = daemon.wait().0;
+    assert!(status.success(), "{status:?}: {}", std::fs::read_to_string(dir.path().join("ferry.log")).unwrap_or_default());
+    assert!(dir.path().join("unfrozen").exists(), "SIGTERM left the source frozen");
+    let (ok, report) = pending.join().unwrap();
+    assert!(!ok && report["outcome"] == "aborted", "{report:#}");
+    let daemon = spawn_daemon(&cfg, dir.path(), "");
+    tokio::task::block_in_place(|| wait_state(&cfg, "STREAMING"));
+    assert_equal(&source, &target, &src, &dst).await;
+    stream::sigterm(daemon.id());
+    assert!(daemon.wait().0.success());
+    source.drop_collection(&src).await.unwrap();
+    target.drop_collection(&dst).await.unwrap();
+}
+
 /// RFC 3339 UTC time `secs` from now, without a date crate in the tests.
 fn chrono_like_now_plus(secs: u64) -> String {
     let out = Command::new("date").args(["-u", "-d", &format!("+{secs} seconds"), "+%Y-%m-%dT%H:%M:%SZ"]).output().unwrap();

@@ -18,10 +18,15 @@ const SOURCE_SECRET: &str = "root:Sup3r-S3cret-Pw";
 const CONTROL_SECRET: &str = "ctl-T0ken-9f8e7d";
 
 fn spawn_daemon(cfg: &str, log: &Path) -> stream::Daemon {
+    spawn_daemon_with_failpoints(cfg, log, "")
+}
+
+fn spawn_daemon_with_failpoints(cfg: &str, log: &Path, failpoints: &str) -> stream::Daemon {
     let file = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
     Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["run", "--config", cfg, "--quiet"])
         .env("FERRY_LOG", "debug")
+        .env("FERRY_FAILPOINTS", failpoints)
         .env("FERRY_TEST_SOURCE_TOKEN", SOURCE_SECRET)
         .env("FERRY_CONTROL_TOKEN", CONTROL_SECRET)
         .stdout(Stdio::null())
@@ -54,6 +59,8 @@ fn status_json(cfg: &str) -> serde_json::Value {
 }
 
 fn wait_state(cfg: &str, want: &str, within: Duration) -> serde_json::Value {
+    // The daemon answers once it has written its addresses (stream::endpoints waits for them).
+    stream::endpoints(Path::new(cfg).parent().unwrap());
     let deadline = Instant::now() + within;
     loop {
         let st = status_json(cfg);
@@ -244,4 +251,47 @@ async fn a_dropped_source_collection_stops_or_drops_as_configured() {
         stream::sigterm(daemon.id());
         assert!(daemon.wait().0.success());
     }
+}
+
+/// A job that failed is resumed by `ferry resume` inside the same daemon process: the run
+/// starts again over the durable log it already holds open (sled locks its directory, so a
+/// second open would fail) and the target converges to the source, writes made while it was
+/// FAILED included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_job_resumes_in_the_same_process() {
+    let env = common::env();
+    let source = common::client(&env.source_uri).await;
+    let target = common::client(&env.target_uri).await;
+    let src = common::unique("fr_src");
+    let dst = common::unique("fr_dst");
+    stream::make_source(&source, &src, 500).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = stream::job(dir.path(), &src, &dst);
+    let log = dir.path().join("ferry.log");
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = tokio::spawn(stream::writer(source.clone(), src.clone(), 500, stop.clone(), false));
+
+    // The first apply batch fails with a non-retryable error: the job goes FAILED.
+    let daemon = spawn_daemon_with_failpoints(&cfg, &log, "apply.fail");
+    let st = tokio::task::block_in_place(|| wait_state(&cfg, "FAILED", Duration::from_secs(180)));
+    let err = st["last_error"]["message"].as_str().unwrap_or("").to_string();
+    assert!(err.contains("apply.fail"), "the error log names the failure: {st:#}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let (ok, text) = tokio::task::block_in_place(|| cli(&["resume", "--job", "test-job"], &cfg, true));
+    assert!(ok, "{text}");
+    tokio::task::block_in_place(|| wait_state(&cfg, "STREAMING", Duration::from_secs(60)));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Still streaming: the resumed run did not fail on its own log.
+    let st = tokio::task::block_in_place(|| status_json(&cfg));
+    assert_eq!(st["state"], "STREAMING", "{st:#}");
+
+    stop.store(true, Ordering::Relaxed);
+    w.await.unwrap();
+    let (expected, got) = stream::converge(&source, &target, &src, &dst, Duration::from_secs(90)).await;
+    common::data::assert_same(&expected, &got);
+    stream::sigterm(daemon.id());
+    assert!(daemon.wait().0.success());
+    source.drop_collection(&src).await.unwrap();
+    target.drop_collection(&dst).await.unwrap();
 }

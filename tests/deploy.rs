@@ -541,19 +541,36 @@ async fn binary_accepts_the_example_job_file_in_dry_run() {
     let path = dir.path().join("job.toml");
     std::fs::write(&path, &job).unwrap();
     let envs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let out = common::run_ferry(
-        &["migrate", "--config", path.to_str().unwrap(), "--dry-run"],
-        &envs,
-    );
+    // `ferry run` is what the image, the units and the StatefulSet start; `migrate` shares
+    // the job file.
+    let outs: Vec<_> = ["run", "migrate"]
+        .into_iter()
+        .map(|cmd| (cmd, common::run_ferry(&[cmd, "--config", path.to_str().unwrap(), "--dry-run"], &envs)))
+        .collect();
+    // Without [source.wal], `ferry run` refuses the file even in a dry run.
+    let no_wal = dir.path().join("no_wal.toml");
+    let cut = job.find("[source.wal]").expect("the example has [source.wal]");
+    let rest = &job[cut..];
+    let next = rest[1..].find("\n[").map_or(rest.len(), |i| i + 1);
+    std::fs::write(&no_wal, format!("{}{}", &job[..cut], &rest[next..])).unwrap();
+    let refused = common::run_ferry(&["run", "--config", no_wal.to_str().unwrap(), "--dry-run"], &envs);
     let _ = source.drop_collection(&src).await;
+    for (cmd, out) in outs {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "ferry {cmd} --dry-run rejected the example job file:\n{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains(&format!("{src}_v2")),
+            "ferry {cmd} --dry-run: the plan names the target collection:\n{stdout}"
+        );
+    }
+    let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
-        out.status.success(),
-        "ferry migrate --dry-run rejected the example job file"
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains(&format!("{src}_v2")),
-        "the plan names the target collection:\n{stdout}"
+        !refused.status.success() && stderr.contains("[source.wal]"),
+        "ferry run --dry-run without [source.wal] must fail naming it:\n{stderr}"
     );
 }
 

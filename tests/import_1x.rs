@@ -355,6 +355,37 @@ async fn unsupported_metric_and_bad_files_fail_clearly() {
         err.contains(&rv.display().to_string()) && err.contains("byte 0"),
         "{err}"
     );
+
+    // A NaN in row 40 of the first segment (Milvus refuses it). With 1 KiB batches the
+    // segment is written in chunks of 25 rows, so the NaN sits in the second chunk: the
+    // segment fails naming the file and the value's byte offset, and not even its first
+    // chunk reaches the target.
+    let mut fixed = b.clone();
+    let at = 8 + 40 * 8 * 4 + 3 * 4;
+    fixed[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(&rv, &fixed).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let nan_dst = common::unique("v1x_nan");
+    let sel = format!("[[collections]]\nsource = \"{good}\"\ntarget = \"{nan_dst}\"\n");
+    let path = job(dir.path(), &sel);
+    let text = std::fs::read_to_string(&path).unwrap().replace("batch_bytes = 16384", "batch_bytes = 1024");
+    std::fs::write(&path, text).unwrap();
+    let out = import(&path, root.path(), &[]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&rv.display().to_string()) && err.contains(&format!("byte {at}")) && err.contains("NaN"),
+        "{err}"
+    );
+    if target.has_collection(&nan_dst).await.unwrap() {
+        target.flush(&[nan_dst.clone()], Duration::from_secs(120)).await.unwrap();
+        // The other segment (50 live rows) may have gone first; a chunk of the broken
+        // one would add 25.
+        let rows = target.statistics_row_count(&nan_dst).await.unwrap();
+        assert!(rows == 0 || rows == 50, "{rows} rows: part of the segment with a NaN was written");
+        target.drop_collection(&nan_dst).await.unwrap();
+    }
+
     target.drop_collection(&dst).await.unwrap();
     if target.has_collection(&other).await.unwrap() {
         target.drop_collection(&other).await.unwrap();

@@ -227,6 +227,9 @@ impl<T: Target> Applier<T> {
                     continue;
                 }
             };
+            if failpoint::fail_once("apply.fail") {
+                return Err(ApplyError::Injected("apply.fail"));
+            }
             let started = std::time::Instant::now();
             self.apply(&entries[..n], &metas[..n]).await?;
             metrics::histogram!(crate::metrics::APPLY_BATCH_SECONDS).record(started.elapsed().as_secs_f64());
@@ -264,10 +267,12 @@ impl<T: Target> Applier<T> {
             return Ok(());
         };
         let coll = route.target_collection.as_str();
-        if first.kind != MetaKind::Skip {
-            let op = if first.kind == MetaKind::Dml { "dml" } else { "ddl" };
+        let events_applied = |op, n: usize| {
             metrics::counter!(crate::metrics::EVENTS_APPLIED, "collection" => coll.to_string(), "op" => op)
-                .increment(entries.len() as u64);
+                .increment(n as u64)
+        };
+        if first.kind == MetaKind::Barrier {
+            events_applied("ddl", entries.len());
         }
         match first.kind {
             MetaKind::Skip => Ok(()),
@@ -306,6 +311,9 @@ impl<T: Target> Applier<T> {
                     .iter()
                     .map(|e| self.decode(e))
                     .collect::<Result<Vec<_>, _>>()?;
+                let inserts = events.iter().filter(|e| matches!(e, WalEvent::Insert(_))).count();
+                events_applied("insert", inserts);
+                events_applied("delete", events.len() - inserts);
                 let refs: Vec<&WalEvent> = events.iter().collect();
                 let plan = coalesce(&refs, coll, &route.pk_field, route.partition_key)?;
                 // Milvus 2.3 does not put CreatePartition on the WAL (only 2.5's streaming

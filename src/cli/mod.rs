@@ -198,6 +198,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import(c) => import::run(c, shutdown_signal()).await,
         Command::Run(a) => {
             let cfg = JobConfig::load(&a.config)?;
+            if cfg.source.wal.is_none() {
+                anyhow::bail!("{}: [source.wal] is required by `ferry run` (the brokers of the source's Kafka); use `ferry migrate` for an offline copy", a.config.display());
+            }
             if a.dry_run {
                 let opts = MigrateOptions {
                     dry_run: true,
@@ -209,9 +212,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 };
                 migrate::migrate(&cfg, &opts, shutdown_signal()).await?;
                 return Ok(ExitCode::SUCCESS);
-            }
-            if cfg.source.wal.is_none() {
-                anyhow::bail!("{}: [source.wal] is required by `ferry run` (the brokers of the source's Kafka); use `ferry migrate` for an offline copy", a.config.display());
             }
             let opts = crate::job::RunOptions {
                 if_exists: a.if_exists,

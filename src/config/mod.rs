@@ -220,8 +220,9 @@ pub struct JobSection {
     /// Directory of the job's durable state (sled).
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
-    /// On SIGTERM/SIGINT, how long in-flight batches may take to finish before the daemon
-    /// exits anyway (they are repeated, harmlessly, on restart).
+    /// On SIGTERM/SIGINT, how long in-flight batches (and the abort of a running cutover,
+    /// which restores source writes) may take before the daemon exits anyway (batches are
+    /// repeated, harmlessly, on restart; a freeze left behind is undone at the next start).
     #[serde(default = "default_shutdown_timeout_s")]
     pub shutdown_timeout_s: u64,
 }
@@ -366,6 +367,7 @@ impl JobConfig {
             if ep.uri.trim().is_empty() {
                 return Err(invalid(&format!("{field}.uri"), "must not be empty".into()));
             }
+            crate::milvus::normalize_uri(&ep.uri).map_err(|e| invalid(&format!("{field}.uri"), e.to_string()))?;
             if let Some(spec) = &mut ep.token {
                 spec.resolve().map_err(|m| invalid(&format!("{field}.token"), m))?;
             }
@@ -425,6 +427,10 @@ impl JobConfig {
         }
         if let Some(spec) = &mut cfg.control.token {
             spec.resolve().map_err(|m| invalid("control.token", m))?;
+            // An empty token would let every request in (a missing header reads as empty).
+            if spec.value.expose().trim().is_empty() {
+                return Err(invalid("control.token", "is empty: set a token, or remove the key on a loopback listen address".into()));
+            }
         }
         if !["stop", "drop"].contains(&cfg.stream.on_source_drop.as_str()) {
             return Err(invalid("stream.on_source_drop", "must be \"stop\" or \"drop\"".into()));
@@ -537,5 +543,24 @@ name = "j1"
         );
         let e = JobConfig::parse(&text, Path::new("j.toml")).unwrap_err().to_string();
         assert!(e.contains("collections[1].target"), "{e}");
+    }
+
+    #[test]
+    fn control_off_loopback_needs_a_non_empty_token() {
+        let open = format!("{MINIMAL}\n[control]\nlisten = \"0.0.0.0:7070\"\n");
+        let e = JobConfig::parse(&open, Path::new("j.toml")).unwrap_err().to_string();
+        assert!(e.contains("control.token") && e.contains("loopback"), "{e}");
+        let empty = open.replace("[control]\n", "[control]\ntoken = \"\"\n");
+        let e = JobConfig::parse(&empty, Path::new("j.toml")).unwrap_err().to_string();
+        assert!(e.contains("control.token") && e.contains("empty"), "{e}");
+        std::env::set_var("FERRY_TEST_CFG_EMPTY_TOKEN", "");
+        let empty_env = open.replace("[control]\n", "[control]\ntoken = \"env:FERRY_TEST_CFG_EMPTY_TOKEN\"\n");
+        let e = JobConfig::parse(&empty_env, Path::new("j.toml")).unwrap_err().to_string();
+        assert!(e.contains("control.token") && e.contains("empty"), "{e}");
+        let ok = open.replace("[control]\n", "[control]\ntoken = \"s3cret\"\n");
+        assert!(JobConfig::parse(&ok, Path::new("j.toml")).is_ok());
+        // Loopback needs none.
+        let local = format!("{MINIMAL}\n[control]\nlisten = \"127.0.0.1:7070\"\n");
+        assert!(JobConfig::parse(&local, Path::new("j.toml")).is_ok());
     }
 }

@@ -40,6 +40,8 @@ use crate::wal::physical_ms;
 const FROZEN_KEY: &str = "cutover/frozen";
 /// Privileges the `rbac` freeze revokes.
 const WRITE_PRIVILEGES: [&str; 3] = ["Insert", "Delete", "Upsert"];
+/// How long the `rbac` freeze waits after revoking before it takes the fence timestamp.
+const RBAC_SETTLE: Duration = Duration::from_millis(500);
 
 /// Errors starting or aborting a cutover.
 #[derive(Debug, thiserror::Error)]
@@ -185,7 +187,9 @@ pub fn start(job: JobHandle, req: api::CutoverRequest) -> Result<mpsc::Receiver<
                 tracing::error!(error = %e, "cannot persist the cutover report");
             }
         }
-        run.send("done", &report.outcome, report.reason.as_deref().unwrap_or(""), 0.0, Some(&report));
+        // The report itself waits for room: the client must get it.
+        let done = Run::event("done", &report.outcome, report.reason.as_deref().unwrap_or(""), 0.0, Some(&report));
+        let _ = run.tx.send(done).await;
         job.end_cutover();
     });
     Ok(rx)
@@ -226,15 +230,15 @@ pub async fn recover(handle: &JobHandle, cfg: &JobConfig) {
         return;
     }
     let mut msg = "a cutover was interrupted by a restart: aborted".to_string();
-    if let Some(f) = frozen {
+    if frozen.is_some() {
         match crate::migrate::connect(cfg).await {
-            Ok((source, _)) => match unfreeze(&source, &f).await {
-                Ok(()) => msg += "; source writes restored",
-                Err(e) => msg += &format!("; restoring source writes FAILED: {e} (restore them by hand)"),
-            },
-            Err(e) => msg += &format!("; cannot reach the source to restore its writes: {e}"),
+            Ok((source, _)) => {
+                if let Some(what) = restore_writes(handle.store(), &source, 3).await {
+                    msg += &format!("; {what}");
+                }
+            }
+            Err(e) => msg += &format!("; cannot reach the source to restore its writes: {e} (ferry tries again at the next cutover and daemon start)"),
         }
-        let _ = handle.store().remove(FROZEN_KEY);
     }
     tracing::error!("{msg}");
     handle.record_error("", "cutover", &msg);
@@ -262,14 +266,58 @@ async fn run_shell(cmd: &str, what: &str) -> Result<String, String> {
     }
 }
 
-async fn unfreeze(source: &crate::milvus::MilvusClient, f: &Frozen) -> Result<(), String> {
+/// Undoes a freeze: runs the unfreeze command and re-grants every revoked privilege, each
+/// tried even when another failed. On failure, what is still to be undone comes back with
+/// the reasons.
+async fn unfreeze(source: &crate::milvus::MilvusClient, f: &Frozen) -> Result<(), (Frozen, String)> {
+    let mut left = Frozen { freeze: f.freeze.clone(), unfreeze_command: None, revoked: vec![] };
+    let mut errors = Vec::new();
     if let Some(cmd) = &f.unfreeze_command {
-        run_shell(cmd, "unfreeze").await?;
+        if let Err(e) = run_shell(cmd, "unfreeze").await {
+            errors.push(e);
+            left.unfreeze_command = Some(cmd.clone());
+        }
     }
     for g in &f.revoked {
-        source.grant(g).await.map_err(|e| format!("re-granting {} {} on {}: {e}", g.role, g.privilege, g.object_name))?;
+        if let Err(e) = source.grant(g).await {
+            errors.push(format!("re-granting {} {} on {}: {e}", g.role, g.privilege, g.object_name));
+            left.revoked.push(g.clone());
+        }
     }
-    Ok(())
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err((left, errors.join("; ")))
+    }
+}
+
+/// Undoes the freeze recorded under [`FROZEN_KEY`], trying `attempts` times; says what
+/// happened. What could not be undone stays recorded, so the next cutover and the next
+/// daemon start try again (and status shows it in the error log meanwhile).
+async fn restore_writes(store: &crate::state::StateStore, source: &crate::milvus::MilvusClient, attempts: u32) -> Option<String> {
+    let mut f = store.get::<Frozen>(FROZEN_KEY).ok().flatten()?;
+    let mut last = String::new();
+    for attempt in 0..attempts.max(1) {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        match unfreeze(source, &f).await {
+            Ok(()) => {
+                let _ = store.remove(FROZEN_KEY);
+                return Some(if f.freeze == "command" && f.unfreeze_command.is_none() {
+                    "source writes NOT restored: no unfreeze command was given; restart the writers by hand".into()
+                } else {
+                    "source writes restored".into()
+                });
+            }
+            Err((left, e)) => {
+                let _ = store.put(FROZEN_KEY, &left);
+                f = left;
+                last = e;
+            }
+        }
+    }
+    Some(format!("restoring source writes FAILED: {last} (ferry tries again at the next cutover and daemon start; or restore them by hand)"))
 }
 
 /// Why a step stopped the cutover.
@@ -289,17 +337,21 @@ impl Run {
         Run { job, live, tx, abort, report }
     }
 
-    fn send(&self, step: &str, status: &str, message: &str, seconds: f64, report: Option<&CutoverReport>) {
+    fn event(step: &str, status: &str, message: &str, seconds: f64, report: Option<&CutoverReport>) -> api::CutoverEvent {
         tracing::info!(step, status, seconds, "cutover: {message}");
-        let ev = api::CutoverEvent {
+        api::CutoverEvent {
             step: step.into(),
             status: status.into(),
             message: message.into(),
             time_ms: now_ms(),
             seconds,
             report_json: report.map(|r| serde_json::to_string(r).unwrap_or_default()).unwrap_or_default(),
-        };
-        let _ = self.tx.try_send(ev);
+        }
+    }
+
+    /// Progress events: dropped when the client does not keep up (the report has them all).
+    fn send(&self, step: &str, status: &str, message: &str, seconds: f64, report: Option<&CutoverReport>) {
+        let _ = self.tx.try_send(Self::event(step, status, message, seconds, report));
     }
 
     fn step_done(&mut self, step: &str, status: &str, message: String, started: Instant) {
@@ -328,19 +380,18 @@ impl Run {
 
     async fn execute(&mut self, plan: &CutoverPlan) -> CutoverReport {
         self.report.freeze = plan.freeze.name().into();
-        let mut frozen: Option<Frozen> = None;
-        let result = self.steps(plan, &mut frozen).await;
+        let result = self.steps(plan).await;
         match result {
             Ok(outcome) => self.report.outcome = outcome,
             Err(Stop(reason)) => {
                 let t = Instant::now();
                 let mut msg = format!("aborted: {reason}");
-                if let Some(f) = frozen.take() {
-                    match unfreeze(&self.live.context.source, &f).await {
-                        Ok(()) => msg += "; source writes restored",
-                        Err(e) => msg += &format!("; restoring source writes FAILED: {e} (restore them by hand)"),
+                // Whatever this cutover froze (recorded before freezing) is undone; a dry run
+                // changes nothing, not even a freeze an earlier cutover left.
+                if !plan.dry_run {
+                    if let Some(what) = restore_writes(self.job.store(), &self.live.context.source, 3).await {
+                        msg += &format!("; {what}");
                     }
-                    let _ = self.job.store().remove(FROZEN_KEY);
                 }
                 if self.job.state() == JobState::CuttingOver {
                     if let Err(e) = self.job.fire(Event::CutoverAbort) {
@@ -357,12 +408,67 @@ impl Run {
         self.report.clone()
     }
 
-    async fn steps(&mut self, plan: &CutoverPlan, frozen: &mut Option<Frozen>) -> Result<String, Stop> {
+    /// The write grants of `roles` that reach the job's source collections (by name or `*`)
+    /// in the source database: what the `rbac` freeze revokes.
+    async fn write_grants(&self, roles: &[String]) -> Result<Vec<Grant>, Stop> {
+        let ctx = &self.live.context;
+        let names: Vec<&str> = ctx.plan.collections.iter().map(|c| c.source_name.as_str()).collect();
+        let db = ctx.cfg.source.database.as_str();
+        let mut revoke = Vec::new();
+        for role in roles {
+            let grants = ctx.source.grants(role).await.map_err(|e| Stop(format!("reading grants of role {role}: {e}")))?;
+            revoke.extend(grants.into_iter().filter(|g| {
+                g.object == "Collection"
+                    && WRITE_PRIVILEGES.contains(&g.privilege.as_str())
+                    && (g.object_name == "*" || names.contains(&g.object_name.as_str()))
+                    && (g.db_name.is_empty() || g.db_name == "*" || g.db_name == db)
+            }));
+        }
+        Ok(revoke)
+    }
+
+    /// Waits, up to `--timeout`, until the job's lag is within `--max-lag-ms`.
+    async fn wait_for_lag(&mut self, plan: &CutoverPlan) -> Result<(), Stop> {
+        let deadline = Instant::now() + plan.timeout;
+        loop {
+            self.aborted()?;
+            let state = self.job.state();
+            if state != JobState::Streaming {
+                return Err(Stop(format!("the job became {state} while waiting")));
+            }
+            let lag = self.job.status().lag_seconds;
+            if lag <= plan.max_lag.as_secs_f64() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Stop(format!(
+                    "lag {lag:.2}s stayed above {:.3}s for {}s (--timeout)",
+                    plan.max_lag.as_secs_f64(),
+                    plan.timeout.as_secs()
+                )));
+            }
+            self.pause(Duration::from_millis(200)).await?;
+        }
+    }
+
+    async fn steps(&mut self, plan: &CutoverPlan) -> Result<String, Stop> {
         // 1. Preconditions.
         let t = Instant::now();
         let state = self.job.state();
         if state != JobState::Streaming {
             return Err(Stop(format!("the job is {state}; a cutover needs STREAMING")));
+        }
+        // A freeze an earlier cutover could not undo is undone before anything else (and a
+        // dry run only reports it).
+        if self.job.store().get::<Frozen>(FROZEN_KEY).ok().flatten().is_some() {
+            if plan.dry_run {
+                return Err(Stop("an earlier cutover left source writes frozen and could not restore them (see `ferry errors`)".into()));
+            }
+            let what = restore_writes(self.job.store(), &self.live.context.source, 1).await.unwrap_or_default();
+            if self.job.store().get::<Frozen>(FROZEN_KEY).ok().flatten().is_some() {
+                return Err(Stop(format!("an earlier cutover left source writes frozen: {what}")));
+            }
+            self.job.record_error("", "cutover", &format!("an earlier cutover's freeze was undone: {what}"));
         }
         let lag = self.job.status().lag_seconds;
         let mut what = format!(
@@ -377,11 +483,20 @@ impl Run {
         if let Some(f) = &plan.postpone_flag {
             what += &format!(", postponed while {} exists", f.display());
         }
-        self.step_done("preconditions", "ok", what, t);
         if plan.dry_run {
+            // The checks a real cutover makes before it changes anything: the lag bound
+            // (waited for up to --timeout, as a real one would) and the grants to revoke.
+            self.wait_for_lag(plan).await?;
+            what += &format!(", lag now {:.2}s", self.job.status().lag_seconds);
+            if let Freeze::Rbac { roles } = &plan.freeze {
+                let n = self.write_grants(roles).await?.len();
+                what += &format!(", {n} write privileges to revoke");
+            }
+            self.step_done("preconditions", "ok", what, t);
             self.report.reason = Some("dry run: nothing was changed".into());
             return Ok("dry_run".into());
         }
+        self.step_done("preconditions", "ok", what, t);
 
         // 2. Wait for the time, the flag, and the lag.
         let t = Instant::now();
@@ -402,26 +517,7 @@ impl Run {
             }
         }
         self.job.update_cutover("waiting for lag");
-        let deadline = Instant::now() + plan.timeout;
-        loop {
-            self.aborted()?;
-            let state = self.job.state();
-            if state != JobState::Streaming {
-                return Err(Stop(format!("the job became {state} while waiting")));
-            }
-            let lag = self.job.status().lag_seconds;
-            if lag <= plan.max_lag.as_secs_f64() {
-                break;
-            }
-            if Instant::now() >= deadline {
-                return Err(Stop(format!(
-                    "lag {lag:.2}s stayed above {:.3}s for {}s (--timeout)",
-                    plan.max_lag.as_secs_f64(),
-                    plan.timeout.as_secs()
-                )));
-            }
-            self.pause(Duration::from_millis(200)).await?;
-        }
+        self.wait_for_lag(plan).await?;
         self.job.fire(Event::CutoverStart).map_err(|e| Stop(e.to_string()))?;
         self.job.update_cutover("running");
         self.step_done("wait", "ok", format!("lag {:.2}s", self.job.status().lag_seconds), t);
@@ -435,32 +531,24 @@ impl Run {
             Freeze::Command { freeze, unfreeze } => {
                 let f = Frozen { freeze: "command".into(), unfreeze_command: unfreeze.clone(), revoked: vec![] };
                 self.job.store().put(FROZEN_KEY, &f).map_err(|e| Stop(e.to_string()))?;
-                *frozen = Some(f);
                 let out = run_shell(freeze, "freeze").await.map_err(Stop)?;
                 self.step_done("freeze", "ok", format!("freeze command succeeded {out}").trim().to_string(), t);
             }
             Freeze::Rbac { roles } => {
-                let names: Vec<&str> = self.live.context.plan.collections.iter().map(|c| c.source_name.as_str()).collect();
-                let mut revoke = Vec::new();
-                for role in roles {
-                    let grants = source.grants(role).await.map_err(|e| Stop(format!("reading grants of role {role}: {e}")))?;
-                    revoke.extend(grants.into_iter().filter(|g| {
-                        g.object == "Collection"
-                            && WRITE_PRIVILEGES.contains(&g.privilege.as_str())
-                            && (g.object_name == "*" || names.contains(&g.object_name.as_str()))
-                    }));
-                }
+                let revoke = self.write_grants(roles).await?;
                 // Persisted before revoking: a crash between the two is undone on restart
                 // (re-granting what is still granted is harmless).
                 let f = Frozen { freeze: "rbac".into(), unfreeze_command: None, revoked: revoke.clone() };
                 self.job.store().put(FROZEN_KEY, &f).map_err(|e| Stop(e.to_string()))?;
-                *frozen = Some(f);
                 for g in &revoke {
                     source
                         .revoke(g)
                         .await
                         .map_err(|e| Stop(format!("revoking {} {} on {}: {e}", g.role, g.privilege, g.object_name)))?;
                 }
+                // A write that passed its privilege check just before the revoke may still be
+                // in the proxy and get a timestamp after the fence below: let it land first.
+                tokio::time::sleep(RBAC_SETTLE).await;
                 self.step_done("freeze", "ok", format!("revoked {} write privileges of roles {roles:?}", revoke.len()), t);
             }
         }
@@ -539,7 +627,6 @@ impl Run {
         // 8. Done: the source stays frozen on purpose (writers now go to the target).
         self.job.fire(Event::CutoverDone).map_err(|e| Stop(e.to_string()))?;
         let _ = self.job.store().remove(FROZEN_KEY);
-        *frozen = None;
         Ok("successful".into())
     }
 }

@@ -47,7 +47,10 @@ async fn metrics(State(ctx): State<Ctx>) -> (StatusCode, [(&'static str, &'stati
 /// One line per dependency; 200 only when all answer.
 async fn readyz(State(ctx): State<Ctx>) -> (StatusCode, String) {
     let Some(live) = ctx.job.live() else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "job not started yet (connecting, planning)\n".into());
+        // Still connecting or planning: the last error says which server stands in the way.
+        let last = ctx.job.errors().ok().and_then(|e| e.last().cloned());
+        let why = last.map(|e| format!("last error ({}): {}\n", e.kind, e.message)).unwrap_or_default();
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("job not started yet (connecting, planning)\n{why}"));
     };
     let c = &live.context;
     let (source, target, broker) = tokio::join!(

@@ -113,8 +113,20 @@ pub async fn serve(cfg: JobConfig, opts: RunOptions, shutdown: watch::Receiver<b
     tokio::select! {
         _ = &mut runner => {}
         _ = sd.wait_for(|v| *v) => {
+            // A pending or running cutover is aborted and, like in-flight batches, gets the
+            // deadline to finish: it restores the source's writes, and a stopped daemon must
+            // not leave the application frozen.
+            if handle.abort_cutover() {
+                tracing::warn!("shutting down: aborting the cutover in progress");
+            }
+            let h = handle.clone();
+            let cutover_done = async move {
+                while h.cutover_running() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            };
             tracing::info!(seconds = deadline.as_secs(), "draining in-flight batches");
-            if tokio::time::timeout(deadline, &mut runner).await.is_err() {
+            if tokio::time::timeout(deadline, async { tokio::join!(&mut runner, cutover_done) }).await.is_err() {
                 tracing::warn!("drain deadline passed: stopping with batches in flight (they repeat on restart, harmlessly)");
             }
         }

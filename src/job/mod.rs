@@ -115,7 +115,13 @@ pub async fn run(cfg: &JobConfig, opts: &RunOptions, handle: &JobHandle, shutdow
     let fresh = migrate::prepare_targets(&target, &plan, &state, opts.if_exists).await?;
     let mut log_cfg = LogConfig::new(cfg.job.state_dir.join("log"));
     log_cfg.max_pending_bytes = cfg.stream.log_max_bytes;
-    let log = DurableLog::open(&log_cfg)?;
+    // sled locks its directory for as long as the process holds the log: a run retried in
+    // this process (after a retryable error, or `ferry resume` of a FAILED job) reuses the
+    // log the previous run opened instead of failing to open it again.
+    let log = match handle.live() {
+        Some(live) => live.log,
+        None => DurableLog::open(&log_cfg)?,
+    };
     metrics::gauge!(crate::metrics::LOG_MAX_BYTES).set(cfg.stream.log_max_bytes as f64);
 
     let channels: Vec<String> = plan

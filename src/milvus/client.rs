@@ -347,12 +347,24 @@ pub(super) fn stat_row_count(stats: &[KeyValuePair]) -> u64 {
 }
 
 /// `host:port` means plain HTTP/2; `tcp://` is pymilvus's spelling of the same.
-fn normalize_uri(uri: &str) -> Result<String> {
+/// The URI as tonic takes it (`http://` added to a bare `host:port`), or why it is refused.
+pub fn normalize_uri(uri: &str) -> Result<String> {
     let uri = uri.trim();
     if uri.is_empty() {
         return Err(MilvusError::InvalidUri {
             uri: uri.into(),
             reason: "empty".into(),
+        });
+    }
+    // Credentials belong in `token` (a Secret); in the URI they would be echoed by every
+    // error that names the endpoint. Refuse them without repeating them.
+    let authority = uri.split_once("://").map_or(uri, |(_, rest)| rest);
+    let authority = authority.split(['/', '?', '#']).next().unwrap_or("");
+    if let Some((_, host)) = authority.rsplit_once('@') {
+        let scheme = uri.split_once("://").map_or("http", |(s, _)| s);
+        return Err(MilvusError::InvalidUri {
+            uri: format!("{scheme}://***@{host}"),
+            reason: "credentials in the URI are not accepted: give them as token (\"user:password\" or \"env:VAR\")".into(),
         });
     }
     if let Some(rest) = uri.strip_prefix("tcp://") {
@@ -393,5 +405,13 @@ mod tests {
         assert_eq!(normalize_uri("https://h/").unwrap(), "https://h");
         assert!(normalize_uri("ftp://h").is_err());
         assert!(normalize_uri("  ").is_err());
+    }
+
+    #[test]
+    fn credentials_in_the_uri_are_refused_without_being_repeated() {
+        for uri in ["http://root:Pw-123@h:19530", "root:Pw-123@h:19530", "https://u:Pw-123@h/db"] {
+            let e = normalize_uri(uri).unwrap_err().to_string();
+            assert!(!e.contains("Pw-123") && e.contains("***@h") && e.contains("token"), "{e}");
+        }
     }
 }

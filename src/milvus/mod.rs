@@ -19,7 +19,7 @@ pub mod expr;
 mod pager;
 mod rbac;
 
-pub use client::{ConnectOptions, CreateCollection, MilvusClient, Query};
+pub use client::{normalize_uri, ConnectOptions, CreateCollection, MilvusClient, Query};
 pub use data::{PrimaryKeys, Rows};
 pub use error::{MilvusError, Result};
 pub use expr::PkValue;

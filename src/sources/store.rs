@@ -88,7 +88,17 @@ impl Store {
                 .map_err(|()| bad("not a local file path".into()))?;
             return Store::local(path);
         }
-        let (scheme, prefix) = ObjectStoreScheme::parse(&url).map_err(|e| bad(e.to_string()))?;
+        let (scheme, mut prefix) = ObjectStoreScheme::parse(&url).map_err(|e| bad(e.to_string()))?;
+        // object_store takes any AWS host starting with "s3" for path-style and drops the first
+        // path segment as the bucket, so a virtual-hosted bucket named s3-… would lose a level
+        // of its prefix. Path-style hosts are exactly `s3.…` (as its S3 builder reads them).
+        if scheme == ObjectStoreScheme::AmazonS3 && url.scheme() == "https" {
+            if let Some(host) = url.host_str() {
+                if host.split('.').next() != Some("s3") {
+                    prefix = object_store::path::Path::from_url_path(url.path()).map_err(|e| bad(e.to_string()))?;
+                }
+            }
+        }
         let inner: Arc<dyn ObjectStore> = match scheme {
             ObjectStoreScheme::AmazonS3 => Arc::new(
                 object_store::aws::AmazonS3Builder::from_env()
@@ -312,6 +322,9 @@ mod tests {
         assert_eq!(vh.root, "pre/fix");
         let ps = Store::open("https://s3.eu-west-1.amazonaws.com/bucket/pre").unwrap();
         assert_eq!(ps.root, "pre");
+        // A virtual-hosted bucket whose name starts with "s3" keeps its whole prefix.
+        let s3_named = Store::open("https://s3-data.s3.us-east-1.amazonaws.com/pre/x").unwrap();
+        assert_eq!(s3_named.root, "pre/x");
         let gs = Store::open("gs://bucket/backups").unwrap();
         assert_eq!(gs.root, "backups");
         let az = Store::open("https://acct.blob.core.windows.net/container/pre/fix");

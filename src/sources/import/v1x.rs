@@ -240,6 +240,11 @@ async fn import_segment(
         crate::sources::v1x::VectorKind::Binary => coll.dim as usize / 8,
     } + 8;
     let chunk = (importer.batch_bytes / row_bytes.max(1)).max(1);
+    // Every vector is checked once before the first write (local files: cheap next to the
+    // writes), so a value Milvus refuses fails the segment with nothing of it written.
+    for start in (0..stored).step_by(chunk) {
+        src.check_finite(coll, seg, start..(start + chunk).min(stored)).await?;
+    }
     let mut live = 0u64;
     let mut start = 0;
     while start < stored {

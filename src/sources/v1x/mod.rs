@@ -302,6 +302,54 @@ impl V1xSource {
     }
 
     /// The live rows among stored rows `range` of a segment, in file order.
+    /// Which of the stored rows `range` (of `rows`) `deleted_docs` marks deleted.
+    async fn deleted(&self, seg: &V1xSegment, rows: usize, range: &Range<usize>) -> Result<Vec<bool>, V1xError> {
+        let deleted_path = format!("{}/deleted_docs", seg_dir(seg));
+        let mut deleted = vec![false; range.len()];
+        if let Some(size) = self.tables.size(&deleted_path).await? {
+            let bytes = self.tables.get(&deleted_path, size).await?;
+            for off in parse_deleted(&self.tables.display(&deleted_path), &bytes, rows)? {
+                let off = off as usize;
+                if range.contains(&off) {
+                    deleted[off - range.start] = true;
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Checks that the live float vectors of stored rows `range` hold no NaN or infinity,
+    /// which Milvus refuses; names the `.rv` file and the byte offset of the first such
+    /// value. ([`Self::read_rows`] itself returns whatever the file holds.)
+    pub async fn check_finite(&self, coll: &V1xCollection, seg: &V1xSegment, range: Range<usize>) -> Result<(), V1xError> {
+        if coll.metric()?.vector_kind() != VectorKind::Float || range.is_empty() {
+            return Ok(());
+        }
+        let row_bytes = VectorKind::Float.row_bytes(coll.dim as usize);
+        let rv = format!("{}/{}.rv", seg_dir(seg), seg.segment);
+        let rows = self.header_rows(&rv, row_bytes).await?;
+        let range = range.start.min(rows)..range.end.min(rows);
+        let deleted = self.deleted(seg, rows, &range).await?;
+        let start = 8 + (range.start * row_bytes) as u64;
+        let body = self.tables.get_range(&rv, start..8 + (range.end * row_bytes) as u64).await?;
+        for (i, row) in body.chunks_exact(row_bytes).enumerate() {
+            if deleted.get(i).copied().unwrap_or(false) {
+                continue;
+            }
+            if let Some(v) = row.chunks_exact(4).position(|c| !f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite()) {
+                return Err(V1xError::Format {
+                    file: self.tables.display(&rv),
+                    offset: start + (i * row_bytes + v * 4) as u64,
+                    what: format!(
+                        "row {}, value {v}: NaN or infinity, which Milvus does not accept in a vector",
+                        range.start + i
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     pub async fn read_rows(
         &self,
         coll: &V1xCollection,
@@ -327,17 +375,7 @@ impl V1xSource {
         }
         let range = range.start.min(rows)..range.end.min(rows);
 
-        let deleted_path = format!("{}/deleted_docs", seg_dir(seg));
-        let mut deleted = vec![false; range.len()];
-        if let Some(size) = self.tables.size(&deleted_path).await? {
-            let bytes = self.tables.get(&deleted_path, size).await?;
-            for off in parse_deleted(&self.tables.display(&deleted_path), &bytes, rows)? {
-                let off = off as usize;
-                if range.contains(&off) {
-                    deleted[off - range.start] = true;
-                }
-            }
-        }
+        let deleted = self.deleted(seg, rows, &range).await?;
 
         // Both ranges lie inside the files: their sizes were checked against `rows`.
         let slice =
