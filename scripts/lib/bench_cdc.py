@@ -267,7 +267,7 @@ def sampler(a, st):
                 "t": t,
                 "lag": lag,
                 "rows": total("ferry_apply_rows_total"),
-                "events": total("ferry_apply_events_total", lambda l: 'op="dml"' in l),
+                "events": total("ferry_apply_events_total", lambda l: 'op="ddl"' not in l),
                 "pending_bytes": total("ferry_log_pending_bytes"),
                 "pending_events": total("ferry_log_pending_events"),
                 "target_errors": total("ferry_apply_target_errors_total"),
