@@ -172,6 +172,10 @@ fn job(dir: &Path, collections: &str) -> PathBuf {
 }
 
 fn import(job: &Path, path: &Path, extra: &[&str]) -> std::process::Output {
+    import_with_env(job, path, extra, &[])
+}
+
+fn import_with_env(job: &Path, path: &Path, extra: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
     let mut args = vec![
         "import-1x",
         "--config",
@@ -181,7 +185,7 @@ fn import(job: &Path, path: &Path, extra: &[&str]) -> std::process::Output {
         "--quiet",
     ];
     args.extend_from_slice(extra);
-    common::run_ferry(&args, &[])
+    common::run_ferry(&args, envs)
 }
 
 fn metric_of(idx: &[ferry::proto::milvus::IndexDescription]) -> Option<String> {
@@ -390,4 +394,42 @@ async fn unsupported_metric_and_bad_files_fail_clearly() {
     if target.has_collection(&other).await.unwrap() {
         target.drop_collection(&other).await.unwrap();
     }
+}
+
+/// Killed right after a batch reached the target and before its progress was stored (the
+/// `import.after_target_write` failpoint aborts like kill -9): the re-run resumes the segment,
+/// rewrites that batch as an upsert, and the target ends with every live row exactly once,
+/// bit-exact.
+#[tokio::test]
+async fn import_killed_mid_segment_resumes_without_loss_or_duplicates() {
+    let env = common::env();
+    let target = common::client(&env.target_uri).await;
+    let root = tempfile::tempdir().unwrap();
+    let name = common::unique("v1x_crash");
+    let segs = vec![
+        float_seg("1900000000001", 0..300, 8, Some(vec![0, 42, 299])),
+        float_seg("1900000000002", 300..400, 8, None),
+    ];
+    write_meta(root.path(), vec![write_collection(root.path(), &name, 1, 8, &segs)]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = job(dir.path(), "");
+    // 1 KiB batches: 25 rows each, so the crash lands early in the first segment.
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("batch_bytes = 16384", "batch_bytes = 1024");
+    std::fs::write(&cfg, text).unwrap();
+
+    let crashed = import_with_env(&cfg, root.path(), &[], &[("FERRY_FAILPOINTS", "import.after_target_write")]);
+    assert!(!crashed.status.success(), "the failpoint aborts the import");
+    assert!(String::from_utf8_lossy(&crashed.stderr).contains("failpoint"), "{}", String::from_utf8_lossy(&crashed.stderr));
+    assert!(target.has_collection(&name).await.unwrap(), "the first run created the target and wrote a batch");
+
+    let out = import(&cfg, root.path(), &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "resumed import failed: {}", String::from_utf8_lossy(&out.stderr));
+    let want = expected(&segs, 8);
+    assert_eq!(want.len(), 397);
+    assert!(stdout.contains(&format!("ok {}", want.len())), "the count check sees each row once:\n{stdout}");
+    target.load(&name, Duration::from_secs(120)).await.unwrap();
+    let got = read_target(&target, &name).await;
+    assert_eq!(got, want, "every live row, bit-exact, once");
+    target.drop_collection(&name).await.unwrap();
 }
