@@ -34,14 +34,9 @@ use crate::milvus::Grant;
 use crate::proto::control as api;
 use crate::verify::{self, VerifyMode, VerifyOptions};
 use crate::wal::physical_ms;
+use freeze::{restore_writes, run_shell, Frozen, FROZEN_KEY, RBAC_SETTLE, WRITE_PRIVILEGES};
 
-/// Key of what undoes the current freeze (present only while the source is frozen by a
-/// cutover that has not finished).
-const FROZEN_KEY: &str = "cutover/frozen";
-/// Privileges the `rbac` freeze revokes.
-const WRITE_PRIVILEGES: [&str; 3] = ["Insert", "Delete", "Upsert"];
-/// How long the `rbac` freeze waits after revoking before it takes the fence timestamp.
-const RBAC_SETTLE: Duration = Duration::from_millis(500);
+mod freeze;
 
 /// Errors starting or aborting a cutover.
 #[derive(Debug, thiserror::Error)]
@@ -162,14 +157,6 @@ pub struct CutoverReport {
     pub verify: Option<serde_json::Value>,
 }
 
-/// What undoes a freeze; persisted before freezing.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Frozen {
-    freeze: String,
-    unfreeze_command: Option<String>,
-    revoked: Vec<Grant>,
-}
-
 /// Starts a cutover in the background; its events arrive on the receiver (the cutover goes
 /// on if the receiver is dropped).
 pub fn start(job: JobHandle, req: api::CutoverRequest) -> Result<mpsc::Receiver<api::CutoverEvent>, CutoverError> {
@@ -247,77 +234,6 @@ pub async fn recover(handle: &JobHandle, cfg: &JobConfig) {
             tracing::error!(error = %e, "cannot return the job to STREAMING");
         }
     }
-}
-
-async fn run_shell(cmd: &str, what: &str) -> Result<String, String> {
-    let out = tokio::time::timeout(
-        Duration::from_secs(300),
-        tokio::process::Command::new("sh").arg("-c").arg(cmd).kill_on_drop(true).output(),
-    )
-    .await
-    .map_err(|_| format!("{what} command did not finish within 300 s"))?
-    .map_err(|e| format!("{what} command could not start: {e}"))?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let tail: String = stderr.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(" | ");
-    if out.status.success() {
-        Ok(tail)
-    } else {
-        Err(format!("{what} command exited with {}: {tail}", out.status))
-    }
-}
-
-/// Undoes a freeze: runs the unfreeze command and re-grants every revoked privilege, each
-/// tried even when another failed. On failure, what is still to be undone comes back with
-/// the reasons.
-async fn unfreeze(source: &crate::milvus::MilvusClient, f: &Frozen) -> Result<(), (Frozen, String)> {
-    let mut left = Frozen { freeze: f.freeze.clone(), unfreeze_command: None, revoked: vec![] };
-    let mut errors = Vec::new();
-    if let Some(cmd) = &f.unfreeze_command {
-        if let Err(e) = run_shell(cmd, "unfreeze").await {
-            errors.push(e);
-            left.unfreeze_command = Some(cmd.clone());
-        }
-    }
-    for g in &f.revoked {
-        if let Err(e) = source.grant(g).await {
-            errors.push(format!("re-granting {} {} on {}: {e}", g.role, g.privilege, g.object_name));
-            left.revoked.push(g.clone());
-        }
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err((left, errors.join("; ")))
-    }
-}
-
-/// Undoes the freeze recorded under [`FROZEN_KEY`], trying `attempts` times; says what
-/// happened. What could not be undone stays recorded, so the next cutover and the next
-/// daemon start try again (and status shows it in the error log meanwhile).
-async fn restore_writes(store: &crate::state::StateStore, source: &crate::milvus::MilvusClient, attempts: u32) -> Option<String> {
-    let mut f = store.get::<Frozen>(FROZEN_KEY).ok().flatten()?;
-    let mut last = String::new();
-    for attempt in 0..attempts.max(1) {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
-        match unfreeze(source, &f).await {
-            Ok(()) => {
-                let _ = store.remove(FROZEN_KEY);
-                return Some(if f.freeze == "command" && f.unfreeze_command.is_none() {
-                    "source writes NOT restored: no unfreeze command was given; restart the writers by hand".into()
-                } else {
-                    "source writes restored".into()
-                });
-            }
-            Err((left, e)) => {
-                let _ = store.put(FROZEN_KEY, &left);
-                f = left;
-                last = e;
-            }
-        }
-    }
-    Some(format!("restoring source writes FAILED: {last} (ferry tries again at the next cutover and daemon start; or restore them by hand)"))
 }
 
 /// Why a step stopped the cutover.
