@@ -70,10 +70,11 @@ async fn unfreeze(source: &MilvusClient, f: &Frozen) -> Result<(), (Frozen, Stri
     }
 }
 
-/// Undoes the freeze recorded under [`FROZEN_KEY`], trying `attempts` times; says what
-/// happened. What could not be undone stays recorded, so the next cutover and the next
+/// Undoes the freeze recorded under [`FROZEN_KEY`], trying `attempts` times: `None` when
+/// nothing was frozen, else `Ok` (undone) or `Err` (some of it still frozen), each saying
+/// what happened. What could not be undone stays recorded, so the next cutover and the next
 /// daemon start try again (and status shows it in the error log meanwhile).
-pub(super) async fn restore_writes(store: &StateStore, source: &MilvusClient, attempts: u32) -> Option<String> {
+pub(super) async fn restore_writes(store: &StateStore, source: &MilvusClient, attempts: u32) -> Option<Result<String, String>> {
     let mut f = store.get::<Frozen>(FROZEN_KEY).ok().flatten()?;
     let mut last = String::new();
     for attempt in 0..attempts.max(1) {
@@ -83,11 +84,11 @@ pub(super) async fn restore_writes(store: &StateStore, source: &MilvusClient, at
         match unfreeze(source, &f).await {
             Ok(()) => {
                 let _ = store.remove(FROZEN_KEY);
-                return Some(if f.freeze == "command" && f.unfreeze_command.is_none() {
+                return Some(Ok(if f.freeze == "command" && f.unfreeze_command.is_none() {
                     "source writes NOT restored: no unfreeze command was given; restart the writers by hand".into()
                 } else {
                     "source writes restored".into()
-                });
+                }));
             }
             Err((left, e)) => {
                 let _ = store.put(FROZEN_KEY, &left);
@@ -96,5 +97,5 @@ pub(super) async fn restore_writes(store: &StateStore, source: &MilvusClient, at
             }
         }
     }
-    Some(format!("restoring source writes FAILED: {last} (ferry tries again at the next cutover and daemon start; or restore them by hand)"))
+    Some(Err(format!("restoring source writes FAILED: {last} (ferry tries again at the next cutover and daemon start; or restore them by hand)")))
 }

@@ -220,7 +220,7 @@ pub async fn recover(handle: &JobHandle, cfg: &JobConfig) {
     if frozen.is_some() {
         match crate::migrate::connect(cfg).await {
             Ok((source, _)) => {
-                if let Some(what) = restore_writes(handle.store(), &source, 3).await {
+                if let Some(Ok(what) | Err(what)) = restore_writes(handle.store(), &source, 3).await {
                     msg += &format!("; {what}");
                 }
             }
@@ -305,7 +305,7 @@ impl Run {
                 // Whatever this cutover froze (recorded before freezing) is undone; a dry run
                 // changes nothing, not even a freeze an earlier cutover left.
                 if !plan.dry_run {
-                    if let Some(what) = restore_writes(self.job.store(), &self.live.context.source, 3).await {
+                    if let Some(Ok(what) | Err(what)) = restore_writes(self.job.store(), &self.live.context.source, 3).await {
                         msg += &format!("; {what}");
                     }
                 }
@@ -380,11 +380,11 @@ impl Run {
             if plan.dry_run {
                 return Err(Stop("an earlier cutover left source writes frozen and could not restore them (see `ferry errors`)".into()));
             }
-            let what = restore_writes(self.job.store(), &self.live.context.source, 1).await.unwrap_or_default();
-            if self.job.store().get::<Frozen>(FROZEN_KEY).ok().flatten().is_some() {
-                return Err(Stop(format!("an earlier cutover left source writes frozen: {what}")));
+            match restore_writes(self.job.store(), &self.live.context.source, 1).await {
+                Some(Err(what)) => return Err(Stop(format!("an earlier cutover left source writes frozen: {what}"))),
+                Some(Ok(what)) => self.job.record_error("", "cutover", &format!("an earlier cutover's freeze was undone: {what}")),
+                None => {}
             }
-            self.job.record_error("", "cutover", &format!("an earlier cutover's freeze was undone: {what}"));
         }
         let lag = self.job.status().lag_seconds;
         let mut what = format!(

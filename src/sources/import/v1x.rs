@@ -242,9 +242,7 @@ async fn import_segment(
     let chunk = (importer.batch_bytes / row_bytes.max(1)).max(1);
     // Every vector is checked once before the first write (local files: cheap next to the
     // writes), so a value Milvus refuses fails the segment with nothing of it written.
-    for start in (0..stored).step_by(chunk) {
-        src.check_finite(coll, seg, start..(start + chunk).min(stored)).await?;
-    }
+    src.check_finite(coll, seg, chunk).await?;
     let mut live = 0u64;
     let mut start = 0;
     while start < stored {

@@ -318,33 +318,35 @@ impl V1xSource {
         Ok(deleted)
     }
 
-    /// Checks that the live float vectors of stored rows `range` hold no NaN or infinity,
-    /// which Milvus refuses; names the `.rv` file and the byte offset of the first such
-    /// value. ([`Self::read_rows`] itself returns whatever the file holds.)
-    pub async fn check_finite(&self, coll: &V1xCollection, seg: &V1xSegment, range: Range<usize>) -> Result<(), V1xError> {
-        if coll.metric()?.vector_kind() != VectorKind::Float || range.is_empty() {
+    /// Checks that the live float vectors of a segment hold no NaN or infinity, which Milvus
+    /// refuses; names the `.rv` file and the byte offset of the first such value. Reads
+    /// `chunk_rows` rows at a time. ([`Self::read_rows`] itself returns whatever the file holds.)
+    pub async fn check_finite(&self, coll: &V1xCollection, seg: &V1xSegment, chunk_rows: usize) -> Result<(), V1xError> {
+        if coll.metric()?.vector_kind() != VectorKind::Float {
             return Ok(());
         }
         let row_bytes = VectorKind::Float.row_bytes(coll.dim as usize);
         let rv = format!("{}/{}.rv", seg_dir(seg), seg.segment);
         let rows = self.header_rows(&rv, row_bytes).await?;
-        let range = range.start.min(rows)..range.end.min(rows);
-        let deleted = self.deleted(seg, rows, &range).await?;
-        let start = 8 + (range.start * row_bytes) as u64;
-        let body = self.tables.get_range(&rv, start..8 + (range.end * row_bytes) as u64).await?;
-        for (i, row) in body.chunks_exact(row_bytes).enumerate() {
-            if deleted.get(i).copied().unwrap_or(false) {
-                continue;
-            }
-            if let Some(v) = row.chunks_exact(4).position(|c| !f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite()) {
-                return Err(V1xError::Format {
-                    file: self.tables.display(&rv),
-                    offset: start + (i * row_bytes + v * 4) as u64,
-                    what: format!(
-                        "row {}, value {v}: NaN or infinity, which Milvus does not accept in a vector",
-                        range.start + i
-                    ),
-                });
+        let deleted = self.deleted(seg, rows, &(0..rows)).await?;
+        for first in (0..rows).step_by(chunk_rows.max(1)) {
+            let end = (first + chunk_rows.max(1)).min(rows);
+            let start = 8 + (first * row_bytes) as u64;
+            let body = self.tables.get_range(&rv, start..8 + (end * row_bytes) as u64).await?;
+            for (i, row) in body.chunks_exact(row_bytes).enumerate() {
+                if deleted[first + i] {
+                    continue;
+                }
+                if let Some(v) = row.chunks_exact(4).position(|c| !f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite()) {
+                    return Err(V1xError::Format {
+                        file: self.tables.display(&rv),
+                        offset: start + (i * row_bytes + v * 4) as u64,
+                        what: format!(
+                            "row {}, value {v}: NaN or infinity, which Milvus does not accept in a vector",
+                            first + i
+                        ),
+                    });
+                }
             }
         }
         Ok(())
