@@ -197,6 +197,20 @@ pub struct WalConfig {
     /// Milvus's `msgChannel.chanNamePrefix.cluster` (topics `{prefix}-rootcoord-dml_N`).
     #[serde(default = "default_topic_prefix")]
     pub topic_prefix: String,
+    /// Splits one source across instances by DML channel: this instance reads only these
+    /// physical channels (`{prefix}-rootcoord-dml_N`, given as the numbers N) and moves only
+    /// the keys of the collection shards they carry. Absent: every channel the job's
+    /// collections use.
+    pub channels: Option<Vec<u32>>,
+}
+
+impl WalConfig {
+    /// The topics `channels` selects (`None`: no selection, every channel).
+    pub fn selected_channels(&self) -> Option<Vec<String>> {
+        self.channels.as_ref().map(|c| {
+            c.iter().map(|n| format!("{}-rootcoord-dml_{n}", self.topic_prefix)).collect()
+        })
+    }
 }
 
 /// One collection to move.
@@ -378,6 +392,15 @@ impl JobConfig {
         if cfg.target.wal.is_some() {
             return Err(invalid("target.wal", "only the source has a WAL to read".into()));
         }
+        if let Some(channels) = cfg.source.wal.as_ref().and_then(|w| w.channels.as_ref()) {
+            if channels.is_empty() {
+                return Err(invalid("source.wal.channels", "must name at least one channel number (or be left out: every channel)".into()));
+            }
+            let mut seen = std::collections::HashSet::new();
+            if let Some(dup) = channels.iter().find(|n| !seen.insert(**n)) {
+                return Err(invalid("source.wal.channels", format!("channel {dup} is named twice")));
+            }
+        }
         if cfg.job.name.trim().is_empty()
             || !cfg
                 .job
@@ -534,6 +557,28 @@ name = "j1"
         );
         let e = JobConfig::parse(&text, Path::new("job.toml")).unwrap_err().to_string();
         assert!(e.contains("target.token") && e.contains("FERRY_TEST_SURELY_UNSET"), "{e}");
+    }
+
+    #[test]
+    fn wal_channel_selection() {
+        let with = |channels: &str| {
+            let text = MINIMAL.replace(
+                "[target]",
+                &format!("[source.wal]\nbrokers = \"k:9092\"\ntopic_prefix = \"p\"\n{channels}\n[target]"),
+            );
+            JobConfig::parse(&text, Path::new("j.toml"))
+        };
+        let all = with("").unwrap();
+        assert_eq!(all.source.wal.unwrap().selected_channels(), None);
+        let some = with("channels = [3, 0]").unwrap();
+        assert_eq!(
+            some.source.wal.unwrap().selected_channels(),
+            Some(vec!["p-rootcoord-dml_3".to_string(), "p-rootcoord-dml_0".to_string()])
+        );
+        let e = with("channels = []").unwrap_err().to_string();
+        assert!(e.contains("source.wal.channels") && e.contains("at least one"), "{e}");
+        let e = with("channels = [1, 2, 1]").unwrap_err().to_string();
+        assert!(e.contains("source.wal.channels") && e.contains("channel 1 is named twice"), "{e}");
     }
 
     #[test]

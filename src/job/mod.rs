@@ -127,7 +127,7 @@ pub async fn run(cfg: &JobConfig, opts: &RunOptions, handle: &JobHandle, shutdow
     let channels: Vec<String> = plan
         .collections
         .iter()
-        .flat_map(|c| c.source.physical_channel_names.iter().cloned())
+        .flat_map(|c| c.channels())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -163,7 +163,7 @@ pub async fn run(cfg: &JobConfig, opts: &RunOptions, handle: &JobHandle, shutdow
             .map(|c| LiveCollection {
                 source: c.source_name.clone(),
                 target: c.target_name.clone(),
-                channels: c.source.physical_channel_names.clone(),
+                channels: c.channels(),
             })
             .collect(),
         progress: progress.clone(),

@@ -18,6 +18,7 @@ mod error;
 pub mod expr;
 mod pager;
 mod rbac;
+pub mod shard;
 
 pub use client::{normalize_uri, ConnectOptions, CreateCollection, MilvusClient, Query};
 pub use data::{PrimaryKeys, Rows};
@@ -25,3 +26,4 @@ pub use error::{MilvusError, Result};
 pub use expr::PkValue;
 pub use pager::{KeyPager, PagerError};
 pub use rbac::Grant;
+pub use shard::ShardFilter;

@@ -6,9 +6,10 @@
 //! rows silently.
 
 use super::client::{MilvusClient, Query};
-use super::data::Rows;
+use super::data::{PrimaryKeys, Rows};
 use super::error::MilvusError;
 use super::expr::{pk_greater, PkValue};
+use super::shard::ShardFilter;
 use crate::proto::common::ConsistencyLevel;
 
 /// Errors of a key-ordered scan.
@@ -32,8 +33,11 @@ pub struct KeyPager {
     pub page_rows: u64,
     /// Read at least everything up to this hybrid timestamp (0: strong consistency).
     pub guarantee_ts: u64,
-    /// Last key returned; the next page starts after it.
+    /// Last key read; the next page starts after it.
     pub cursor: Option<PkValue>,
+    /// Return only the keys of these shards (a source split by channel). Pages are then
+    /// shorter than `page_rows`, and never empty: a page with none of them is skipped.
+    pub shards: Option<ShardFilter>,
     finished: bool,
 }
 
@@ -48,6 +52,7 @@ impl KeyPager {
             page_rows: 4000,
             guarantee_ts: 0,
             cursor: None,
+            shards: None,
             finished: false,
         }
     }
@@ -64,6 +69,22 @@ impl KeyPager {
 
     /// The next page, or `None` after the last row.
     pub async fn next_page(&mut self, client: &MilvusClient) -> Result<Option<Rows>, PagerError> {
+        loop {
+            let Some(page) = self.next_full_page(client).await? else { return Ok(None) };
+            let Some(f) = &self.shards else { return Ok(Some(page)) };
+            let keys = page.primary_keys(&self.pk_field).unwrap_or(PrimaryKeys::Int(Vec::new()));
+            let idx: Vec<usize> = (0..page.len()).filter(|&i| keys.get(i).is_some_and(|k| f.keeps(&k))).collect();
+            if idx.len() == page.len() {
+                return Ok(Some(page));
+            }
+            if !idx.is_empty() {
+                return Ok(Some(page.select(&idx)));
+            }
+        }
+    }
+
+    /// The next page of every shard's rows.
+    async fn next_full_page(&mut self, client: &MilvusClient) -> Result<Option<Rows>, PagerError> {
         if self.finished {
             return Ok(None);
         }

@@ -51,6 +51,8 @@ pub enum PlanError {
     TargetExists { collection: String },
     #[error("collection {collection:?}: {reason}")]
     Invalid { collection: String, reason: String },
+    #[error("[source.wal] channels selects {channels}, which carry no shard of the job's collections: {collections}")]
+    NoShare { channels: String, collections: String },
 }
 
 impl PlanError {
@@ -106,11 +108,21 @@ pub struct CollectionPlan {
     pub row_estimate: u64,
     /// The source collection is not loaded: ferry loads it to read it, and releases it after.
     pub load_source: bool,
+    /// This instance moves only these shards (`[source.wal] channels`); `None`: all of them.
+    pub shards: Option<crate::milvus::ShardFilter>,
 }
 
 impl CollectionPlan {
     pub fn source_id(&self) -> i64 {
         self.source.collection_id
+    }
+
+    /// The source's physical DML channels this instance reads for the collection.
+    pub fn channels(&self) -> Vec<String> {
+        match &self.shards {
+            Some(s) => s.channels.clone(),
+            None => self.source.physical_channel_names.clone(),
+        }
     }
 
     pub fn schema(&self) -> &CollectionSchema {
@@ -201,11 +213,42 @@ pub async fn build(
             plan_collection(source, &src, &dst, description.as_deref(), &target_version, opts).await?,
         );
     }
+    if let Some(selected) = cfg.source.wal.as_ref().and_then(|w| w.selected_channels()) {
+        select_shards(&mut collections, &selected)?;
+    }
     Ok(Plan {
         collections,
         source_version,
         target_version,
     })
+}
+
+/// Keeps the collections, and of each the shards, whose physical channels are `selected`
+/// (`[source.wal] channels`): the share of a source split across instances by channel.
+fn select_shards(collections: &mut Vec<CollectionPlan>, selected: &[String]) -> Result<(), PlanError> {
+    let mut skipped = Vec::new();
+    collections.retain_mut(|c| match crate::milvus::shard::share(&c.source.physical_channel_names, selected) {
+        Err(()) => {
+            tracing::info!(
+                collection = %c.source_name,
+                channels = ?c.source.physical_channel_names,
+                "none of the collection's shards is on this instance's channels ([source.wal] channels): another instance moves it"
+            );
+            skipped.push(format!("{} ({})", c.source_name, c.source.physical_channel_names.join(", ")));
+            false
+        }
+        Ok(filter) => {
+            c.shards = filter;
+            true
+        }
+    });
+    if collections.is_empty() {
+        return Err(PlanError::NoShare {
+            channels: selected.join(", "),
+            collections: skipped.join("; "),
+        });
+    }
+    Ok(())
 }
 
 async fn plan_collection(
@@ -366,6 +409,7 @@ pub fn plan_described(
         output_fields,
         row_estimate,
         load_source,
+        shards: None,
         source: desc,
     })
 }
@@ -390,7 +434,8 @@ pub async fn ensure_target(
     for c in &plan.collections {
         match ensure_one(target, c, if_exists).await {
             Ok(s) => {
-                if s == TargetState::Created {
+                // (A share of a split collection is never dropped: other instances use it.)
+                if s == TargetState::Created && c.shards.is_none() {
                     created.push(&c.target_name);
                 }
                 states.push(s);
@@ -425,7 +470,9 @@ async fn ensure_one(
                 difference,
             });
         }
-        if if_exists == IfExists::Fail {
+        // A share of a collection split by channel continues into the collection another
+        // instance of the split created (their keys are disjoint).
+        if if_exists == IfExists::Fail && c.shards.is_none() {
             return Err(PlanError::TargetExists {
                 collection: c.target_name.clone(),
             });
@@ -437,7 +484,13 @@ async fn ensure_one(
         }
         return Ok(TargetState::Resumed);
     }
-    target.create_collection(&c.create).await?;
+    if let Err(e) = target.create_collection(&c.create).await {
+        // Another instance of a channel split may have created it a moment ago.
+        if c.shards.is_some() && target.has_collection(&c.target_name).await.unwrap_or(false) {
+            return Box::pin(ensure_one(target, c, if_exists)).await;
+        }
+        return Err(e.into());
+    }
     let rest = async {
         for p in c.user_partitions() {
             target.create_partition(&c.target_name, &p).await?;
@@ -448,7 +501,10 @@ async fn ensure_one(
         Ok::<_, MilvusError>(())
     };
     if let Err(e) = rest.await {
-        let _ = target.drop_collection(&c.target_name).await;
+        // Never drop a collection other instances of a channel split may already write to.
+        if c.shards.is_none() {
+            let _ = target.drop_collection(&c.target_name).await;
+        }
         return Err(e.into());
     }
     Ok(TargetState::Created)
@@ -488,6 +544,9 @@ pub fn render(plan: &Plan) -> String {
         }
         for i in &c.indexes {
             let _ = writeln!(s, "  index  {} on {}", i.index_name, i.field_name);
+        }
+        if let Some(f) = &c.shards {
+            let _ = writeln!(s, "  share: this instance moves the keys of {} ([source.wal] channels); other instances move the rest", f.describe());
         }
         if c.load_source {
             let _ = writeln!(s, "  source is not loaded: ferry loads it to read it and releases it afterwards");

@@ -146,7 +146,11 @@ impl Copier {
         // The statistics estimate misses unflushed rows; count(*) (the source is loaded to
         // be read) is exact. Only for progress: a failure falls back to the estimate.
         let expected = match self.source.count(&plan.source_name, &[]).await {
-            Ok(n) => n,
+            // A share of a split collection: its fraction of the shards (keys spread evenly).
+            Ok(n) => match &plan.shards {
+                Some(f) => n * f.keep.len() as u64 / f.num_shards as u64,
+                None => n,
+            },
             Err(e) => {
                 tracing::debug!(collection = %plan.source_name, error = %e, "count(*) failed; progress uses the estimate");
                 plan.row_estimate
@@ -216,6 +220,7 @@ impl Copier {
         pager.page_rows = self.opts.page_rows;
         pager.guarantee_ts = snapshot_ts;
         pager.cursor = cursor;
+        pager.shards = plan.shards.clone();
         loop {
             if *self.shutdown.borrow() {
                 return Ok(true);

@@ -59,9 +59,14 @@ pub struct CollectionReport {
     pub equal: bool,
     /// False when the target collection does not exist (nothing else is compared).
     pub target_exists: bool,
-    /// `count(*)` on each side.
+    /// `count(*)` on each side (of a share: its keys, from the key-by-key comparison).
     pub source_rows: u64,
     pub target_rows: u64,
+    /// The shards compared when this instance moves a share of the collection
+    /// (`[source.wal] channels`): then only their keys are compared, always key by key
+    /// (`count(*)` would count the other instances' keys too), and `partitions` stays empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<String>,
     /// Partition-key collections are compared as a whole: their partitions are the server's
     /// hash buckets, and `partitions` stays empty.
     pub partition_key: bool,
@@ -199,6 +204,9 @@ fn render_pass(s: &mut String, p: &PassReport) {
                 "    the target collection does not exist (ferry migrate creates it)"
             );
             continue;
+        }
+        if let Some(share) = &c.share {
+            let _ = writeln!(s, "    share: the keys of {share}, compared key by key");
         }
         if c.partition_key {
             let _ = writeln!(s, "    partition key: compared as a whole");

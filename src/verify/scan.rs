@@ -236,6 +236,7 @@ fn pager(collection: &str, scan: &UnitScan<'_>, ts: u64) -> KeyPager {
     p.filter = scan.unit.filter(&c.pk_field);
     p.page_rows = scan.opts.scan.page_rows;
     p.guarantee_ts = ts;
+    p.shards = c.shards.clone();
     p
 }
 
