@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,18 +14,7 @@ use std::time::{Duration, Instant};
 use common::stream;
 use ferry::milvus::{Grant, MilvusClient};
 
-fn spawn_daemon(cfg: &str, dir: &Path, failpoints: &str) -> stream::Daemon {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("ferry.log")).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["run", "--config", cfg, "--quiet"])
-        .env("FERRY_LOG", "info")
-        .env("FERRY_FAILPOINTS", failpoints)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map(stream::Daemon::new)
-        .expect("spawn ferry run")
-}
+use stream::spawn_daemon;
 
 fn ferry(args: &[&str], cfg: &str) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_ferry"))

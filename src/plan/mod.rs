@@ -530,6 +530,7 @@ pub fn render(plan: &Plan) -> String {
             c.create.consistency_level,
             if c.schema().enable_dynamic_field { "on" } else { "off" }
         );
+        let _ = writeln!(s, "  channels: {}", c.source.physical_channel_names.join(", "));
         for f in &c.schema().fields {
             let _ = writeln!(s, "  field  {}", schema::describe_field(f));
         }

@@ -128,6 +128,25 @@ pub fn spawn_ferry(cfg: &str, failpoint: Option<&str>) -> Child {
     cmd.spawn().expect("spawn ferry run")
 }
 
+/// `ferry run` as a long-lived daemon: its log is appended to `dir/ferry.log` (a pipe nobody
+/// reads would fill up and stall it).
+pub fn spawn_daemon(cfg: &str, dir: &std::path::Path, failpoints: &str) -> Daemon {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("ferry.log"))
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["run", "--config", cfg, "--quiet"])
+        .env("FERRY_LOG", "info")
+        .env("FERRY_FAILPOINTS", failpoints)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map(Daemon::new)
+        .expect("spawn ferry run")
+}
+
 /// Waits for a ferry process (without blocking other tasks of a multi-thread runtime).
 pub fn wait(child: Child) -> (std::process::ExitStatus, String) {
     let out = tokio::task::block_in_place(|| child.wait_with_output()).expect("wait ferry");
