@@ -214,6 +214,33 @@ fn kubernetes_manifests_fit_together() {
         jobs.len(),
         "every instance needs its own job name (it labels the metrics)"
     );
+    // Instances split by collection move disjoint collections; instances split by channel
+    // move the same collection from disjoint channels (the example shows both).
+    let mut by_collection: BTreeMap<String, Vec<Option<Vec<u32>>>> = BTreeMap::new();
+    for j in &jobs {
+        let channels = j.source.wal.as_ref().and_then(|w| w.channels.clone());
+        for c in &j.collections {
+            by_collection.entry(c.source.clone()).or_default().push(channels.clone());
+        }
+    }
+    let mut split_by_channel = 0;
+    for (collection, shares) in &by_collection {
+        if shares.len() == 1 {
+            continue;
+        }
+        let mut seen = BTreeSet::new();
+        for s in shares {
+            let s = s.as_ref().unwrap_or_else(|| {
+                panic!("{collection} is moved by several instances, one of them without [source.wal] channels")
+            });
+            assert!(
+                s.iter().all(|n| seen.insert(*n)),
+                "{collection}: two instances read the same channel ({shares:?})"
+            );
+        }
+        split_by_channel += 1;
+    }
+    assert!(split_by_channel > 0, "the ConfigMap shows no split by channel");
 
     // The pod picks its file by name, from the mounted ConfigMap.
     let args: Vec<&str> = c["args"]
