@@ -87,7 +87,7 @@ pub fn describe() {
     describe_gauge!(APPLIED_POSITION, Unit::Seconds, "Timestamp up to which every write is applied, Unix seconds (oldest channel)");
     describe_gauge!(SOURCE_TICK_AGE, Unit::Seconds, "Seconds since the WAL reader last saw a source time tick (oldest channel)");
     describe_counter!(EVENTS_INGESTED, "WAL records written to the durable log");
-    describe_counter!(EVENTS_APPLIED, "WAL records applied to the target, by collection and op (dml, ddl)");
+    describe_counter!(EVENTS_APPLIED, "WAL records applied to the target, by collection and op (insert, delete, ddl)");
     describe_counter!(ROWS_APPLIED, "Rows written to the target by the apply loops, by collection and op (upsert, delete)");
     describe_counter!(WAL_READ_RETRIES, "Kafka reads retried after a transient error");
     describe_counter!(WAL_EMPTY_RECORDS, "WAL records without a value, skipped");
