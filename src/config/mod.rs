@@ -208,7 +208,7 @@ impl WalConfig {
     /// The topics `channels` selects (`None`: no selection, every channel).
     pub fn selected_channels(&self) -> Option<Vec<String>> {
         self.channels.as_ref().map(|c| {
-            c.iter().map(|n| format!("{}-rootcoord-dml_{n}", self.topic_prefix)).collect()
+            c.iter().map(|n| crate::wal::dml_channel(&self.topic_prefix, n)).collect()
         })
     }
 }

@@ -6,7 +6,7 @@
 //! rows silently.
 
 use super::client::{MilvusClient, Query};
-use super::data::{PrimaryKeys, Rows};
+use super::data::Rows;
 use super::error::MilvusError;
 use super::expr::{pk_greater, PkValue};
 use super::shard::ShardFilter;
@@ -70,21 +70,16 @@ impl KeyPager {
     /// The next page, or `None` after the last row.
     pub async fn next_page(&mut self, client: &MilvusClient) -> Result<Option<Rows>, PagerError> {
         loop {
-            let Some(page) = self.next_full_page(client).await? else { return Ok(None) };
-            let Some(f) = &self.shards else { return Ok(Some(page)) };
-            let keys = page.primary_keys(&self.pk_field).unwrap_or(PrimaryKeys::Int(Vec::new()));
-            let idx: Vec<usize> = (0..page.len()).filter(|&i| keys.get(i).is_some_and(|k| f.keeps(&k))).collect();
-            if idx.len() == page.len() {
-                return Ok(Some(page));
-            }
-            if !idx.is_empty() {
-                return Ok(Some(page.select(&idx)));
+            match self.read_page(client).await? {
+                // Every key of the page is another instance's: read on.
+                Some(page) if page.is_empty() => continue,
+                page => return Ok(page),
             }
         }
     }
 
-    /// The next page of every shard's rows.
-    async fn next_full_page(&mut self, client: &MilvusClient) -> Result<Option<Rows>, PagerError> {
+    /// The next page read, with only the keys of `shards` (possibly none of them).
+    async fn read_page(&mut self, client: &MilvusClient) -> Result<Option<Rows>, PagerError> {
         if self.finished {
             return Ok(None);
         }
@@ -128,6 +123,8 @@ impl KeyPager {
             }
         }
         let mut prev = self.cursor.clone();
+        // Rows of the page this instance keeps (with `shards`).
+        let mut kept = Vec::new();
         for i in 0..n {
             let k = keys.get(i);
             if let (Some(p), Some(k)) = (&prev, &k) {
@@ -137,10 +134,19 @@ impl KeyPager {
                     )));
                 }
             }
+            if let (Some(f), Some(k)) = (&self.shards, &k) {
+                if f.keeps(k) {
+                    kept.push(i);
+                }
+            }
             prev = k;
         }
+        // The cursor passes the whole page, the other instances' keys included.
         self.cursor = prev;
-        Ok(Some(page))
+        Ok(Some(match &self.shards {
+            Some(_) if kept.len() < n => page.select(&kept),
+            _ => page,
+        }))
     }
 }
 

@@ -16,7 +16,7 @@ pub mod sequencer;
 pub use decode::{compose, decode, physical_ms, DecodeError, DeleteEvent, InsertEvent, WalEvent};
 pub use error::WalError;
 pub use ingest::{ingest, IngestConfig};
-pub use reader::{dml_channels, CollectionFilter, WalReader, WalRecord, WalStream};
+pub use reader::{dml_channel, dml_channels, CollectionFilter, WalReader, WalRecord, WalStream};
 
 #[cfg(test)]
 pub(crate) mod testdata;
