@@ -154,8 +154,8 @@ async fn command_freeze_cutover_aborts_on_a_drain_failure_then_succeeds() {
     assert_equal(&source, &target, &src, &dst).await;
 
     stream::sigterm(daemon.id());
-    let status = daemon.wait().0;
-    assert!(status.success(), "{status:?}: {}", std::fs::read_to_string(dir.path().join("ferry.log")).unwrap_or_default());
+    let (status, log) = daemon.wait();
+    assert!(status.success(), "{status:?}: {log}");
     source.drop_collection(&src).await.unwrap();
     target.drop_collection(&dst).await.unwrap();
 }
@@ -219,8 +219,8 @@ async fn rbac_freeze_revokes_writes_and_restores_them_on_abort() {
     assert_equal(&source, &target, &src, &dst).await;
 
     stream::sigterm(daemon.id());
-    let status = daemon.wait().0;
-    assert!(status.success(), "{status:?}: {}", std::fs::read_to_string(dir.path().join("ferry.log")).unwrap_or_default());
+    let (status, log) = daemon.wait();
+    assert!(status.success(), "{status:?}: {log}");
     for g in source.grants(&role).await.unwrap() {
         source.revoke(&g).await.unwrap();
     }
@@ -265,8 +265,8 @@ async fn scheduled_and_postponed_cutover_can_be_aborted_then_runs_with_no_freeze
     assert_equal(&source, &target, &src, &dst).await;
 
     stream::sigterm(daemon.id());
-    let status = daemon.wait().0;
-    assert!(status.success(), "{status:?}: {}", std::fs::read_to_string(dir.path().join("ferry.log")).unwrap_or_default());
+    let (status, log) = daemon.wait();
+    assert!(status.success(), "{status:?}: {log}");
     source.drop_collection(&src).await.unwrap();
     target.drop_collection(&dst).await.unwrap();
 }
@@ -325,8 +325,8 @@ async fn a_failed_unfreeze_is_retried_and_sigterm_unfreezes() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     stream::sigterm(daemon.id());
-    let status = daemon.wait().0;
-    assert!(status.success(), "{status:?}: {}", std::fs::read_to_string(dir.path().join("ferry.log")).unwrap_or_default());
+    let (status, log) = daemon.wait();
+    assert!(status.success(), "{status:?}: {log}");
     assert!(dir.path().join("unfrozen").exists(), "SIGTERM left the source frozen");
     let (ok, report) = pending.join().unwrap();
     assert!(!ok && report["outcome"] == "aborted", "{report:#}");

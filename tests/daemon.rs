@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,18 +22,13 @@ fn spawn_daemon(cfg: &str, log: &Path) -> stream::Daemon {
 }
 
 fn spawn_daemon_with_failpoints(cfg: &str, log: &Path, failpoints: &str) -> stream::Daemon {
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["run", "--config", cfg, "--quiet"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    cmd.args(["run", "--config", cfg, "--quiet"])
         .env("FERRY_LOG", "debug")
         .env("FERRY_FAILPOINTS", failpoints)
         .env("FERRY_TEST_SOURCE_TOKEN", SOURCE_SECRET)
-        .env("FERRY_CONTROL_TOKEN", CONTROL_SECRET)
-        .stdout(Stdio::null())
-        .stderr(file)
-        .spawn()
-        .map(stream::Daemon::new)
-        .expect("spawn ferry run")
+        .env("FERRY_CONTROL_TOKEN", CONTROL_SECRET);
+    stream::Daemon::spawn(cmd, log)
 }
 
 /// Runs a CLI command against the daemon of `cfg`; returns (success, stdout + stderr).
@@ -150,8 +145,8 @@ async fn daemon_is_observable_controllable_and_restartable() {
 
     // SIGTERM while paused: exits 0; the restarted daemon is still paused.
     stream::sigterm(child.id());
-    let (status, _) = child.wait();
-    assert!(status.success(), "SIGTERM must exit 0: {}", std::fs::read_to_string(&log).unwrap_or_default());
+    let (status, text) = child.wait();
+    assert!(status.success(), "SIGTERM must exit 0: {text}");
     let child = spawn_daemon(&cfg, &log);
     let eps = stream::endpoints(dir.path());
     let st = tokio::task::block_in_place(|| wait_state(&cfg, "PAUSED", Duration::from_secs(60)));
@@ -173,8 +168,8 @@ async fn daemon_is_observable_controllable_and_restartable() {
 
     // SIGTERM mid-stream with the writer running, restart, then stop the writer.
     stream::sigterm(child.id());
-    let (status, _) = child.wait();
-    assert!(status.success(), "SIGTERM mid-stream must exit 0");
+    let (status, text) = child.wait();
+    assert!(status.success(), "SIGTERM mid-stream must exit 0: {text}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let child = spawn_daemon(&cfg, &log);
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -197,8 +192,8 @@ async fn daemon_is_observable_controllable_and_restartable() {
     assert!(!ok && text.contains("CANCELLED"), "a cancelled job cannot resume: {text}");
     outputs += &scrape(&stream::endpoints(dir.path()).telemetry);
     stream::sigterm(child.id());
-    let (status, _) = child.wait();
-    assert!(status.success());
+    let (status, text) = child.wait();
+    assert!(status.success(), "{text}");
 
     // No secret anywhere.
     let logs = std::fs::read_to_string(&log).unwrap();

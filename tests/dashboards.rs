@@ -150,7 +150,7 @@ impl PromServer {
     }
 
     fn log_tail(&self) -> String {
-        tail(
+        common::tail(
             &std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default(),
             20,
         )
@@ -187,11 +187,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn tail(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 // --- reading the dashboard ------------------------------------------------------------------
@@ -422,16 +417,6 @@ fn every_panel_query_is_valid_promql() {
     assert!(bad.is_empty(), "invalid panel queries:\n{}", bad.join("\n"));
 }
 
-/// `ferry run` with stderr to a file: a daemon runs for minutes and would fill a pipe.
-fn spawn_daemon(cfg: &str, log: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["run", "--config", cfg, "--quiet"])
-        .env("FERRY_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("spawn ferry run")
-}
 
 /// A sample's value is a number (not NaN or infinite).
 fn has_finite_value(result: &[Value]) -> bool {
@@ -543,9 +528,7 @@ async fn every_panel_returns_data_from_a_daemon_under_load() {
         false,
     ));
 
-    let ferry_log = dir.path().join("ferry.log");
-    let mut ferry = spawn_daemon(&cfg, &ferry_log);
-    let ferry_tail = || tail(&std::fs::read_to_string(&ferry_log).unwrap_or_default(), 30);
+    let mut ferry = stream::spawn_daemon(&cfg, dir.path(), "");
 
     // The daemon says where it listens and serves /metrics there.
     let metrics_addr = blocking(|| stream::endpoints(dir.path())).telemetry;
@@ -553,7 +536,7 @@ async fn every_panel_returns_data_from_a_daemon_under_load() {
     assert!(
         code == 200 && body.contains("ferry_build_info"),
         "ferry run serves no metrics on {metrics_addr}: HTTP {code}\n{body}\nferry:\n{}",
-        ferry_tail()
+        common::tail(&ferry.log(), 30)
     );
 
     let prom = blocking(|| PromServer::start(Some(&metrics_addr)));
@@ -566,10 +549,10 @@ async fn every_panel_returns_data_from_a_daemon_under_load() {
     ];
     let started = Instant::now();
     'wait: loop {
-        if let Ok(Some(status)) = ferry.try_wait() {
+        if let Some(status) = ferry.try_wait() {
             panic!(
                 "ferry run exited with {status} while the test waited for data:\n{}",
-                ferry_tail()
+                common::tail(&ferry.log(), 30)
             );
         }
         for q in &flowing {
@@ -579,7 +562,7 @@ async fn every_panel_returns_data_from_a_daemon_under_load() {
                     assert!(
                         started.elapsed() < Duration::from_secs(240),
                         "no data flow after 240 s: {q} -> {other:?}\nferry:\n{}\nprometheus:\n{}",
-                        ferry_tail(),
+                        common::tail(&ferry.log(), 30),
                         prom.log_tail()
                     );
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -602,7 +585,7 @@ async fn every_panel_returns_data_from_a_daemon_under_load() {
     stop.store(true, Ordering::Relaxed);
     let _ = writer.await;
     stream::sigterm(ferry.id());
-    let status = blocking(|| ferry.wait()).expect("wait ferry");
+    let (status, log) = ferry.wait();
     drop(prom);
     let _ = source.drop_collection(&src).await;
     let _ = target.drop_collection(&dst).await;
@@ -612,11 +595,11 @@ async fn every_panel_returns_data_from_a_daemon_under_load() {
         "{} checks of {queries} dashboard queries failed:\n{}\nferry log:\n{}",
         failures.len(),
         failures.join("\n"),
-        ferry_tail()
+        common::tail(&log, 30)
     );
     assert!(
         status.success(),
         "ferry run should exit 0 on SIGTERM:\n{}",
-        ferry_tail()
+        common::tail(&log, 30)
     );
 }

@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::data;
 use common::stream;
 
 fn testenv_restart(name: &str, down_seconds: u32) {
@@ -33,26 +32,23 @@ async fn broker_restart_and_target_outage_lose_nothing() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let w = tokio::spawn(stream::writer(source.clone(), src.clone(), 3000, stop.clone(), true));
-    let mut ferry = stream::spawn_ferry(&cfg, None);
+    let mut ferry = stream::spawn_daemon(&cfg, dir.path(), "");
     tokio::time::sleep(Duration::from_secs(8)).await;
 
     testenv_restart("kafka", 5);
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert!(ferry.try_wait().unwrap().is_none(), "ferry stopped during the broker restart");
+    assert!(ferry.try_wait().is_none(), "ferry stopped during the broker restart:\n{}", ferry.log());
 
     testenv_restart("target", 30);
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert!(ferry.try_wait().unwrap().is_none(), "ferry stopped while the target was down");
+    assert!(ferry.try_wait().is_none(), "ferry stopped while the target was down:\n{}", ferry.log());
 
     stop.store(true, Ordering::Relaxed);
     let written = w.await.unwrap();
     eprintln!("writer stopped after id {written}");
     let target = common::client(&env.target_uri).await;
     let (expected, got) = stream::converge(&source, &target, &src, &dst, Duration::from_secs(120)).await;
-    stream::sigterm(ferry.id());
-    let (status, err) = stream::wait(ferry);
-    data::assert_same(&expected, &got);
-    assert!(status.success(), "ferry run should exit 0 on SIGTERM:\n{err}");
+    stream::stop_and_assert_same(ferry, &expected, &got);
     assert!(expected.len() > 3000, "the writer added rows ({})", expected.len());
     source.drop_collection(&src).await.unwrap();
     target.drop_collection(&dst).await.unwrap();

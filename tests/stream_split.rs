@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::stream::{self, expect_abort, spawn_daemon, spawn_ferry};
+use common::stream::{self, expect_abort, spawn_daemon};
 
 /// The job file of `dir` for `src` -> `dst` reading only channel `dml_{channel}`.
 fn split_job(dir: &Path, src: &str, dst: &str, channel: u32) -> String {
@@ -77,7 +77,7 @@ async fn two_instances_split_by_channel_converge_through_crashes_and_cut_over_to
     // A runs; B crashes at its first apply (after a target write, before its position
     // advances), then runs again; A is killed with kill -9 a few seconds in, then runs again.
     let a = spawn_daemon(&cfg_a, dir_a.path(), "");
-    expect_abort(spawn_ferry(&cfg_b, Some("apply.after_target_write")), "instance B apply crash");
+    expect_abort(spawn_daemon(&cfg_b, dir_b.path(), "apply.after_target_write"), "instance B apply crash");
     let b = spawn_daemon(&cfg_b, dir_b.path(), "");
     tokio::time::sleep(Duration::from_secs(4)).await;
     drop(a); // SIGKILL
@@ -117,8 +117,8 @@ async fn two_instances_split_by_channel_converge_through_crashes_and_cut_over_to
     }
     for d in [a, b] {
         stream::sigterm(d.id());
-        let (status, err) = d.wait();
-        assert!(status.success(), "ferry run should exit 0 on SIGTERM:\n{err}");
+        let (status, log) = d.wait();
+        assert!(status.success(), "ferry run should exit 0 on SIGTERM:\n{log}");
     }
     source.drop_collection(&src).await.unwrap();
     target.drop_collection(&dst).await.unwrap();

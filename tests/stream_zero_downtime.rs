@@ -8,8 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::data;
-use common::stream::{self, expect_abort, spawn_ferry};
+use common::stream::{self, expect_abort, spawn_daemon};
 
 // Multi-threaded: the writer task must keep running while the test blocks on ferry processes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -28,29 +27,24 @@ async fn target_converges_through_crashes_while_the_source_is_written() {
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // Crash during the snapshot, between a target write and its cursor.
-    expect_abort(spawn_ferry(&cfg, Some("snapshot.after_target_write")), "snapshot crash");
+    expect_abort(spawn_daemon(&cfg, dir.path(), "snapshot.after_target_write"), "snapshot crash");
     // Crash while streaming, between a target write and the cursor advance.
-    expect_abort(spawn_ferry(&cfg, Some("apply.after_target_write")), "apply crash");
+    expect_abort(spawn_daemon(&cfg, dir.path(), "apply.after_target_write"), "apply crash");
     // Crash between a log append and moving on.
-    expect_abort(spawn_ferry(&cfg, Some("log.after_append")), "log crash");
+    expect_abort(spawn_daemon(&cfg, dir.path(), "log.after_append"), "log crash");
     // A real kill -9 a few seconds into streaming.
-    let mut child = spawn_ferry(&cfg, None);
+    let child = spawn_daemon(&cfg, dir.path(), "");
     tokio::time::sleep(Duration::from_secs(6)).await;
-    child.kill().unwrap();
-    let _ = tokio::task::block_in_place(|| child.wait());
+    child.kill();
 
     // Final run: stop the writer while it streams, wait for convergence.
-    let child = spawn_ferry(&cfg, None);
+    let child = spawn_daemon(&cfg, dir.path(), "");
     tokio::time::sleep(Duration::from_secs(5)).await;
     stop.store(true, Ordering::Relaxed);
     let written = w.await.unwrap();
     eprintln!("writer stopped after id {written}");
     let (expected, got) = stream::converge(&source, &target, &src, &dst, Duration::from_secs(90)).await;
-    // SIGTERM: a clean stop exits 0.
-    stream::sigterm(child.id());
-    let (status, err) = stream::wait(child);
-    data::assert_same(&expected, &got);
-    assert!(status.success(), "ferry run should exit 0 on SIGTERM:\n{err}");
+    stream::stop_and_assert_same(child, &expected, &got);
     assert!(expected.len() > 6000, "the writer added rows ({})", expected.len());
     source.drop_collection(&src).await.unwrap();
     target.drop_collection(&dst).await.unwrap();

@@ -135,7 +135,8 @@ pub fn run_ferry(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
     out
 }
 
-fn tail(s: &str, n: usize) -> String {
+/// The last `n` lines of `s`.
+pub fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }

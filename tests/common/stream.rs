@@ -3,7 +3,8 @@
 
 #![allow(dead_code)]
 
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,7 +57,7 @@ pub async fn make_source(source: &MilvusClient, name: &str, rows: i64) {
 
 /// A job file for `ferry run` from `src` to `dst`, with the test broker as the WAL. The
 /// daemon listens on free ports, written to `state/daemon.json` ([`endpoints`]).
-pub fn job(dir: &std::path::Path, src: &str, dst: &str) -> String {
+pub fn job(dir: &Path, src: &str, dst: &str) -> String {
     let env = super::env();
     let job = super::write_job(
         dir,
@@ -79,8 +80,14 @@ pub fn job(dir: &std::path::Path, src: &str, dst: &str) -> String {
 }
 
 /// Inserts new ids, upserts existing ones and deletes some, in a loop, until `stop`.
-/// With `tolerate_errors`, a failed write is retried on the next round (outage tests: the
-/// source itself stalls while its broker is down). Returns the next unused id.
+///
+/// With `tolerate_errors` (outage tests: the source itself fails writes while its broker is
+/// down), a failed write is retried with the same rows until it succeeds, as an application
+/// would. This matters for the comparison: Milvus 2.3 writes an upsert as an Insert and a
+/// Delete message per channel, and a broker failure between them leaves the source holding
+/// both the old and the new row of a key (its queries then show the old one) while the WAL
+/// carries the new one. The retry's Delete removes both and its Insert writes the new row once.
+/// Returns the next unused id.
 pub async fn writer(
     c: MilvusClient,
     name: String,
@@ -94,75 +101,53 @@ pub async fn writer(
         round += 1;
         let new: Vec<i64> = (next..next + 70).collect();
         let old: Vec<i64> = (0..20).map(|k| (round * 37 + k * 101) % next).collect();
-        let gone: Vec<i64> = (0..10).map(|k| (round * 53 + k * 211) % next).collect();
-        let step = async {
-            c.insert(&name, "", &data::rows(shape, &new, 0)).await?;
-            c.upsert(&name, "", &data::rows(shape, &old, round)).await?;
-            c.delete(
-                &name,
-                "",
-                "pk",
-                &PrimaryKeys::Int(gone.iter().map(|&i| int_key(i)).collect()),
-            )
-            .await
-        };
-        match step.await {
-            Ok(_) => next += 70,
-            Err(e) if tolerate_errors => eprintln!("writer: {e} (retrying)"),
-            Err(e) => panic!("writer: {e}"),
-        }
+        let gone = PrimaryKeys::Int((0..10).map(|k| int_key((round * 53 + k * 211) % next)).collect());
+        let (new_rows, old_rows) = (data::rows(shape, &new, 0), data::rows(shape, &old, round));
+        until_done(tolerate_errors, || c.insert(&name, "", &new_rows)).await;
+        until_done(tolerate_errors, || c.upsert(&name, "", &old_rows)).await;
+        until_done(tolerate_errors, || c.delete(&name, "", "pk", &gone)).await;
+        next += 70;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     next
 }
 
-pub fn spawn_ferry(cfg: &str, failpoint: Option<&str>) -> Child {
+/// Runs one write of the writer: once, or with `retry` until it succeeds (at most 5 minutes).
+async fn until_done<T, F, Fut>(retry: bool, f: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ferry::milvus::MilvusError>>,
+{
+    let start = Instant::now();
+    loop {
+        match f().await {
+            Ok(_) => return,
+            Err(e) if retry && start.elapsed() < Duration::from_secs(300) => {
+                eprintln!("writer: {e} (retrying)");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("writer: {e}"),
+        }
+    }
+}
+
+/// `ferry run --config cfg` with `failpoints` (may be empty), logging at info to
+/// `dir/ferry.log`.
+pub fn spawn_daemon(cfg: &str, dir: &Path, failpoints: &str) -> Daemon {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
     cmd.args(["run", "--config", cfg, "--quiet"])
         .env("FERRY_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    if let Some(f) = failpoint {
-        cmd.env("FERRY_FAILPOINTS", f);
-    }
-    cmd.spawn().expect("spawn ferry run")
-}
-
-/// `ferry run` as a long-lived daemon: its log is appended to `dir/ferry.log` (a pipe nobody
-/// reads would fill up and stall it).
-pub fn spawn_daemon(cfg: &str, dir: &std::path::Path, failpoints: &str) -> Daemon {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("ferry.log"))
-        .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["run", "--config", cfg, "--quiet"])
-        .env("FERRY_LOG", "info")
-        .env("FERRY_FAILPOINTS", failpoints)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map(Daemon::new)
-        .expect("spawn ferry run")
-}
-
-/// Waits for a ferry process (without blocking other tasks of a multi-thread runtime).
-pub fn wait(child: Child) -> (std::process::ExitStatus, String) {
-    let out = tokio::task::block_in_place(|| child.wait_with_output()).expect("wait ferry");
-    (
-        out.status,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+        .env("FERRY_FAILPOINTS", failpoints);
+    Daemon::spawn(cmd, &dir.join("ferry.log"))
 }
 
 /// Waits for a ferry process to abort at its failpoint.
-pub fn expect_abort(child: Child, what: &str) {
+pub fn expect_abort(daemon: Daemon, what: &str) {
     let start = Instant::now();
-    let (status, err) = wait(child);
+    let (status, err) = daemon.wait();
     assert!(
         !status.success(),
-        "{what}: ferry should have aborted at its failpoint; stderr:\n{err}"
+        "{what}: ferry should have aborted at its failpoint; log:\n{err}"
     );
     assert!(
         err.contains("failpoint"),
@@ -215,8 +200,25 @@ pub async fn converge(
     (expected, got)
 }
 
+/// The end of a streaming test: SIGTERM stops `daemon`, which must exit 0, and the target holds
+/// exactly the source's rows. A failure shows the end of the daemon's log.
+pub fn stop_and_assert_same(
+    daemon: Daemon,
+    expected: &std::collections::BTreeMap<PkValue, u64>,
+    got: &std::collections::BTreeMap<PkValue, u64>,
+) {
+    sigterm(daemon.id());
+    let (status, log) = daemon.wait();
+    let tail = super::tail(&log, 80);
+    if expected != got {
+        eprintln!("ferry's log (last 80 lines):\n{tail}");
+    }
+    data::assert_same(expected, got);
+    assert!(status.success(), "ferry run should exit 0 on SIGTERM ({status}); last 80 log lines:\n{tail}");
+}
+
 /// The addresses a running daemon of the job file in `dir` wrote (waits up to 60 s).
-pub fn endpoints(dir: &std::path::Path) -> ferry::daemon::Endpoints {
+pub fn endpoints(dir: &Path) -> ferry::daemon::Endpoints {
     let path = dir.join("state").join("daemon.json");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -235,27 +237,58 @@ pub fn endpoints(dir: &std::path::Path) -> ferry::daemon::Endpoints {
     }
 }
 
-/// A `ferry run` process that is killed if the test panics (no orphaned daemons).
-pub struct Daemon(Option<Child>);
+/// A ferry process whose stderr goes to a log file (a pipe nobody reads would fill up and
+/// stall it), killed if the test panics (no orphaned daemons).
+pub struct Daemon {
+    child: Option<Child>,
+    log: PathBuf,
+    /// Where this process's part of the log starts (restarts append to the same file).
+    from: u64,
+}
 
 impl Daemon {
-    pub fn new(child: Child) -> Self {
-        Daemon(Some(child))
+    /// Spawns `cmd` with stdout discarded and stderr appended to `log`.
+    pub fn spawn(mut cmd: Command, log: &Path) -> Self {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        let from = file.metadata().unwrap().len();
+        let child = cmd.stdout(Stdio::null()).stderr(file).spawn().expect("spawn ferry");
+        Daemon { child: Some(child), log: log.to_path_buf(), from }
     }
 
     pub fn id(&self) -> u32 {
-        self.0.as_ref().map_or(0, |c| c.id())
+        self.child.as_ref().map_or(0, |c| c.id())
     }
 
-    /// Waits for the process to exit.
-    pub fn wait(mut self) -> (std::process::ExitStatus, String) {
-        wait(self.0.take().expect("daemon already waited for"))
+    /// This process's log so far.
+    pub fn log(&self) -> String {
+        let bytes = std::fs::read(&self.log).unwrap_or_default();
+        String::from_utf8_lossy(bytes.get(self.from as usize..).unwrap_or_default()).into_owned()
+    }
+
+    /// The exit status if the process has exited.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().unwrap())
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill(mut self) {
+        let mut c = self.child.take().expect("daemon already waited for");
+        c.kill().unwrap();
+        let _ = tokio::task::block_in_place(|| c.wait());
+    }
+
+    /// Waits for the process to exit (without blocking other tasks of a multi-thread
+    /// runtime); returns its status and its log.
+    pub fn wait(mut self) -> (ExitStatus, String) {
+        let mut c = self.child.take().expect("daemon already waited for");
+        let status = tokio::task::block_in_place(|| c.wait()).expect("wait ferry");
+        (status, self.log())
     }
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
+        if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
