@@ -145,6 +145,64 @@ async fn every_type_to_milvus_lite() {
     migrate_roundtrip(&common::env().lite_uri, Shape::default(), false, true).await;
 }
 
+/// Milvus does not enforce key uniqueness: inserting an existing key adds a second row, which
+/// `count(*)` counts and queries do not return. The target holds one row per key, and the
+/// count checks of migrate and verify compare it with the source's distinct keys, saying so;
+/// a row really missing on the target is still a difference.
+#[tokio::test]
+async fn repeated_source_keys_are_one_row_on_the_target() {
+    let env = common::env();
+    let source = common::client(&env.source_uri).await;
+    let target = common::client(&env.target_uri).await;
+    let src = common::unique("dupkey_src");
+    let dst = common::unique("dupkey_dst");
+    let shape = Shape::default();
+    let keys = make_source(&source, &src, shape, 3000).await;
+    // make_source put ids 0..1000 in _default and 1000..2000 in p_a, and deleted i % 7 == 3.
+    let again = |r: std::ops::Range<i64>| r.filter(|i| i % 7 != 3).collect::<Vec<i64>>();
+    let (in_default, in_p_a) = (again(0..40), again(1000..1030));
+    source.insert(&src, "", &data::rows(shape, &in_default, 0)).await.unwrap();
+    source.insert(&src, "p_a", &data::rows(shape, &in_p_a, 0)).await.unwrap();
+    let repeated = in_default.len() + in_p_a.len();
+    let rows = source.count(&src, &[]).await.unwrap() as usize;
+    assert_eq!(rows, keys + repeated, "Milvus 2.3.5 counts a repeated key's rows");
+
+    let dir = tempfile::tempdir().unwrap();
+    let job = common::write_job(
+        dir.path(),
+        &env.source_uri,
+        &env.target_uri,
+        &format!("[[collections]]\nsource = \"{src}\"\ntarget = \"{dst}\"\n"),
+        "page_rows = 500",
+    );
+    let job = job.to_str().unwrap();
+    let out = common::run_ferry(&["migrate", "--config", job, "--quiet", "--load"], &[]);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "migrate failed: {text}");
+    assert!(text.contains(&format!("ok {keys} (+{repeated} repeated keys)")), "{text}");
+    assert_eq!(target.count(&dst, &[]).await.unwrap() as usize, keys);
+    assert_migrated(&source, &target, &src, &dst, false).await;
+
+    let p_a_keys = (1000..2000).filter(|i| i % 7 != 3).count();
+    for full in [&[][..], &["--full"][..]] {
+        let out = common::run_ferry(&[&["verify", "--config", job][..], full].concat(), &[]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "verify {full:?}: {text}");
+        assert!(text.contains(&format!("the source has {keys} distinct primary keys in its {rows} rows")), "{text}");
+        let p_a = text.lines().find(|l| l.contains("partition p_a")).unwrap_or_default();
+        assert!(p_a.contains(&format!("({p_a_keys} keys)")) && p_a.ends_with("ok"), "{text}");
+    }
+
+    // A row missing on the target is found all the same.
+    let gone = PrimaryKeys::Int(vec![match data::key(shape, 5) { PkValue::Int(k) => k, _ => unreachable!() }]);
+    target.delete(&dst, "", "pk", &gone).await.unwrap();
+    let out = common::run_ferry(&["verify", "--config", job], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success() && text.contains("DIFFERENT"), "{text}");
+    source.drop_collection(&src).await.unwrap();
+    target.drop_collection(&dst).await.unwrap();
+}
+
 #[tokio::test]
 async fn crash_at_failpoint_then_kill_9_then_resume_converges() {
     let env = common::env();

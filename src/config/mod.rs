@@ -428,8 +428,8 @@ impl JobConfig {
         if cfg.copy.parallelism == 0 {
             return Err(invalid("copy.parallelism", "must be at least 1".into()));
         }
-        if cfg.copy.page_rows == 0 || cfg.copy.page_rows > 16384 {
-            return Err(invalid("copy.page_rows", "must be 1..=16384".into()));
+        if cfg.copy.page_rows == 0 || cfg.copy.page_rows > crate::milvus::MAX_QUERY_ROWS {
+            return Err(invalid("copy.page_rows", format!("must be 1..={}", crate::milvus::MAX_QUERY_ROWS)));
         }
         if cfg.copy.batch_bytes < 1024 || cfg.copy.batch_bytes > 60 << 20 {
             return Err(invalid("copy.batch_bytes", "must be 1 KiB..=60 MiB (Milvus caps a request at 64 MiB)".into()));

@@ -36,6 +36,11 @@ pub enum MigrateError {
     },
     #[error("row count check failed: {details}")]
     CountMismatch { details: String },
+    #[error("collection {collection:?}: counting the source's distinct primary keys failed: {source}")]
+    KeyCount {
+        collection: String,
+        source: crate::milvus::PagerError,
+    },
 }
 
 /// How indexes are made on the target.
@@ -66,9 +71,20 @@ pub struct CollectionSummary {
     #[serde(flatten)]
     pub copy: CopyReport,
     pub source_count: u64,
+    /// The source's distinct primary keys, when fewer than `source_count` (see
+    /// [`repeated_keys`]); the count check compares them to the target's rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_keys: Option<u64>,
     pub target_count: u64,
     /// False when the target could not be counted (no index to load it with).
     pub count_checked: bool,
+}
+
+impl CollectionSummary {
+    /// The target's rows equal the source's (one per primary key).
+    pub fn counts_match(&self) -> bool {
+        self.source_keys.unwrap_or(self.source_count) == self.target_count
+    }
 }
 
 /// Connects to both sides, failing with a message that says which side is unreachable.
@@ -169,6 +185,7 @@ pub async fn migrate(
             summaries.push(CollectionSummary {
                 copy,
                 source_count: 0,
+                source_keys: None,
                 target_count: 0,
                 count_checked: false,
             });
@@ -206,10 +223,23 @@ pub async fn migrate(
             step: "count source",
             source,
         })?;
+        s.source_keys = repeated_keys(&source, c, None, s.source_count, s.target_count)
+            .await
+            .map_err(|source| MigrateError::KeyCount { collection: c.source_name.clone(), source })?;
         s.count_checked = true;
-        if s.source_count != s.target_count {
+        if let Some(keys) = s.source_keys {
+            tracing::warn!(
+                collection = %c.source_name,
+                rows = s.source_count,
+                keys,
+                "the source holds {} rows more than distinct primary keys (Milvus does not enforce key uniqueness); the target holds one row per key",
+                s.source_count - keys
+            );
+        }
+        if !s.counts_match() {
+            let keys = s.source_keys.map(|k| format!(" ({k} distinct keys)")).unwrap_or_default();
             mismatches.push(format!(
-                "{} has {} rows on the source, {} has {} on the target",
+                "{} has {} rows{keys} on the source, {} has {} on the target",
                 c.source_name, s.source_count, c.target_name, s.target_count
             ));
         }
@@ -225,6 +255,31 @@ pub async fn migrate(
         });
     }
     Ok(summaries)
+}
+
+/// The source's distinct primary keys in `collection` (or one `partition` of it) when they
+/// are fewer than its `source_rows` by `count(*)`; `None` when every key has one row.
+///
+/// Milvus does not enforce key uniqueness: inserting an existing key, or an upsert interrupted
+/// between its Delete and Insert messages (a broker failure), leaves two rows of one key.
+/// `count(*)` counts both; a query, and so the copy and the stream, sees one, and the target
+/// ends with one row per key. So counts are compared with the distinct keys. They are read
+/// (keys only) only when `source_rows` exceeds `target_rows`: otherwise the counts agree, or
+/// the target has more rows, which no repeated key explains.
+pub async fn repeated_keys(
+    source: &MilvusClient,
+    c: &crate::plan::CollectionPlan,
+    partition: Option<&str>,
+    source_rows: u64,
+    target_rows: u64,
+) -> Result<Option<u64>, crate::milvus::PagerError> {
+    if source_rows <= target_rows {
+        return Ok(None);
+    }
+    let mut pager = crate::milvus::KeyPager::new(&c.source_name, &c.pk_field, Vec::new());
+    pager.partitions = partition.into_iter().map(String::from).collect();
+    let keys = pager.count_keys(source).await?;
+    Ok((keys < source_rows).then_some(keys))
 }
 
 /// The end of every copy into a target collection: builds its indexes as `mode` says, loads
@@ -338,10 +393,12 @@ pub fn render_summary(summaries: &[CollectionSummary]) -> String {
             c.copy.rows_per_s(),
             if !c.count_checked {
                 "skipped".to_string()
-            } else if c.source_count == c.target_count {
-                format!("ok {}", c.target_count)
+            } else if !c.counts_match() {
+                format!("{}!={}", c.source_keys.unwrap_or(c.source_count), c.target_count)
+            } else if let Some(keys) = c.source_keys {
+                format!("ok {} (+{} repeated keys)", c.target_count, c.source_count - keys)
             } else {
-                format!("{}!={}", c.source_count, c.target_count)
+                format!("ok {}", c.target_count)
             }
         );
     }

@@ -24,6 +24,6 @@ pub use client::{normalize_uri, ConnectOptions, CreateCollection, MilvusClient, 
 pub use data::{PrimaryKeys, Rows};
 pub use error::{MilvusError, Result};
 pub use expr::PkValue;
-pub use pager::{KeyPager, PagerError};
+pub use pager::{KeyPager, PagerError, MAX_QUERY_ROWS};
 pub use rbac::Grant;
 pub use shard::ShardFilter;

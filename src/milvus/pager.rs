@@ -12,6 +12,9 @@ use super::expr::{pk_greater, PkValue};
 use super::shard::ShardFilter;
 use crate::proto::common::ConsistencyLevel;
 
+/// The largest `limit` a Milvus query accepts.
+pub const MAX_QUERY_ROWS: u64 = 16384;
+
 /// Errors of a key-ordered scan.
 #[derive(Debug, thiserror::Error)]
 pub enum PagerError {
@@ -55,6 +58,19 @@ impl KeyPager {
             shards: None,
             finished: false,
         }
+    }
+
+    /// Reads the scan to its end, keys only, and returns how many distinct keys it saw.
+    /// Milvus answers a query with one row per key even when a key has several rows, so this
+    /// is the number of rows a copy (one row per key) of the scanned slice holds.
+    pub async fn count_keys(mut self, client: &MilvusClient) -> Result<u64, PagerError> {
+        self.output_fields = vec![self.pk_field.clone()];
+        self.page_rows = MAX_QUERY_ROWS;
+        let mut n = 0;
+        while let Some(page) = self.next_page(client).await? {
+            n += page.len() as u64;
+        }
+        Ok(n)
     }
 
     /// The filter of the next page.

@@ -42,7 +42,7 @@ use tokio::sync::watch;
 
 use crate::config::CopyConfig;
 use crate::migrate::{self, MigrateError};
-use crate::milvus::{MilvusClient, MilvusError};
+use crate::milvus::{MilvusClient, MilvusError, PagerError};
 use crate::plan::{CollectionPlan, Plan};
 use crate::proto::common::LoadState;
 use crate::proto::schema::DataType;
@@ -77,6 +77,21 @@ pub enum VerifyError {
 }
 
 impl VerifyError {
+    /// A failed key-ordered read of `collection`.
+    fn scan(collection: &str, step: &'static str, e: PagerError) -> Self {
+        match e {
+            PagerError::Milvus(source) => VerifyError::Milvus {
+                collection: collection.into(),
+                step,
+                source,
+            },
+            PagerError::Order { reason, .. } => VerifyError::Data {
+                collection: collection.into(),
+                reason,
+            },
+        }
+    }
+
     pub fn is_retryable(&self) -> bool {
         matches!(self, VerifyError::Milvus { source, .. } if source.is_retryable())
     }
@@ -270,6 +285,7 @@ async fn pass(
             target = %report.target,
             equal = report.equal,
             source_rows = report.source_rows,
+            source_keys = report.source_keys,
             target_rows = report.target_rows,
             missing = report.full.as_ref().map(|f| f.missing.count),
             extra = report.full.as_ref().map(|f| f.extra.count),
@@ -326,6 +342,7 @@ async fn compare_collection(
         equal: false,
         target_exists: false,
         source_rows: 0,
+        source_keys: None,
         target_rows: 0,
         partition_key: c.partition_key,
         partitions: Vec::new(),
@@ -413,13 +430,27 @@ async fn compare_collection(
         return Ok((report, None));
     }
     report.target_rows = count_of(false, None).unwrap_or(0);
+    // A source key with several rows is one row on the target: counts compare distinct keys.
+    let keys = |part: Option<String>, s: u64, t: u64| async move {
+        migrate::repeated_keys(ctx.source, c, part.as_deref(), s, t)
+            .await
+            .map_err(|e| VerifyError::scan(src, "count source keys", e))
+    };
+    if !shared {
+        report.source_keys = keys(None, report.source_rows, report.target_rows).await?;
+    }
     for p in names.iter().filter(|_| !shared) {
         let (s, t) = (count_of(true, Some(p)), count_of(false, Some(p)));
+        let source_keys = match (s, t) {
+            (Some(s), Some(t)) => keys(Some(p.clone()), s, t).await?,
+            _ => None,
+        };
         report.partitions.push(PartitionReport {
             name: p.clone(),
             source_rows: s,
+            source_keys,
             target_rows: t,
-            equal: s.is_some() && s == t,
+            equal: s.is_some() && source_keys.or(s) == t,
         });
     }
 
@@ -497,7 +528,7 @@ async fn compare_collection(
             fixed = Some(rep);
         }
     }
-    report.equal = report.source_rows == report.target_rows
+    report.equal = report.source_keys.unwrap_or(report.source_rows) == report.target_rows
         && report.partitions.iter().all(|p| p.equal)
         && report.full.as_ref().is_none_or(FullReport::is_clean);
     report.seconds = started.elapsed().as_secs_f64();

@@ -61,6 +61,11 @@ pub struct CollectionReport {
     pub target_exists: bool,
     /// `count(*)` on each side (of a share: its keys, from the key-by-key comparison).
     pub source_rows: u64,
+    /// The source's distinct primary keys, when fewer than `source_rows`: Milvus does not
+    /// enforce key uniqueness, and a key with several rows is one row on the target, so the
+    /// target's count is compared with this. Absent when every key has one row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_keys: Option<u64>,
     pub target_rows: u64,
     /// The shards compared when this instance moves a share of the collection
     /// (`[source.wal] channels`): then only their keys are compared, always key by key
@@ -81,6 +86,9 @@ pub struct CollectionReport {
 pub struct PartitionReport {
     pub name: String,
     pub source_rows: Option<u64>,
+    /// As [`CollectionReport::source_keys`], for this partition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_keys: Option<u64>,
     pub target_rows: Option<u64>,
     pub equal: bool,
 }
@@ -208,14 +216,22 @@ fn render_pass(s: &mut String, p: &PassReport) {
         if let Some(share) = &c.share {
             let _ = writeln!(s, "    share: the keys of {share}, compared key by key");
         }
+        if let Some(keys) = c.source_keys {
+            let _ = writeln!(
+                s,
+                "    repeated keys: the source has {keys} distinct primary keys in its {} rows; a key with several rows (Milvus does not enforce uniqueness) is one row on the target",
+                c.source_rows
+            );
+        }
         if c.partition_key {
             let _ = writeln!(s, "    partition key: compared as a whole");
         }
         for p in &c.partitions {
             let n = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "absent".into());
+            let keys = p.source_keys.map(|k| format!(" ({k} keys)")).unwrap_or_default();
             let _ = writeln!(
                 s,
-                "    partition {:<20} source {:>10}  target {:>10}  {}",
+                "    partition {:<20} source {:>10}{keys}  target {:>10}  {}",
                 p.name,
                 n(p.source_rows),
                 n(p.target_rows),
@@ -291,8 +307,9 @@ pub fn summary(r: &VerifyReport) -> String {
         if !c.target_exists {
             what.push("target collection missing".to_string());
         } else {
-            if c.source_rows != c.target_rows {
-                what.push(format!("{} vs {} rows", c.source_rows, c.target_rows));
+            let expected = c.source_keys.unwrap_or(c.source_rows);
+            if expected != c.target_rows {
+                what.push(format!("{expected} vs {} rows", c.target_rows));
             }
             for p in c.partitions.iter().filter(|p| !p.equal) {
                 let n =
@@ -300,7 +317,7 @@ pub fn summary(r: &VerifyReport) -> String {
                 what.push(format!(
                     "partition {} {} vs {}",
                     p.name,
-                    n(p.source_rows),
+                    n(p.source_keys.or(p.source_rows)),
                     n(p.target_rows)
                 ));
             }

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use super::merge::{merge_step, Diff};
 use super::report::{FullReport, KeyList};
 use super::{VerifyError, VerifyOptions};
-use crate::milvus::{KeyPager, MilvusClient, PagerError, PkValue, PrimaryKeys, Rows};
+use crate::milvus::{KeyPager, MilvusClient, PkValue, PrimaryKeys, Rows};
 use crate::plan::CollectionPlan;
 use crate::snapshot::unit::Unit;
 
@@ -83,17 +83,10 @@ impl Side {
             return Ok(());
         };
         let collection = pager.collection.clone();
-        let page = pager.next_page(client).await.map_err(|e| match e {
-            PagerError::Milvus(source) => VerifyError::Milvus {
-                collection: collection.clone(),
-                step,
-                source,
-            },
-            PagerError::Order { reason, .. } => VerifyError::Data {
-                collection: collection.clone(),
-                reason,
-            },
-        })?;
+        let page = pager
+            .next_page(client)
+            .await
+            .map_err(|e| VerifyError::scan(&collection, step, e))?;
         self.entries.clear();
         self.pos = 0;
         self.rows = Rows::default();
