@@ -153,8 +153,7 @@ async fn command_freeze_cutover_aborts_on_a_drain_failure_then_succeeds() {
     assert!(st["last_cutover_report"].as_str().unwrap().contains("successful"));
     assert_equal(&source, &target, &src, &dst).await;
 
-    stream::sigterm(daemon.id());
-    let (status, log) = daemon.wait();
+    let (status, log) = daemon.terminate();
     assert!(status.success(), "{status:?}: {log}");
     source.drop_collection(&src).await.unwrap();
     target.drop_collection(&dst).await.unwrap();
@@ -218,8 +217,7 @@ async fn rbac_freeze_revokes_writes_and_restores_them_on_abort() {
     assert_eq!(held().await, ["Query"], "a successful cutover leaves the source frozen");
     assert_equal(&source, &target, &src, &dst).await;
 
-    stream::sigterm(daemon.id());
-    let (status, log) = daemon.wait();
+    let (status, log) = daemon.terminate();
     assert!(status.success(), "{status:?}: {log}");
     for g in source.grants(&role).await.unwrap() {
         source.revoke(&g).await.unwrap();
@@ -264,8 +262,7 @@ async fn scheduled_and_postponed_cutover_can_be_aborted_then_runs_with_no_freeze
     assert_eq!(report["steps"][2]["status"], "skipped");
     assert_equal(&source, &target, &src, &dst).await;
 
-    stream::sigterm(daemon.id());
-    let (status, log) = daemon.wait();
+    let (status, log) = daemon.terminate();
     assert!(status.success(), "{status:?}: {log}");
     source.drop_collection(&src).await.unwrap();
     target.drop_collection(&dst).await.unwrap();
@@ -303,8 +300,7 @@ async fn a_failed_unfreeze_is_retried_and_sigterm_unfreezes() {
     assert!(ok && report["outcome"] == "successful", "{report:#}");
     assert!(dir.path().join("unfrozen").exists(), "the kept unfreeze command ran");
     assert_equal(&source, &target, &src, &dst).await;
-    stream::sigterm(daemon.id());
-    assert!(daemon.wait().0.success());
+    assert!(daemon.terminate().0.success());
     source.drop_collection(&src).await.unwrap();
     target.drop_collection(&dst).await.unwrap();
 
@@ -324,8 +320,7 @@ async fn a_failed_unfreeze_is_retried_and_sigterm_unfreezes() {
         assert!(Instant::now() < deadline, "the freeze command never ran");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    stream::sigterm(daemon.id());
-    let (status, log) = daemon.wait();
+    let (status, log) = daemon.terminate();
     assert!(status.success(), "{status:?}: {log}");
     assert!(dir.path().join("unfrozen").exists(), "SIGTERM left the source frozen");
     let (ok, report) = pending.join().unwrap();
@@ -333,8 +328,7 @@ async fn a_failed_unfreeze_is_retried_and_sigterm_unfreezes() {
     let daemon = spawn_daemon(&cfg, dir.path(), "");
     tokio::task::block_in_place(|| wait_state(&cfg, "STREAMING"));
     assert_equal(&source, &target, &src, &dst).await;
-    stream::sigterm(daemon.id());
-    assert!(daemon.wait().0.success());
+    assert!(daemon.terminate().0.success());
     source.drop_collection(&src).await.unwrap();
     target.drop_collection(&dst).await.unwrap();
 }

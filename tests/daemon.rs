@@ -144,8 +144,7 @@ async fn daemon_is_observable_controllable_and_restartable() {
     assert!(metric_sum(&p2, "ferry_log_pending_events") > 0.0, "the WAL is still read while paused");
 
     // SIGTERM while paused: exits 0; the restarted daemon is still paused.
-    stream::sigterm(child.id());
-    let (status, text) = child.wait();
+    let (status, text) = child.terminate();
     assert!(status.success(), "SIGTERM must exit 0: {text}");
     let child = spawn_daemon(&cfg, &log);
     let eps = stream::endpoints(dir.path());
@@ -167,8 +166,7 @@ async fn daemon_is_observable_controllable_and_restartable() {
     }
 
     // SIGTERM mid-stream with the writer running, restart, then stop the writer.
-    stream::sigterm(child.id());
-    let (status, text) = child.wait();
+    let (status, text) = child.terminate();
     assert!(status.success(), "SIGTERM mid-stream must exit 0: {text}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let child = spawn_daemon(&cfg, &log);
@@ -191,8 +189,7 @@ async fn daemon_is_observable_controllable_and_restartable() {
     let (ok, text) = tokio::task::block_in_place(|| cli(&["resume", "--job", "test-job"], &cfg, true));
     assert!(!ok && text.contains("CANCELLED"), "a cancelled job cannot resume: {text}");
     outputs += &scrape(&stream::endpoints(dir.path()).telemetry);
-    stream::sigterm(child.id());
-    let (status, text) = child.wait();
+    let (status, text) = child.terminate();
     assert!(status.success(), "{text}");
 
     // No secret anywhere.
@@ -243,8 +240,7 @@ async fn a_dropped_source_collection_stops_or_drops_as_configured() {
                 assert_eq!(tokio::task::block_in_place(|| status_json(&cfg))["state"], "STREAMING");
             }
         }
-        stream::sigterm(daemon.id());
-        assert!(daemon.wait().0.success());
+        assert!(daemon.terminate().0.success());
     }
 }
 
@@ -285,8 +281,7 @@ async fn a_failed_job_resumes_in_the_same_process() {
     w.await.unwrap();
     let (expected, got) = stream::converge(&source, &target, &src, &dst, Duration::from_secs(90)).await;
     common::data::assert_same(&expected, &got);
-    stream::sigterm(daemon.id());
-    assert!(daemon.wait().0.success());
+    assert!(daemon.terminate().0.success());
     source.drop_collection(&src).await.unwrap();
     target.drop_collection(&dst).await.unwrap();
 }

@@ -417,7 +417,6 @@ fn every_panel_query_is_valid_promql() {
     assert!(bad.is_empty(), "invalid panel queries:\n{}", bad.join("\n"));
 }
 
-
 /// A sample's value is a number (not NaN or infinite).
 fn has_finite_value(result: &[Value]) -> bool {
     result.iter().any(|r| {
@@ -584,8 +583,7 @@ async fn every_panel_returns_data_from_a_daemon_under_load() {
     // Clean up before judging.
     stop.store(true, Ordering::Relaxed);
     let _ = writer.await;
-    stream::sigterm(ferry.id());
-    let (status, log) = ferry.wait();
+    let (status, log) = ferry.terminate();
     drop(prom);
     let _ = source.drop_collection(&src).await;
     let _ = target.drop_collection(&dst).await;

@@ -116,8 +116,7 @@ async fn two_instances_split_by_channel_converge_through_crashes_and_cut_over_to
         assert!(ok && out.to_lowercase().contains("successful"), "{out}");
     }
     for d in [a, b] {
-        stream::sigterm(d.id());
-        let (status, log) = d.wait();
+        let (status, log) = d.terminate();
         assert!(status.success(), "ferry run should exit 0 on SIGTERM:\n{log}");
     }
     source.drop_collection(&src).await.unwrap();

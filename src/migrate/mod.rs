@@ -81,9 +81,14 @@ pub struct CollectionSummary {
 }
 
 impl CollectionSummary {
+    /// The rows the target should hold: one per source primary key.
+    pub fn expected_target_count(&self) -> u64 {
+        self.source_keys.unwrap_or(self.source_count)
+    }
+
     /// The target's rows equal the source's (one per primary key).
     pub fn counts_match(&self) -> bool {
-        self.source_keys.unwrap_or(self.source_count) == self.target_count
+        self.expected_target_count() == self.target_count
     }
 }
 
@@ -394,7 +399,7 @@ pub fn render_summary(summaries: &[CollectionSummary]) -> String {
             if !c.count_checked {
                 "skipped".to_string()
             } else if !c.counts_match() {
-                format!("{}!={}", c.source_keys.unwrap_or(c.source_count), c.target_count)
+                format!("{}!={}", c.expected_target_count(), c.target_count)
             } else if let Some(keys) = c.source_keys {
                 format!("ok {} (+{} repeated keys)", c.target_count, c.source_count - keys)
             } else {

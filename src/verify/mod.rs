@@ -528,7 +528,7 @@ async fn compare_collection(
             fixed = Some(rep);
         }
     }
-    report.equal = report.source_keys.unwrap_or(report.source_rows) == report.target_rows
+    report.equal = report.expected_target_rows() == report.target_rows
         && report.partitions.iter().all(|p| p.equal)
         && report.full.as_ref().is_none_or(FullReport::is_clean);
     report.seconds = started.elapsed().as_secs_f64();

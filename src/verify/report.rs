@@ -81,6 +81,13 @@ pub struct CollectionReport {
     pub seconds: f64,
 }
 
+impl CollectionReport {
+    /// The rows the target should hold: one per source primary key.
+    pub fn expected_target_rows(&self) -> u64 {
+        self.source_keys.unwrap_or(self.source_rows)
+    }
+}
+
 /// One user partition. A count is `null` when the partition does not exist on that side.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PartitionReport {
@@ -307,7 +314,7 @@ pub fn summary(r: &VerifyReport) -> String {
         if !c.target_exists {
             what.push("target collection missing".to_string());
         } else {
-            let expected = c.source_keys.unwrap_or(c.source_rows);
+            let expected = c.expected_target_rows();
             if expected != c.target_rows {
                 what.push(format!("{expected} vs {} rows", c.target_rows));
             }

@@ -156,7 +156,7 @@ pub fn expect_abort(daemon: Daemon, what: &str) {
     eprintln!("{what}: aborted after {:?}", start.elapsed());
 }
 
-pub fn sigterm(pid: u32) {
+fn sigterm(pid: u32) {
     let ok = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
@@ -207,8 +207,7 @@ pub fn stop_and_assert_same(
     expected: &std::collections::BTreeMap<PkValue, u64>,
     got: &std::collections::BTreeMap<PkValue, u64>,
 ) {
-    sigterm(daemon.id());
-    let (status, log) = daemon.wait();
+    let (status, log) = daemon.terminate();
     let tail = super::tail(&log, 80);
     if expected != got {
         eprintln!("ferry's log (last 80 lines):\n{tail}");
@@ -275,6 +274,12 @@ impl Daemon {
         let mut c = self.child.take().expect("daemon already waited for");
         c.kill().unwrap();
         let _ = tokio::task::block_in_place(|| c.wait());
+    }
+
+    /// SIGTERM (a clean stop), then [`Daemon::wait`].
+    pub fn terminate(self) -> (ExitStatus, String) {
+        sigterm(self.id());
+        self.wait()
     }
 
     /// Waits for the process to exit (without blocking other tasks of a multi-thread
