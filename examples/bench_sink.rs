@@ -6,6 +6,8 @@
 //! bench_sink sink  --uri U --collection C [--rows N] [--dim D] [--batch-bytes B] [--seed S]
 //! bench_sink read  --uri U --collection C [--page-rows P]  # source-read limit (one scan)
 //! bench_sink rows  --uri U --collection C     # flushes, prints the statistics row count
+//! bench_sink backup --uri U --collection C --data-dir D --out DIR
+//!                                             # the source's flushed segments as a backup
 //! bench_sink drop  --uri U --collection C     # drops C if it exists
 //! ```
 //!
@@ -38,6 +40,8 @@ struct Args {
     batch_bytes: usize,
     seed: u64,
     page_rows: u64,
+    data_dir: String,
+    out: String,
 }
 
 fn parse_args() -> Result<Args> {
@@ -54,6 +58,8 @@ fn parse_args() -> Result<Args> {
         batch_bytes: 8 << 20,
         seed: 1,
         page_rows: 4000,
+        data_dir: String::new(),
+        out: String::new(),
     };
     while let Some(flag) = it.next() {
         let val = it.next().with_context(|| format!("{flag} needs a value"))?;
@@ -65,6 +71,8 @@ fn parse_args() -> Result<Args> {
             "--batch-bytes" => a.batch_bytes = val.parse().context("--batch-bytes")?,
             "--seed" => a.seed = val.parse().context("--seed")?,
             "--page-rows" => a.page_rows = val.parse().context("--page-rows")?,
+            "--data-dir" => a.data_dir = val,
+            "--out" => a.out = val,
             _ => bail!("unknown flag {flag}"),
         }
     }
@@ -323,7 +331,77 @@ async fn main() -> Result<()> {
                 a.page_rows
             );
         }
+        "backup" => backup(&c, &a).await?,
         m => bail!("unknown mode {m}"),
     }
+    Ok(())
+}
+
+/// Lays the source collection's flushed segments out as milvus-backup backup `bk` under
+/// `--out` (files copied from the source's local storage `--data-dir`), so that `ferry
+/// import-backup` can copy the same rows with no query load on the source. Fails when the
+/// segments found do not hold exactly the collection's rows (e.g. leftovers of a
+/// compaction not yet garbage-collected).
+async fn backup(c: &MilvusClient, a: &Args) -> Result<()> {
+    use ferry::sources::backup::meta::{
+        BackupInfo, CollectionBackupInfo, PartitionBackupInfo, SchemaJson,
+    };
+    use ferry::sources::backup::testdata::{copy_milvus_segment, write_meta};
+    if a.data_dir.is_empty() || a.out.is_empty() {
+        bail!("backup needs --data-dir and --out");
+    }
+    let name = std::slice::from_ref(&a.collection);
+    c.flush(name, Duration::from_secs(600)).await?;
+    let desc = c.describe_collection(&a.collection).await?;
+    let schema = desc.schema.clone().context("no schema")?;
+    let data_dir = std::path::Path::new(&a.data_dir);
+    let bk = std::path::Path::new(&a.out).join("bk");
+    let mut partitions = Vec::new();
+    let mut total = 0i64;
+    for (part_name, part_id) in c.list_partitions(&a.collection).await? {
+        let dir = data_dir.join(format!("insert_log/{}/{part_id}", desc.collection_id));
+        let mut segs = Vec::new();
+        if dir.is_dir() {
+            for entry in std::fs::read_dir(&dir)? {
+                let Some(seg_id) = entry?.file_name().to_str().and_then(|n| n.parse().ok())
+                else {
+                    continue;
+                };
+                let seg =
+                    copy_milvus_segment(data_dir, &bk, desc.collection_id, part_id, None, seg_id)?;
+                total += seg.num_of_rows;
+                segs.push(seg);
+            }
+        }
+        partitions.push(PartitionBackupInfo {
+            partition_id: part_id,
+            partition_name: part_name,
+            collection_id: desc.collection_id,
+            segment_backups: segs,
+            ..Default::default()
+        });
+    }
+    let want = c.statistics_row_count(&a.collection).await?;
+    if total as u64 != want {
+        bail!("segments under {} hold {total} rows, the collection {want}", data_dir.display());
+    }
+    let segments: usize = partitions.iter().map(|p| p.segment_backups.len()).sum();
+    let info = BackupInfo {
+        name: "bk".into(),
+        milvus_version: "v2.3.5".into(),
+        collection_backups: vec![CollectionBackupInfo {
+            collection_id: desc.collection_id,
+            db_name: "default".into(),
+            collection_name: a.collection.clone(),
+            schema: Some(SchemaJson::from_proto(&schema)),
+            shards_num: desc.shards_num,
+            consistency_level: desc.consistency_level,
+            partition_backups: partitions,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    write_meta(&bk, &info, true)?;
+    println!("BACKUP rows={total} segments={segments} dir={}", bk.display());
     Ok(())
 }

@@ -153,6 +153,20 @@ pub struct EndpointConfig {
     pub request_timeout_s: u64,
     /// Source only: the Kafka the source writes its WAL to (zero-downtime mode).
     pub wal: Option<WalConfig>,
+    /// Source only: the object storage the source writes its binlogs to. `ferry migrate`
+    /// then reads the snapshot from the binlogs instead of querying the source.
+    pub storage: Option<StorageConfig>,
+}
+
+/// Where the source Milvus keeps its binlogs (`minio`/`localStorage` and `rootPath` in
+/// milvus.yaml).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// The storage root, the folder holding `insert_log/` and `delta_log/`: a local path
+    /// (`localStorage.path`) or an object-store URL such as `s3://bucket/files` (credentials
+    /// and endpoint from the environment, as for `ferry import-backup`).
+    pub location: String,
 }
 
 /// A secret as written in the file: literal or `env:VAR`, resolved at load.
@@ -392,6 +406,17 @@ impl JobConfig {
         if cfg.target.wal.is_some() {
             return Err(invalid("target.wal", "only the source has a WAL to read".into()));
         }
+        if cfg.target.storage.is_some() {
+            return Err(invalid("target.storage", "only the source's binlogs are read".into()));
+        }
+        if let Some(st) = &cfg.source.storage {
+            if st.location.trim().is_empty() {
+                return Err(invalid("source.storage.location", "must not be empty".into()));
+            }
+            if cfg.source.wal.as_ref().is_some_and(|w| w.channels.is_some()) {
+                return Err(invalid("source.storage", "cannot be combined with [source.wal] channels (binlogs are not split by channel); leave one of them out".into()));
+            }
+        }
         if let Some(channels) = cfg.source.wal.as_ref().and_then(|w| w.channels.as_ref()) {
             if channels.is_empty() {
                 return Err(invalid("source.wal.channels", "must name at least one channel number (or be left out: every channel)".into()));
@@ -480,6 +505,7 @@ impl EndpointConfig {
             tls_server_name: None,
             request_timeout_s: default_request_timeout_s(),
             wal: None,
+            storage: None,
         }
     }
 
@@ -557,6 +583,27 @@ name = "j1"
         );
         let e = JobConfig::parse(&text, Path::new("job.toml")).unwrap_err().to_string();
         assert!(e.contains("target.token") && e.contains("FERRY_TEST_SURELY_UNSET"), "{e}");
+    }
+
+    #[test]
+    fn source_storage() {
+        let with = |extra: &str| {
+            let text = MINIMAL.replace("[target]", &format!("{extra}\n[target]"));
+            JobConfig::parse(&text, Path::new("j.toml"))
+        };
+        let c = with("[source.storage]\nlocation = \"s3://b/files\"").unwrap();
+        assert_eq!(c.source.storage.unwrap().location, "s3://b/files");
+        let e = with("[source.storage]\nlocation = \" \"").unwrap_err().to_string();
+        assert!(e.contains("source.storage.location") && e.contains("must not be empty"), "{e}");
+        let e = with("[source.storage]\nlocaton = \"x\"").unwrap_err().to_string();
+        assert!(e.contains("locaton"), "{e}");
+        let e = with("[source.wal]\nbrokers = \"k:9092\"\nchannels = [1]\n[source.storage]\nlocation = \"/d\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("source.storage") && e.contains("channels"), "{e}");
+        let text = MINIMAL.replace("[job]", "[target.storage]\nlocation = \"/d\"\n[job]");
+        let e = JobConfig::parse(&text, Path::new("j.toml")).unwrap_err().to_string();
+        assert!(e.contains("target.storage"), "{e}");
     }
 
     #[test]

@@ -104,6 +104,9 @@ fn phase_stop(handle: &JobHandle, shutdown: &watch::Receiver<bool>, keep: fn(Job
 /// something fails (the caller records the error and fails the job).
 pub async fn run(cfg: &JobConfig, opts: &RunOptions, handle: &JobHandle, shutdown: watch::Receiver<bool>) -> Result<(), JobError> {
     let wal_cfg = cfg.source.wal.clone().ok_or(JobError::NoWal)?;
+    if cfg.source.storage.is_some() {
+        tracing::warn!("[source.storage] is used by `ferry migrate` only: this job's snapshot reads the source by query");
+    }
     if handle.state() == JobState::Pending {
         handle.fire(Event::Start)?;
     }

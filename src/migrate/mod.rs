@@ -12,6 +12,7 @@ use crate::plan::{self, IfExists, Plan, PlanError, PlanOptions, TargetState};
 use crate::proto::common::KeyValuePair;
 use crate::proto::schema::DataType;
 use crate::snapshot::{self, progress::Progress, CopyOptions, CopyReport, Copier, SnapshotError};
+use crate::sources::import::storage::StorageSnapshots;
 use crate::state::{StateError, StateStore};
 
 /// Errors of a migration run.
@@ -36,6 +37,8 @@ pub enum MigrateError {
     },
     #[error("row count check failed: {details}")]
     CountMismatch { details: String },
+    #[error(transparent)]
+    Storage(Box<crate::sources::import::ImportError>),
     #[error("collection {collection:?}: counting the source's distinct primary keys failed: {source}")]
     KeyCount {
         collection: String,
@@ -166,41 +169,33 @@ pub async fn migrate(
     .await?;
     if opts.dry_run {
         print!("{}", plan::render(&plan));
+        if let Some(st) = &cfg.source.storage {
+            println!(
+                "rows: read from the source's binlogs under {} after flushing each source collection ([source.storage])",
+                st.location
+            );
+        }
         return Ok(Vec::new());
     }
     let state = StateStore::open(&cfg.job.state_dir)?;
-    let fresh = prepare_targets(&target, &plan, &state, opts.if_exists).await?;
-    let progress = Progress::new(opts.quiet);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let reporter = tokio::spawn(progress.clone().report_until(Duration::from_secs(5), stop_rx));
-    let copier = Copier {
-        source: source.clone(),
-        target: target.clone(),
-        state: state.clone(),
-        opts: CopyOptions::from(&cfg.copy),
-        progress,
-        shutdown,
+    let storage_err = |e| MigrateError::Storage(Box::new(e));
+    let storage = match cfg.source.storage {
+        Some(_) => Some(StorageSnapshots::take(cfg, &source, &state, &plan).await.map_err(storage_err)?),
+        None => None,
     };
+    let fresh = prepare_targets(&target, &plan, &state, opts.if_exists).await?;
     load_sources(&source, &plan).await?;
-    let snapshot_ts = snapshot::snapshot_timestamp(&source).await;
-    let mut summaries = Vec::new();
-    let result: Result<(), MigrateError> = async {
-        for (c, fresh) in plan.collections.iter().zip(fresh) {
-            let copy = copier.copy_collection(c, snapshot_ts, fresh).await?;
-            summaries.push(CollectionSummary {
-                copy,
-                source_count: 0,
-                source_keys: None,
-                target_count: 0,
-                count_checked: false,
-            });
-        }
-        Ok(())
-    }
-    .await;
-    let _ = stop_tx.send(true);
-    let _ = reporter.await;
-    result?;
+    let mut summaries = if let Some(storage) = storage {
+        storage
+            .copy(target.clone(), &plan, fresh, opts.quiet, shutdown)
+            .await
+            .map_err(storage_err)?
+        .into_iter()
+        .map(|s| CollectionSummary { copy: s.copy.copy, ..unchecked() })
+        .collect()
+    } else {
+        copy_by_query(cfg, &source, &target, &plan, fresh, state, opts.quiet, shutdown).await?
+    };
     let names: Vec<String> = plan.collections.iter().map(|c| c.target_name.clone()).collect();
     target
         .flush(&names, Duration::from_secs(600))
@@ -259,6 +254,56 @@ pub async fn migrate(
             details: mismatches.join("; "),
         });
     }
+    Ok(summaries)
+}
+
+/// A summary whose counts are still to be taken.
+fn unchecked() -> CollectionSummary {
+    CollectionSummary {
+        copy: CopyReport::default(),
+        source_count: 0,
+        source_keys: None,
+        target_count: 0,
+        count_checked: false,
+    }
+}
+
+/// The snapshot copy by key-paged queries of the source, pinned to one timestamp.
+#[allow(clippy::too_many_arguments)]
+async fn copy_by_query(
+    cfg: &JobConfig,
+    source: &MilvusClient,
+    target: &MilvusClient,
+    plan: &Plan,
+    fresh: Vec<bool>,
+    state: StateStore,
+    quiet: bool,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Vec<CollectionSummary>, MigrateError> {
+    let progress = Progress::new(quiet);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let reporter = tokio::spawn(progress.clone().report_until(Duration::from_secs(5), stop_rx));
+    let copier = Copier {
+        source: source.clone(),
+        target: target.clone(),
+        state,
+        opts: CopyOptions::from(&cfg.copy),
+        progress,
+        shutdown,
+    };
+    let snapshot_ts = snapshot::snapshot_timestamp(source).await;
+    let mut summaries = Vec::new();
+    let result: Result<(), MigrateError> = async {
+        for (c, fresh) in plan.collections.iter().zip(fresh) {
+            let copy = copier.copy_collection(c, snapshot_ts, fresh).await?;
+            summaries.push(CollectionSummary { copy, ..unchecked() });
+        }
+        Ok(())
+    }
+    .await;
+    let _ = stop_tx.send(true);
+    let _ = reporter.await;
+    result?;
     Ok(summaries)
 }
 

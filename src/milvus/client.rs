@@ -108,6 +108,7 @@ reply_with_status!(
     pb::MutationResult,
     pb::FlushResponse,
     pb::GetFlushStateResponse,
+    pb::GetPersistentSegmentInfoResponse,
     pb::QueryResults,
     pb::ListDatabasesResponse,
     pb::SelectGrantResponse,

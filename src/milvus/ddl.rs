@@ -137,6 +137,25 @@ impl MilvusClient {
         Ok(())
     }
 
+    /// The collection's segments as DataCoord records them (growing, sealed, flushed; not
+    /// dropped or compacted away).
+    pub async fn persistent_segments(
+        &self,
+        collection: &str,
+    ) -> Result<Vec<pb::PersistentSegmentInfo>> {
+        let r = self
+            .call("GetPersistentSegmentInfo", collection, |mut c| async move {
+                c.get_persistent_segment_info(pb::GetPersistentSegmentInfoRequest {
+                    base: None,
+                    db_name: self.database.clone(),
+                    collection_name: collection.to_string(),
+                })
+                .await
+            })
+            .await?;
+        Ok(r.infos)
+    }
+
     /// Partition names and IDs, in creation order.
     pub async fn list_partitions(&self, collection: &str) -> Result<Vec<(String, i64)>> {
         let r = self

@@ -88,11 +88,12 @@ impl From<&crate::config::CopyConfig> for CopyOptions {
 }
 
 /// What one collection's copy did in this run.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct CopyReport {
     pub source: String,
     pub target: String,
-    /// Rows copied in total (this run and earlier ones).
+    /// Rows written in this run (a resumed copy does not count what earlier runs wrote, so
+    /// rows/s is this run's rate).
     pub rows: u64,
     /// Bytes written in this run.
     pub bytes: u64,
@@ -157,7 +158,7 @@ impl Copier {
             }
         };
         let progress = self.progress.collection(&plan.target_name, expected, done_before);
-        let bytes_before = progress.bytes.load(std::sync::atomic::Ordering::Relaxed);
+        let before = progress.done();
         stream::iter(units.into_iter().map(Ok))
             .try_for_each_concurrent(self.opts.parallelism, |u| {
                 let progress = progress.clone();
@@ -171,8 +172,8 @@ impl Copier {
         Ok(CopyReport {
             source: plan.source_name.clone(),
             target: plan.target_name.clone(),
-            rows: progress.rows(),
-            bytes: progress.bytes.load(std::sync::atomic::Ordering::Relaxed) - bytes_before,
+            rows: progress.rows() - before.0,
+            bytes: progress.bytes.load(std::sync::atomic::Ordering::Relaxed) - before.1,
             seconds: started.elapsed().as_secs_f64(),
         })
     }

@@ -19,6 +19,11 @@ pub struct CollectionProgress {
 }
 
 impl CollectionProgress {
+    /// Rows and bytes counted so far.
+    pub fn done(&self) -> (u64, u64) {
+        (self.rows.load(Ordering::Relaxed), self.bytes.load(Ordering::Relaxed))
+    }
+
     pub fn add(&self, rows: u64, bytes: u64) {
         let done = self.rows.fetch_add(rows, Ordering::Relaxed) + rows;
         self.bytes.fetch_add(bytes, Ordering::Relaxed);

@@ -12,7 +12,8 @@
 //!   milvus-migration's `meta.json`, read into `Rows` of `id` and `vector`.
 //! - [`import`]: `ferry import-backup` and `ferry import-1x`: the readers above feeding the
 //!   offline migration's planning, target creation, batching and count check, resumable
-//!   per segment.
+//!   per segment; and `ferry migrate`'s copy from a live source's own storage
+//!   (`[source.storage]`), read as a backup is.
 //!
 //! # Design
 //!

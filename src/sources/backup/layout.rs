@@ -1,8 +1,9 @@
-//! Where a segment's files sit inside a backup folder.
+//! Where a segment's files sit inside a backup's `binlogs` folder (or, without the group
+//! level, a Milvus server's own storage root):
 //!
 //! ```text
-//! binlogs/insert_log/<collID>/<partID>/<groupID>/<segID>/<fieldID>/<logID>
-//! binlogs/delta_log/<collID>/<partID>/<groupID>/<segID>/<logID>
+//! insert_log/<collID>/<partID>/<groupID>/<segID>/<fieldID>/<logID>
+//! delta_log/<collID>/<partID>/<groupID>/<segID>/<logID>
 //! ```
 //!
 //! Backups made before milvus-backup grouped segments have no `<groupID>` level; some v0.4
@@ -20,16 +21,16 @@ use crate::sources::store::Store;
 /// The insert-log folder of a segment, with or without a group level.
 pub fn insert_dir(coll: i64, part: i64, group: Option<i64>, seg: i64) -> String {
     match group {
-        Some(g) => format!("binlogs/insert_log/{coll}/{part}/{g}/{seg}"),
-        None => format!("binlogs/insert_log/{coll}/{part}/{seg}"),
+        Some(g) => format!("insert_log/{coll}/{part}/{g}/{seg}"),
+        None => format!("insert_log/{coll}/{part}/{seg}"),
     }
 }
 
 /// The delta-log folder of a segment, with or without a group level.
 pub fn delta_dir(coll: i64, part: i64, group: Option<i64>, seg: i64) -> String {
     match group {
-        Some(g) => format!("binlogs/delta_log/{coll}/{part}/{g}/{seg}"),
-        None => format!("binlogs/delta_log/{coll}/{part}/{seg}"),
+        Some(g) => format!("delta_log/{coll}/{part}/{g}/{seg}"),
+        None => format!("delta_log/{coll}/{part}/{seg}"),
     }
 }
 
@@ -62,7 +63,7 @@ pub struct SegmentFiles {
     pub deltas: Vec<LogFile>,
 }
 
-/// Finds a segment's insert and delta logs in the backup folder `store`.
+/// Finds a segment's insert and delta logs under `store` (a backup's `binlogs` folder).
 pub async fn locate(
     store: &Store,
     collection: &str,
@@ -88,7 +89,7 @@ pub async fn locate(
                 log_id,
             });
         }
-        tried.push(dir);
+        tried.push(store.display(&dir));
         if !out.fields.is_empty() {
             out.group = g;
             break;
@@ -183,7 +184,7 @@ mod tests {
         assert_eq!(group_candidates(&seg(3)), vec![Some(3), Some(9), None]);
         assert_eq!(group_candidates(&seg(0)), vec![Some(9), None]);
         assert_eq!(group_candidates(&seg(9)), vec![Some(9), None]);
-        assert_eq!(insert_dir(1, 2, Some(3), 4), "binlogs/insert_log/1/2/3/4");
-        assert_eq!(delta_dir(1, -1, None, 4), "binlogs/delta_log/1/-1/4");
+        assert_eq!(insert_dir(1, 2, Some(3), 4), "insert_log/1/2/3/4");
+        assert_eq!(delta_dir(1, -1, None, 4), "delta_log/1/-1/4");
     }
 }

@@ -45,6 +45,9 @@ use meta::{BackupInfo, CollectionBackupInfo, Level, SegmentBackupInfo};
 
 pub use layout::SegmentFiles;
 
+/// The folder of a backup that holds the binlogs, laid out as a Milvus storage root.
+pub const BINLOGS: &str = "binlogs";
+
 /// Largest meta file read (segment_meta.json of a large backup runs to megabytes).
 const MAX_META_BYTES: u64 = 512 << 20;
 
@@ -289,11 +292,13 @@ pub fn apply_deletes(
 /// A milvus-backup backup, opened.
 #[derive(Debug, Clone)]
 pub struct BackupSource {
-    /// The backup's own folder.
+    /// Where the binlogs are: a backup's `binlogs` folder, or a Milvus server's storage root.
     store: Store,
     info: BackupInfo,
     collections: Vec<BackupCollection>,
     limits: ReadLimits,
+    /// Read as of this timestamp: rows inserted and deletes made after it are left out.
+    as_of: Option<u64>,
 }
 
 impl BackupSource {
@@ -345,16 +350,33 @@ impl BackupSource {
             });
         }
         let meta_path = store.display("meta");
+        BackupSource::new(store.sub(BINLOGS), info, &meta_path, None)
+    }
+
+    /// The segments `info` lists, read from a Milvus server's own storage root `storage`
+    /// (see [`crate::sources::storage`]) as of timestamp `as_of`.
+    pub fn live(storage: Store, info: BackupInfo, as_of: u64) -> Result<BackupSource, BackupError> {
+        let label = storage.display("");
+        BackupSource::new(storage, info, &label, Some(as_of))
+    }
+
+    fn new(
+        store: Store,
+        info: BackupInfo,
+        meta_path: &str,
+        as_of: Option<u64>,
+    ) -> Result<BackupSource, BackupError> {
         let collections = info
             .collection_backups
             .iter()
-            .map(|c| BackupCollection::from_meta(c, &meta_path))
+            .map(|c| BackupCollection::from_meta(c, meta_path))
             .collect::<Result<_, _>>()?;
         Ok(BackupSource {
             store,
             info,
             collections,
             limits: ReadLimits::default(),
+            as_of,
         })
     }
 
@@ -465,11 +487,21 @@ impl BackupSource {
                 timestamps.len()
             )));
         }
-        Ok(SegmentData {
+        let mut data = SegmentData {
             rows,
             timestamps,
             deletes,
-        })
+        };
+        if let Some(as_of) = self.as_of {
+            if data.timestamps.iter().any(|&t| t > as_of) {
+                let keep: Vec<usize> = (0..data.timestamps.len())
+                    .filter(|&i| data.timestamps[i] <= as_of)
+                    .collect();
+                data.rows = data.rows.select(&keep);
+                data.timestamps = keep.iter().map(|&i| data.timestamps[i]).collect();
+            }
+        }
+        Ok(data)
     }
 
     async fn read_delta_files(
@@ -480,7 +512,10 @@ impl BackupSource {
         let mut deletes = Deletes::default();
         for log in &files.deltas {
             let (label, bytes) = self.fetch(&log.path).await?;
-            let d = binlog::read_delta_log(&label, bytes, &self.limits)?;
+            let mut d = binlog::read_delta_log(&label, bytes, &self.limits)?;
+            if let Some(as_of) = self.as_of {
+                d.retain_up_to(as_of);
+            }
             if !deletes.extend(&d) {
                 return Err(seg_err(format!(
                     "{label}: key type differs from other delta logs"

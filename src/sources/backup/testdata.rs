@@ -11,6 +11,7 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 
 use super::layout::{delta_dir, insert_dir};
+use super::BINLOGS;
 use super::meta::{BackupInfo, BinlogInfo, FieldBinlog, SegmentBackupInfo};
 use crate::milvus::{PkValue, Rows};
 use crate::proto::schema::{CollectionSchema, DataType, FieldSchema};
@@ -70,7 +71,7 @@ pub fn write_segment(dir: &Path, spec: &SegmentSpec<'_>) -> anyhow::Result<Segme
     };
     let lo = spec.timestamps.iter().copied().min().unwrap_or(1);
     let hi = spec.timestamps.iter().copied().max().unwrap_or(1);
-    let idir = dir.join(insert_dir(c, p, spec.group, s));
+    let idir = dir.join(BINLOGS).join(insert_dir(c, p, spec.group, s));
     let mut binlogs = Vec::new();
     let mut log_id = 440_000_000_000_000_000 + s * 1000;
     let mut add = |field_id: i64, bytes: Vec<u8>| -> anyhow::Result<()> {
@@ -126,7 +127,7 @@ pub fn write_segment(dir: &Path, spec: &SegmentSpec<'_>) -> anyhow::Result<Segme
         let bytes = bt::delta_log(&records, ids, (lo, hi))?;
         let log_id = 450_000_000_000_000_000 + s;
         write_file(
-            &dir.join(delta_dir(c, p, spec.group, s))
+            &dir.join(BINLOGS).join(delta_dir(c, p, spec.group, s))
                 .join(log_id.to_string()),
             &bytes,
         )?;
@@ -251,6 +252,7 @@ pub fn copy_milvus_segment(
                 seg.num_of_rows += ts.len() as i64;
             }
             let dest = backup_dir
+                .join(BINLOGS)
                 .join(insert_dir(c, p, group, s))
                 .join(format!("{field_id}/{log_id}"));
             write_file(&dest, &bytes)?;
@@ -269,6 +271,7 @@ pub fn copy_milvus_segment(
             let bytes = std::fs::read(&file)?;
             write_file(
                 &backup_dir
+                    .join(BINLOGS)
                     .join(delta_dir(c, p, group, s))
                     .join(log_id.to_string()),
                 &bytes,

@@ -265,7 +265,7 @@ async fn missing_logs_and_wrong_counts_name_the_segment() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(e.contains("segment 1 of collection \"all_types\": no insert logs under any of binlogs/insert_log/7/8/1/1"), "{e}");
+    assert!(e.contains("segment 1 of collection \"all_types\": no insert logs under any of ") && e.contains("bk1/binlogs/insert_log/7/8/1/1"), "{e}");
 
     // A corrupt binlog names its path in the backup.
     let ts_dir = f.dir.path().join("bk1/binlogs/insert_log/7/8/1/9001/1");
@@ -286,4 +286,52 @@ async fn missing_logs_and_wrong_counts_name_the_segment() {
         e.contains("bk1/binlogs/insert_log/7/8/1/9001/1/") && e.contains("truncated magic"),
         "{e}"
     );
+}
+
+/// A server's storage root read as of a timestamp: rows inserted and deletes made after it
+/// are left out, and the segment's files are found without a meta listing them.
+#[tokio::test]
+async fn live_storage_reads_as_of_a_timestamp() {
+    let f = fixture();
+    let root = Store::local(f.dir.path().join("bk1").join(BINLOGS)).unwrap();
+    let info = |as_of_rows: i64| BackupInfo {
+        name: "live".into(),
+        collection_backups: vec![CollectionBackupInfo {
+            collection_id: 7,
+            collection_name: "all_types".into(),
+            schema: Some(SchemaJson::from_proto(&f.schema)),
+            partition_backups: vec![PartitionBackupInfo {
+                partition_id: 8,
+                partition_name: "_default".into(),
+                collection_id: 7,
+                // As GetPersistentSegmentInfo gives it: ids and a row count, no file list.
+                segment_backups: vec![SegmentBackupInfo {
+                    segment_id: 9002,
+                    collection_id: 7,
+                    partition_id: 8,
+                    num_of_rows: as_of_rows,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    // Rows at 400, 500 and 600; key i64::MAX (the third row) deleted at 1000.
+    for (as_of, want_rows, want_deletes) in [(500, vec![0, 1], 0), (999, vec![0, 1, 2], 0), (1000, vec![0, 1], 1)] {
+        let src = BackupSource::live(root.clone(), info(3), as_of).unwrap();
+        let coll = &src.collections()[0];
+        let seg = coll.segments().next().unwrap();
+        let deletes = src.collection_deletes(coll).await.unwrap();
+        assert_eq!(deletes.len(), want_deletes, "as of {as_of}");
+        let mut data = src.read_segment(coll, seg).await.unwrap();
+        data.apply_deletes(&deletes, "i64").unwrap();
+        assert_same_rows(&data.rows, &f.rows.select(&want_rows));
+    }
+    // The row count is checked before the filter: it is the segment's, not the snapshot's.
+    let src = BackupSource::live(root, info(2), 500).unwrap();
+    let coll = &src.collections()[0];
+    let e = src.read_segment(coll, coll.segments().next().unwrap()).await.unwrap_err().to_string();
+    assert!(e.contains("the meta records 2 rows, the insert logs hold 3 rows"), "{e}");
 }

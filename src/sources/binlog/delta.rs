@@ -60,6 +60,20 @@ impl Deletes {
         true
     }
 
+    /// Keeps only the deletes made at or before `ts`.
+    pub fn retain_up_to(&mut self, ts: u64) {
+        if self.ts.iter().all(|&t| t <= ts) {
+            return;
+        }
+        let keep: Vec<bool> = self.ts.iter().map(|&t| t <= ts).collect();
+        let mut i = 0..;
+        match &mut self.pks {
+            PrimaryKeys::Int(v) => v.retain(|_| keep[i.next().unwrap_or_default()]),
+            PrimaryKeys::Str(v) => v.retain(|_| keep[i.next().unwrap_or_default()]),
+        }
+        self.ts.retain(|&t| t <= ts);
+    }
+
     /// Appends `other`; `false` (and nothing appended) when the key kinds differ.
     pub fn extend(&mut self, other: &Deletes) -> bool {
         if other.is_empty() {

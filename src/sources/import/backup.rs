@@ -166,7 +166,7 @@ pub async fn import_backup(
     Ok(summaries)
 }
 
-async fn import_collection(
+pub(super) async fn import_collection(
     importer: &Importer,
     src: &BackupSource,
     c: &CollectionPlan,
@@ -196,7 +196,7 @@ async fn import_collection(
         importer
             .progress
             .collection(&c.target_name, coll.num_rows().max(0) as u64, done_before);
-    let bytes_before = progress.bytes.load(std::sync::atomic::Ordering::Relaxed);
+    let before = progress.done();
     stream::iter(segments.iter().map(Ok))
         .try_for_each_concurrent(importer.parallelism, |(partition, seg)| {
             let to = SegmentTarget {
@@ -224,7 +224,7 @@ async fn import_collection(
     Ok(summary(
         c,
         &progress,
-        bytes_before,
+        before,
         started,
         &states,
         coll.num_rows().max(0) as u64,

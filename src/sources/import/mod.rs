@@ -4,6 +4,8 @@
 //! # Layout
 //!
 //! - [`backup`]: plan from a backup's meta, segments read whole, deletes applied.
+//! - [`storage`]: `ferry migrate` with `[source.storage]`: a live source's flushed segments
+//!   read from its own storage as of a timestamp, through [`backup`]'s segment path.
 //! - [`v1x`]: plan from milvus-migration's `meta.json` (`id` + `vector`), segments read in
 //!   row ranges.
 //! - this file: what both share: options, the per-segment writer and its durable state, the
@@ -33,6 +35,7 @@
 //! - `rows_done` never moves backward, and `done` is set only after the last batch.
 
 pub mod backup;
+pub mod storage;
 pub mod v1x;
 
 use std::sync::Arc;
@@ -82,6 +85,12 @@ pub enum ImportError {
         segment: String,
         reason: String,
     },
+    #[error("source collection {collection:?}: {step} failed: {source}")]
+    SourceStep {
+        collection: String,
+        step: &'static str,
+        source: MilvusError,
+    },
     #[error("import interrupted by shutdown; re-run the same command to continue")]
     Interrupted,
     #[error("row count check failed: {details}")]
@@ -91,7 +100,9 @@ pub enum ImportError {
 impl ImportError {
     pub fn is_retryable(&self) -> bool {
         match self {
-            ImportError::Connect(e) | ImportError::Write { source: e, .. } => e.is_retryable(),
+            ImportError::Connect(e)
+            | ImportError::Write { source: e, .. }
+            | ImportError::SourceStep { source: e, .. } => e.is_retryable(),
             ImportError::Backup(e) => e.is_retryable(),
             ImportError::V1x(e) => e.is_retryable(),
             ImportError::Plan(e) => e.is_retryable(),
@@ -361,22 +372,19 @@ fn start_progress(
 fn summary(
     c: &crate::plan::CollectionPlan,
     progress: &CollectionProgress,
-    bytes_before: u64,
+    before: (u64, u64),
     started: Instant,
     states: &[SegmentState],
     meta_rows: u64,
 ) -> ImportSummary {
-    let bytes = progress
-        .bytes
-        .load(std::sync::atomic::Ordering::Relaxed)
-        .saturating_sub(bytes_before);
+    let (rows, bytes) = progress.done();
     ImportSummary {
         copy: CollectionSummary {
             copy: CopyReport {
                 source: c.source_name.clone(),
                 target: c.target_name.clone(),
-                rows: states.iter().map(|s| s.rows_done).sum(),
-                bytes,
+                rows: rows.saturating_sub(before.0),
+                bytes: bytes.saturating_sub(before.1),
                 seconds: started.elapsed().as_secs_f64(),
             },
             source_count: states.iter().map(|s| s.rows).sum(),

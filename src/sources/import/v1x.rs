@@ -183,7 +183,7 @@ async fn import_collection(
         importer
             .progress
             .collection(&c.target_name, coll.rows.max(0) as u64, done_before);
-    let bytes_before = progress.bytes.load(std::sync::atomic::Ordering::Relaxed);
+    let before = progress.done();
     stream::iter(coll.segments.iter().map(Ok))
         .try_for_each_concurrent(importer.parallelism, |seg| {
             let to = SegmentTarget {
@@ -210,7 +210,7 @@ async fn import_collection(
     Ok(summary(
         c,
         &progress,
-        bytes_before,
+        before,
         started,
         &states,
         meta_rows,
