@@ -21,6 +21,11 @@
 //! `as_of` left out, so the target gets the collection as of `as_of`. Every delete of the
 //! collection is applied to every segment by key and timestamp.
 //!
+//! This serves the offline copy only. `ferry run`'s snapshot must hold every row written
+//! before its stream start (the stream skips them), which a query at a timestamp guarantees
+//! but a list of flushed segments does not while writes go on: an insert stamped before the
+//! flush may be given a segment opened after it.
+//!
 //! A re-run needs the recorded segments' files: Milvus garbage-collects the files of
 //! compacted segments after `dataCoord.gc.dropTolerance` (hours). If they are gone, the run
 //! fails naming the segment; start over with a new `state_dir` and target collection.
