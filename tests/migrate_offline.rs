@@ -205,71 +205,11 @@ async fn repeated_source_keys_are_one_row_on_the_target() {
     target.drop_collection(&dst).await.unwrap();
 }
 
-#[tokio::test]
-async fn crash_at_failpoint_then_kill_9_then_resume_converges() {
-    let env = common::env();
-    let source = common::client(&env.source_uri).await;
-    let target = common::client(&env.target_uri).await;
-    let src = common::unique("crash_src");
-    let dst = common::unique("crash_dst");
-    make_source(&source, &src, Shape::default(), 20000).await;
-    let dir = tempfile::tempdir().unwrap();
-    let job = common::write_job(
-        dir.path(),
-        &env.source_uri,
-        &env.target_uri,
-        &format!("[[collections]]\nsource = \"{src}\"\ntarget = \"{dst}\"\n"),
-        "page_rows = 300\nbatch_bytes = 60000\nparallelism = 2\nkey_splits = 2",
-    );
-    let cfg = job.to_str().unwrap();
-    // 1. Abort right after a batch reached the target, before its cursor was stored.
-    let out = common::run_ferry(&["migrate", "--config", cfg, "--quiet"], &[("FERRY_FAILPOINTS", "snapshot.after_target_write")]);
-    assert!(!out.status.success(), "the failpoint must abort the run");
-    assert!(target.has_collection(&dst).await.unwrap(), "the target was created before the crash");
-    // Index and load the target now so the test can watch rows arrive (ferry keeps an index
-    // that already exists on a field).
-    let params = [
-        KeyValuePair { key: "index_type".into(), value: "IVF_FLAT".into() },
-        KeyValuePair { key: "metric_type".into(), value: "IP".into() },
-        KeyValuePair { key: "params".into(), value: "{\"nlist\":16}".into() },
-    ];
-    target.create_index(&dst, "v", "v_ivf", &params).await.unwrap();
-    target.load(&dst, Duration::from_secs(120)).await.unwrap();
-    let after_failpoint = target.count(&dst, &[]).await.unwrap();
-    assert!(after_failpoint > 0, "the failpoint fires after a batch reached the target");
-    // 2. A real kill -9 in the middle of the copy.
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["migrate", "--config", cfg, "--quiet"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut copied = 0;
-    for _ in 0..200 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        copied = target.count(&dst, &[]).await.unwrap_or(0);
-        if copied > after_failpoint + 2000 {
-            break;
-        }
-    }
-    child.kill().unwrap(); // SIGKILL
-    let status = child.wait().unwrap();
-    assert!(copied > 0, "nothing was copied before the kill");
-    eprintln!("killed after {copied} rows, status {status:?}");
-    // 3. The same command again finishes with exactly the source's rows.
-    let out = common::run_ferry(&["migrate", "--config", cfg, "--quiet", "--load"], &[]);
-    assert!(out.status.success(), "resume failed");
-    assert_migrated(&source, &target, &src, &dst, true).await;
-    source.drop_collection(&src).await.unwrap();
-    target.drop_collection(&dst).await.unwrap();
-}
-
-/// The job's `[source.storage]` and `[[collections]]` tables: rows from the source's binlogs.
-fn storage_collections(src: &str, dst: &str) -> String {
-    format!(
-        "[source.storage]\nlocation = \"{}\"\n\n[[collections]]\nsource = \"{src}\"\ntarget = \"{dst}\"\n",
-        common::env().source_data_dir
-    )
+/// The job's `[source.storage]` (the source server's storage folder, unless `location`) and
+/// `[[collections]]` tables.
+fn storage_collections(src: &str, dst: &str, location: Option<&str>) -> String {
+    let location = location.unwrap_or(&common::env().source_data_dir);
+    format!("[source.storage]\nlocation = \"{location}\"\n\n[[collections]]\nsource = \"{src}\"\ntarget = \"{dst}\"\n")
 }
 
 /// From the source's storage: ferry flushes the source (`make_source` leaves its inserts and
@@ -287,7 +227,7 @@ async fn storage_roundtrip(shape: Shape) {
         dir.path(),
         &env.source_uri,
         &env.target_uri,
-        &storage_collections(&src, &dst),
+        &storage_collections(&src, &dst, None),
         "batch_bytes = 200000\nparallelism = 3",
     );
     let out = common::run_ferry(&["migrate", "--config", job.to_str().unwrap(), "--quiet", "--load"], &[]);
@@ -301,64 +241,35 @@ async fn storage_roundtrip(shape: Shape) {
     target.drop_collection(&dst).await.unwrap();
 }
 
-#[tokio::test]
-async fn every_type_from_source_storage() {
-    storage_roundtrip(Shape::default()).await;
-}
-
-#[tokio::test]
-async fn varchar_keys_binary_vectors_and_partition_key_from_source_storage() {
-    storage_roundtrip(Shape { varchar_pk: true, binary_vector: true, partition_key: true, ..Shape::default() }).await;
-}
-
-#[tokio::test]
-async fn source_storage_in_the_wrong_place_fails_before_the_target_is_created() {
+/// Crash and resume: a failpoint aborts the copy right after a batch reached the target
+/// (before its progress was stored), then a real kill -9 lands in the middle of the copy, then
+/// the same command again must end with exactly the source's rows. `storage`: rows from the
+/// source's binlogs (`[source.storage]`) instead of queries.
+async fn crash_then_kill_9_then_resume_converges(storage: bool) {
     let env = common::env();
     let source = common::client(&env.source_uri).await;
     let target = common::client(&env.target_uri).await;
-    let src = common::unique("swrong_src");
-    let dst = common::unique("swrong_dst");
-    make_source(&source, &src, Shape::default(), 300).await;
-    let dir = tempfile::tempdir().unwrap();
-    let empty = tempfile::tempdir().unwrap();
-    let collections = format!(
-        "[source.storage]\nlocation = \"{}\"\n\n[[collections]]\nsource = \"{src}\"\ntarget = \"{dst}\"\n",
-        empty.path().display()
-    );
-    let job = common::write_job(dir.path(), &env.source_uri, &env.target_uri, &collections, "");
-    let out = common::run_ferry(&["migrate", "--config", job.to_str().unwrap(), "--quiet"], &[]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    let coll_id = source.describe_collection(&src).await.unwrap().collection_id;
-    assert!(
-        err.contains(&format!("of collection \"{src}\": no insert logs under any of"))
-            && err.contains(&format!("{}/insert_log/{coll_id}/", empty.path().display())),
-        "{err}"
-    );
-    assert!(!target.has_collection(&dst).await.unwrap(), "nothing may be created when the binlogs are not found");
-    source.drop_collection(&src).await.unwrap();
-}
-
-#[tokio::test]
-async fn from_source_storage_crash_at_failpoint_then_kill_9_then_resume_converges() {
-    let env = common::env();
-    let source = common::client(&env.source_uri).await;
-    let target = common::client(&env.target_uri).await;
-    let src = common::unique("scrash_src");
-    let dst = common::unique("scrash_dst");
+    let src = common::unique("crash_src");
+    let dst = common::unique("crash_dst");
     make_source(&source, &src, Shape::default(), 20000).await;
     let dir = tempfile::tempdir().unwrap();
-    let job = common::write_job(
-        dir.path(),
-        &env.source_uri,
-        &env.target_uri,
-        &storage_collections(&src, &dst),
-        "batch_bytes = 20000\nparallelism = 2",
-    );
+    let (collections, copy, failpoint) = if storage {
+        (storage_collections(&src, &dst, None), "batch_bytes = 20000\nparallelism = 2", "import.after_target_write")
+    } else {
+        (
+            format!("[[collections]]\nsource = \"{src}\"\ntarget = \"{dst}\"\n"),
+            "page_rows = 300\nbatch_bytes = 60000\nparallelism = 2\nkey_splits = 2",
+            "snapshot.after_target_write",
+        )
+    };
+    let job = common::write_job(dir.path(), &env.source_uri, &env.target_uri, &collections, copy);
     let cfg = job.to_str().unwrap();
-    // 1. Abort right after a batch reached the target, before the segment's state moved.
-    let out = common::run_ferry(&["migrate", "--config", cfg, "--quiet"], &[("FERRY_FAILPOINTS", "import.after_target_write")]);
+    // 1. Abort right after a batch reached the target, before its progress was stored.
+    let out = common::run_ferry(&["migrate", "--config", cfg, "--quiet"], &[("FERRY_FAILPOINTS", failpoint)]);
     assert!(!out.status.success(), "the failpoint must abort the run");
+    assert!(target.has_collection(&dst).await.unwrap(), "the target was created before the crash");
+    // Index and load the target now so the test can watch rows arrive (ferry keeps an index
+    // that already exists on a field).
     let params = [
         KeyValuePair { key: "index_type".into(), value: "IVF_FLAT".into() },
         KeyValuePair { key: "metric_type".into(), value: "IP".into() },
@@ -393,6 +304,51 @@ async fn from_source_storage_crash_at_failpoint_then_kill_9_then_resume_converge
     assert_migrated(&source, &target, &src, &dst, true).await;
     source.drop_collection(&src).await.unwrap();
     target.drop_collection(&dst).await.unwrap();
+}
+
+#[tokio::test]
+async fn crash_at_failpoint_then_kill_9_then_resume_converges() {
+    crash_then_kill_9_then_resume_converges(false).await;
+}
+
+#[tokio::test]
+async fn every_type_from_source_storage() {
+    storage_roundtrip(Shape::default()).await;
+}
+
+#[tokio::test]
+async fn varchar_keys_binary_vectors_and_partition_key_from_source_storage() {
+    storage_roundtrip(Shape { varchar_pk: true, binary_vector: true, partition_key: true, ..Shape::default() }).await;
+}
+
+#[tokio::test]
+async fn source_storage_in_the_wrong_place_fails_before_the_target_is_created() {
+    let env = common::env();
+    let source = common::client(&env.source_uri).await;
+    let target = common::client(&env.target_uri).await;
+    let src = common::unique("swrong_src");
+    let dst = common::unique("swrong_dst");
+    make_source(&source, &src, Shape::default(), 300).await;
+    let dir = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let collections = storage_collections(&src, &dst, empty.path().to_str());
+    let job = common::write_job(dir.path(), &env.source_uri, &env.target_uri, &collections, "");
+    let out = common::run_ferry(&["migrate", "--config", job.to_str().unwrap(), "--quiet"], &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let coll_id = source.describe_collection(&src).await.unwrap().collection_id;
+    assert!(
+        err.contains(&format!("of collection \"{src}\": no insert logs under any of"))
+            && err.contains(&format!("{}/insert_log/{coll_id}/", empty.path().display())),
+        "{err}"
+    );
+    assert!(!target.has_collection(&dst).await.unwrap(), "nothing may be created when the binlogs are not found");
+    source.drop_collection(&src).await.unwrap();
+}
+
+#[tokio::test]
+async fn from_source_storage_crash_at_failpoint_then_kill_9_then_resume_converges() {
+    crash_then_kill_9_then_resume_converges(true).await;
 }
 
 #[tokio::test]

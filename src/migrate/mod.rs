@@ -281,30 +281,25 @@ async fn copy_by_query(
     shutdown: watch::Receiver<bool>,
 ) -> Result<Vec<CollectionSummary>, MigrateError> {
     let progress = Progress::new(quiet);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let reporter = tokio::spawn(progress.clone().report_until(Duration::from_secs(5), stop_rx));
     let copier = Copier {
         source: source.clone(),
         target: target.clone(),
         state,
         opts: CopyOptions::from(&cfg.copy),
-        progress,
+        progress: progress.clone(),
         shutdown,
     };
     let snapshot_ts = snapshot::snapshot_timestamp(source).await;
-    let mut summaries = Vec::new();
-    let result: Result<(), MigrateError> = async {
-        for (c, fresh) in plan.collections.iter().zip(fresh) {
-            let copy = copier.copy_collection(c, snapshot_ts, fresh).await?;
-            summaries.push(CollectionSummary { copy, ..unchecked() });
-        }
-        Ok(())
-    }
-    .await;
-    let _ = stop_tx.send(true);
-    let _ = reporter.await;
-    result?;
-    Ok(summaries)
+    progress
+        .while_running(async {
+            let mut summaries = Vec::new();
+            for (c, fresh) in plan.collections.iter().zip(fresh) {
+                let copy = copier.copy_collection(c, snapshot_ts, fresh).await?;
+                summaries.push(CollectionSummary { copy, ..unchecked() });
+            }
+            Ok(summaries)
+        })
+        .await
 }
 
 /// The source's distinct primary keys in `collection` (or one `partition` of it) when they

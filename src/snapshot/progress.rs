@@ -98,6 +98,17 @@ impl Progress {
         self.collections.lock().map(|v| v.clone()).unwrap_or_default()
     }
 
+    /// Awaits `work` while reporting progress every 5 s (bars on a terminal, log lines
+    /// otherwise); the reporting ends with it.
+    pub async fn while_running<T>(self: &Arc<Self>, work: impl std::future::Future<Output = T>) -> T {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let reporter = tokio::spawn(self.clone().report_until(Duration::from_secs(5), stop_rx));
+        let out = work.await;
+        let _ = stop_tx.send(true);
+        let _ = reporter.await;
+        out
+    }
+
     /// Logs a line per unfinished collection every `every` until `stop` resolves (no-op on a
     /// terminal, where the bars speak).
     pub async fn report_until(self: Arc<Self>, every: Duration, stop: tokio::sync::watch::Receiver<bool>) {

@@ -257,6 +257,23 @@ struct SegmentTarget<'a> {
 }
 
 impl Importer {
+    fn new(
+        target: MilvusClient,
+        state: StateStore,
+        copy: &crate::config::CopyConfig,
+        quiet: bool,
+        shutdown: watch::Receiver<bool>,
+    ) -> Importer {
+        Importer {
+            target,
+            state,
+            batch_bytes: copy.batch_bytes,
+            parallelism: copy.parallelism,
+            progress: Progress::new(quiet),
+            shutdown,
+        }
+    }
+
     fn stopping(&self) -> bool {
         *self.shutdown.borrow()
     }
@@ -348,24 +365,6 @@ impl Importer {
         }
         Ok(())
     }
-}
-
-/// Starts the progress reporter; the returned sender stops it.
-fn start_progress(
-    quiet: bool,
-) -> (
-    Arc<Progress>,
-    watch::Sender<bool>,
-    tokio::task::JoinHandle<()>,
-) {
-    let progress = Progress::new(quiet);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let reporter = tokio::spawn(
-        progress
-            .clone()
-            .report_until(Duration::from_secs(5), stop_rx),
-    );
-    (progress, stop_tx, reporter)
 }
 
 /// A summary for a collection whose rows are all written.

@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::backup::import_collection;
-use super::{start_progress, ImportError, ImportSummary, Importer};
+use super::{ImportError, ImportSummary, Importer};
 use crate::config::JobConfig;
 use crate::milvus::MilvusClient;
 use crate::plan::{CollectionPlan, Plan};
@@ -193,8 +193,7 @@ fn as_backup(c: &CollectionPlan, database: &str, snap: &StorageSnapshot) -> Back
 pub struct StorageSnapshots {
     sources: Vec<BackupSource>,
     state: StateStore,
-    batch_bytes: usize,
-    parallelism: usize,
+    copy: crate::config::CopyConfig,
 }
 
 impl StorageSnapshots {
@@ -227,8 +226,7 @@ impl StorageSnapshots {
         Ok(StorageSnapshots {
             sources,
             state: state.clone(),
-            batch_bytes: cfg.copy.batch_bytes,
-            parallelism: cfg.copy.parallelism,
+            copy: cfg.copy.clone(),
         })
     }
 
@@ -242,27 +240,17 @@ impl StorageSnapshots {
         quiet: bool,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Vec<ImportSummary>, ImportError> {
-        let (progress, stop_tx, reporter) = start_progress(quiet);
-        let importer = Importer {
-            target,
-            state: self.state.clone(),
-            batch_bytes: self.batch_bytes,
-            parallelism: self.parallelism,
-            progress,
-            shutdown,
-        };
-        let mut summaries = Vec::new();
-        let result: Result<(), ImportError> = async {
-            for ((c, src), fresh) in plan.collections.iter().zip(&self.sources).zip(fresh) {
-                let coll = &src.collections()[0];
-                summaries.push(import_collection(&importer, src, c, coll, fresh).await?);
-            }
-            Ok(())
-        }
-        .await;
-        let _ = stop_tx.send(true);
-        let _ = reporter.await;
-        result?;
-        Ok(summaries)
+        let importer = Importer::new(target, self.state.clone(), &self.copy, quiet, shutdown);
+        importer
+            .progress
+            .while_running(async {
+                let mut summaries = Vec::new();
+                for ((c, src), fresh) in plan.collections.iter().zip(&self.sources).zip(fresh) {
+                    let coll = &src.collections()[0];
+                    summaries.push(import_collection(&importer, src, c, coll, fresh).await?);
+                }
+                Ok(summaries)
+            })
+            .await
     }
 }

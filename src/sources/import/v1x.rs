@@ -17,7 +17,7 @@ use futures::stream::{self, TryStreamExt};
 use tokio::sync::watch;
 
 use super::{
-    connect_target, select, start_progress, summary, ImportError, ImportOptions, ImportSummary,
+    connect_target, select, summary, ImportError, ImportOptions, ImportSummary,
     Importer, SegmentState, SegmentTarget,
 };
 use crate::config::JobConfig;
@@ -128,26 +128,17 @@ pub async fn import_1x(
     }
     let state = StateStore::open(&cfg.job.state_dir)?;
     let fresh = migrate::prepare_targets(&target, &plan, &state, opts.if_exists).await?;
-    let (progress, stop_tx, reporter) = start_progress(opts.quiet);
-    let importer = Importer {
-        target,
-        state,
-        batch_bytes: cfg.copy.batch_bytes,
-        parallelism: cfg.copy.parallelism,
-        progress,
-        shutdown,
-    };
-    let mut summaries = Vec::new();
-    let result: Result<(), ImportError> = async {
-        for ((c, coll), fresh) in plan.collections.iter().zip(&colls).zip(fresh) {
-            summaries.push(import_collection(&importer, &src, c, coll, fresh).await?);
-        }
-        Ok(())
-    }
-    .await;
-    let _ = stop_tx.send(true);
-    let _ = reporter.await;
-    result?;
+    let importer = Importer::new(target, state, &cfg.copy, opts.quiet, shutdown);
+    let mut summaries = importer
+        .progress
+        .while_running(async {
+            let mut summaries = Vec::new();
+            for ((c, coll), fresh) in plan.collections.iter().zip(&colls).zip(fresh) {
+                summaries.push(import_collection(&importer, &src, c, coll, fresh).await?);
+            }
+            Ok::<_, ImportError>(summaries)
+        })
+        .await?;
     importer
         .finish(&plan, opts.index, opts.load, &mut summaries)
         .await?;
