@@ -347,6 +347,36 @@ async fn source_storage_in_the_wrong_place_fails_before_the_target_is_created() 
 }
 
 #[tokio::test]
+async fn a_resume_must_copy_the_way_the_interrupted_run_did() {
+    let env = common::env();
+    let source = common::client(&env.source_uri).await;
+    let target = common::client(&env.target_uri).await;
+    let src = common::unique("smode_src");
+    let dst = common::unique("smode_dst");
+    make_source(&source, &src, Shape::default(), 3000).await;
+    let dir = tempfile::tempdir().unwrap();
+    let by_query = format!("[[collections]]\nsource = \"{src}\"\ntarget = \"{dst}\"\n");
+    let copy = "page_rows = 300\nbatch_bytes = 60000\nparallelism = 2";
+    let job = common::write_job(dir.path(), &env.source_uri, &env.target_uri, &by_query, copy);
+    let cfg = job.to_str().unwrap();
+    let out = common::run_ferry(&["migrate", "--config", cfg, "--quiet"], &[("FERRY_FAILPOINTS", "snapshot.after_target_write")]);
+    assert!(!out.status.success(), "the failpoint must abort the run");
+    // The same job, now reading the binlogs: refused before anything is read or written.
+    common::write_job(dir.path(), &env.source_uri, &env.target_uri, &storage_collections(&src, &dst, None), copy);
+    let out = common::run_ferry(&["migrate", "--config", cfg, "--quiet"], &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("collection \"{dst}\": an earlier run of this job copied it by query")), "{err}");
+    // Back to queries: the copy resumes and ends with exactly the source's rows.
+    common::write_job(dir.path(), &env.source_uri, &env.target_uri, &by_query, copy);
+    let out = common::run_ferry(&["migrate", "--config", cfg, "--quiet", "--load"], &[]);
+    assert!(out.status.success(), "resume failed");
+    assert_migrated(&source, &target, &src, &dst, true).await;
+    source.drop_collection(&src).await.unwrap();
+    target.drop_collection(&dst).await.unwrap();
+}
+
+#[tokio::test]
 async fn from_source_storage_crash_at_failpoint_then_kill_9_then_resume_converges() {
     crash_then_kill_9_then_resume_converges(true).await;
 }

@@ -39,6 +39,12 @@ pub enum MigrateError {
     CountMismatch { details: String },
     #[error(transparent)]
     Storage(Box<crate::sources::import::ImportError>),
+    #[error("collection {collection:?}: an earlier run of this job copied it {was}, this run would copy it {now}, and the two do not know each other's progress; run with the [source.storage] setting of the earlier run, or start over with a new state_dir and target collection")]
+    CopyModeChanged {
+        collection: String,
+        was: String,
+        now: &'static str,
+    },
     #[error("collection {collection:?}: counting the source's distinct primary keys failed: {source}")]
     KeyCount {
         collection: String,
@@ -178,6 +184,7 @@ pub async fn migrate(
         return Ok(Vec::new());
     }
     let state = StateStore::open(&cfg.job.state_dir)?;
+    check_copy_mode(&state, &plan, cfg.source.storage.is_some())?;
     let storage_err = |e| MigrateError::Storage(Box::new(e));
     let storage = match cfg.source.storage {
         Some(_) => Some(StorageSnapshots::take(cfg, &source, &state, &plan).await.map_err(storage_err)?),
@@ -255,6 +262,24 @@ pub async fn migrate(
         });
     }
     Ok(summaries)
+}
+
+/// Records how the job copies each collection, and refuses a re-run that would copy it the
+/// other way: query and storage copies keep separate progress, so switching could write rows
+/// already on the target a second time.
+fn check_copy_mode(state: &StateStore, plan: &Plan, storage: bool) -> Result<(), MigrateError> {
+    let now = if storage { "from the source's binlogs ([source.storage])" } else { "by query" };
+    for c in &plan.collections {
+        let key = format!("copy-mode/{}", c.target_name);
+        match state.get::<String>(&key)? {
+            Some(was) if was != now => {
+                return Err(MigrateError::CopyModeChanged { collection: c.target_name.clone(), was, now })
+            }
+            Some(_) => {}
+            None => state.put(&key, &now.to_string())?,
+        }
+    }
+    Ok(())
 }
 
 /// A summary whose counts are still to be taken.
