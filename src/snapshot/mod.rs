@@ -172,8 +172,8 @@ impl Copier {
         Ok(CopyReport {
             source: plan.source_name.clone(),
             target: plan.target_name.clone(),
-            rows: progress.rows() - before.0,
-            bytes: progress.bytes.load(std::sync::atomic::Ordering::Relaxed) - before.1,
+            rows: progress.done().0 - before.0,
+            bytes: progress.done().1 - before.1,
             seconds: started.elapsed().as_secs_f64(),
         })
     }

@@ -285,8 +285,12 @@ pub fn apply_deletes(
     if keep.len() == rows.len() {
         return Ok((rows.clone(), timestamps.to_vec()));
     }
-    let ts = keep.iter().map(|&i| timestamps[i]).collect();
-    Ok((rows.select(&keep), ts))
+    Ok(select_rows(rows, timestamps, &keep))
+}
+
+/// Rows `keep` of `rows` with their timestamps.
+fn select_rows(rows: &Rows, timestamps: &[u64], keep: &[usize]) -> (Rows, Vec<u64>) {
+    (rows.select(keep), keep.iter().map(|&i| timestamps[i]).collect())
 }
 
 /// A milvus-backup backup, opened.
@@ -354,7 +358,7 @@ impl BackupSource {
     }
 
     /// The segments `info` lists, read from a Milvus server's own storage root `storage`
-    /// (see [`crate::sources::storage`]) as of timestamp `as_of`.
+    /// (see [`crate::sources::import::storage`]) as of timestamp `as_of`.
     pub fn live(storage: Store, info: BackupInfo, as_of: u64) -> Result<BackupSource, BackupError> {
         let label = storage.display("");
         BackupSource::new(storage, info, &label, Some(as_of))
@@ -497,8 +501,7 @@ impl BackupSource {
                 let keep: Vec<usize> = (0..data.timestamps.len())
                     .filter(|&i| data.timestamps[i] <= as_of)
                     .collect();
-                data.rows = data.rows.select(&keep);
-                data.timestamps = keep.iter().map(|&i| data.timestamps[i]).collect();
+                (data.rows, data.timestamps) = select_rows(&data.rows, &data.timestamps, &keep);
             }
         }
         Ok(data)

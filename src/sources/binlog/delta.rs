@@ -65,11 +65,11 @@ impl Deletes {
         if self.ts.iter().all(|&t| t <= ts) {
             return;
         }
-        let keep: Vec<bool> = self.ts.iter().map(|&t| t <= ts).collect();
-        let mut i = 0..;
+        // Keys and timestamps are aligned: walk the timestamps beside the keys.
+        let mut kept = self.ts.iter().map(|&t| t <= ts);
         match &mut self.pks {
-            PrimaryKeys::Int(v) => v.retain(|_| keep[i.next().unwrap_or_default()]),
-            PrimaryKeys::Str(v) => v.retain(|_| keep[i.next().unwrap_or_default()]),
+            PrimaryKeys::Int(v) => v.retain(|_| kept.next() == Some(true)),
+            PrimaryKeys::Str(v) => v.retain(|_| kept.next() == Some(true)),
         }
         self.ts.retain(|&t| t <= ts);
     }

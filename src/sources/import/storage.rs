@@ -13,8 +13,10 @@
 //!    row and delete written before the flush is then in binlogs;
 //! 3. DataCoord's list of the collection's segments (`GetPersistentSegmentInfo`) is taken,
 //!    and its Flushed segments are recorded with their row counts. Segments a compaction
-//!    replaced are not in the list, so no row is read twice; growing segments hold only
-//!    writes that came after the flush.
+//!    replaced are not in the list, so no row is read twice. Segments opened after the flush
+//!    (growing, or sealed by size since) are not read: they hold writes still arriving during
+//!    the flush or after it, which an offline copy does not have (the count check says so if
+//!    a source with writes going on lost rows that way).
 //!
 //! Each segment is then read and written as `ferry import-backup` does (same resumable
 //! per-segment state, batches and checks), with rows inserted and deletes made after
@@ -121,8 +123,7 @@ pub async fn snapshot(
         .map(|s| s.segment_id)
         .collect();
     if !unflushed.is_empty() {
-        // Sealed after the flush by writes that came later (the copy is as of `as_of`, before
-        // them); the count check says so if rows are missing.
+        // Opened and sealed after the flush by writes that went on (see the module doc).
         tracing::warn!(collection = %c.source_name, segments = ?unflushed, "segments sealed but not yet flushed are not read");
     }
     let snap = StorageSnapshot { as_of, segments };
@@ -131,7 +132,7 @@ pub async fn snapshot(
         segments = snap.segments.len(),
         rows = snap.segments.iter().map(|s| s.rows).sum::<i64>(),
         skipped = infos.len() - snap.segments.len(),
-        "snapshot of the source's storage taken (segments not flushed hold only later writes)"
+        "snapshot of the source's storage taken"
     );
     state.put(&key, &snap)?;
     Ok(snap)
