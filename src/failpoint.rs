@@ -1,4 +1,4 @@
-//! Named crash points for crash-recovery tests.
+//! Named crash points for crash-recovery tests (debug and test builds only).
 //!
 //! A test runs ferry with `FERRY_FAILPOINTS=apply.after_target_write` (a comma-separated
 //! list) and ferry aborts, like `kill -9`, the first time it reaches that point; the test
@@ -8,13 +8,21 @@
 
 use std::sync::OnceLock;
 
-/// The failpoints enabled by `FERRY_FAILPOINTS`.
+/// The failpoints enabled by `FERRY_FAILPOINTS`: in test and debug builds only. A release
+/// build (what is deployed) ignores the variable, saying so once, so an environment variable
+/// can never make a production daemon abort or fail on purpose.
 fn enabled() -> &'static [String] {
     static ENABLED: OnceLock<Vec<String>> = OnceLock::new();
     ENABLED.get_or_init(|| {
-        std::env::var("FERRY_FAILPOINTS")
-            .map(|v| parse(&v))
-            .unwrap_or_default()
+        let list = std::env::var("FERRY_FAILPOINTS").map(|v| parse(&v)).unwrap_or_default();
+        if cfg!(debug_assertions) {
+            list
+        } else {
+            if !list.is_empty() {
+                tracing::warn!("FERRY_FAILPOINTS is ignored: failpoints exist in test builds only");
+            }
+            Vec::new()
+        }
     })
 }
 

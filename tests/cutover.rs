@@ -100,6 +100,12 @@ async fn setup(prefix: &str, rows: i64) -> (MilvusClient, MilvusClient, String, 
     (source, target, src, dst, dir, cfg)
 }
 
+/// Puts the freeze and unfreeze commands in the job file: the only place they come from.
+fn set_commands(cfg: &str, freeze: &str, unfreeze: &str) {
+    let text = std::fs::read_to_string(cfg).unwrap() + &format!("\n[cutover]\nfreeze_command = {freeze:?}\nunfreeze_command = {unfreeze:?}\n");
+    std::fs::write(cfg, text).unwrap();
+}
+
 async fn assert_equal(source: &MilvusClient, target: &MilvusClient, src: &str, dst: &str) {
     let (expected, got) = stream::converge(source, target, src, dst, Duration::from_secs(5)).await;
     common::data::assert_same(&expected, &got);
@@ -109,22 +115,26 @@ async fn assert_equal(source: &MilvusClient, target: &MilvusClient, src: &str, d
 async fn command_freeze_cutover_aborts_on_a_drain_failure_then_succeeds() {
     let (source, target, src, dst, dir, cfg) = setup("co_cmd", 3000).await;
     let mut writer = Writer { dir: dir.path().to_path_buf(), next: 3000 };
+    // The freeze command also records its environment: ferry's variables must not be in it.
+    let d = dir.path().display();
+    set_commands(&cfg, &format!("env > {d}/freeze.env && {}", writer.freeze_command()), &writer.unfreeze_command());
     let w = writer.start(&source, &src);
     // The first drain of this daemon fails (failpoint): the abort path.
     let daemon = spawn_daemon(&cfg, dir.path(), "cutover.drain");
     tokio::task::block_in_place(|| wait_state(&cfg, "STREAMING"));
 
     // A dry run checks and changes nothing: the writer keeps writing.
-    let (ok, report) = tokio::task::block_in_place(|| cutover(&cfg, &["--dry-run", "--freeze", "command", "--freeze-command", "false"]));
+    let (ok, report) = tokio::task::block_in_place(|| cutover(&cfg, &["--dry-run", "--freeze", "command"]));
     assert!(ok, "{report:#}");
     assert_eq!(report["outcome"], "dry_run");
     assert!(!dir.path().join("freeze").exists());
     assert_eq!(tokio::task::block_in_place(|| state(&cfg))["state"], "STREAMING");
 
     // Forced failure during the drain: aborted, unfrozen, back to STREAMING.
-    let (freeze, unfreeze) = (writer.freeze_command(), writer.unfreeze_command());
-    let args = ["--freeze", "command", "--freeze-command", &freeze, "--unfreeze-command", &unfreeze, "--max-lag-ms", "5000"];
+    let args = ["--freeze", "command", "--max-lag-ms", "5000"];
     let (ok, report) = tokio::task::block_in_place(|| cutover(&cfg, &args));
+    let env = std::fs::read_to_string(dir.path().join("freeze.env")).unwrap();
+    assert!(!env.contains("FERRY_") && env.contains("PATH="), "the freeze command saw ferry's environment:\n{env}");
     assert!(!ok, "an aborted cutover exits non-zero");
     assert_eq!(report["outcome"], "aborted", "{report:#}");
     assert!(report["reason"].as_str().unwrap().contains("cutover.drain"), "{report:#}");
@@ -137,7 +147,7 @@ async fn command_freeze_cutover_aborts_on_a_drain_failure_then_succeeds() {
     writer.next = w.await.unwrap();
     let w = writer.start(&source, &src);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let args = ["--freeze", "command", "--freeze-command", &freeze, "--unfreeze-command", &unfreeze, "--max-lag-ms", "5000", "--verify", "full"];
+    let args = ["--freeze", "command", "--max-lag-ms", "5000", "--verify", "full"];
     let (ok, report) = tokio::task::block_in_place(|| cutover(&cfg, &args));
     assert!(ok, "{report:#}");
     assert_eq!(report["outcome"], "successful");
@@ -275,12 +285,12 @@ async fn scheduled_and_postponed_cutover_can_be_aborted_then_runs_with_no_freeze
 async fn a_failed_unfreeze_is_retried_and_sigterm_unfreezes() {
     let (source, target, src, dst, dir, cfg) = setup("co_unfreeze", 1000).await;
     let d = dir.path().display().to_string();
+    // The drain fails (failpoint) and the unfreeze command fails until `unfreeze_ok` exists.
+    set_commands(&cfg, "true", &format!("test -f {d}/unfreeze_ok && touch {d}/unfrozen"));
     let daemon = spawn_daemon(&cfg, dir.path(), "cutover.drain");
     tokio::task::block_in_place(|| wait_state(&cfg, "STREAMING"));
 
-    // The drain fails (failpoint) and the unfreeze command fails until `unfreeze_ok` exists.
-    let unfreeze = format!("test -f {d}/unfreeze_ok && touch {d}/unfrozen");
-    let args = ["--freeze", "command", "--freeze-command", "true", "--unfreeze-command", &unfreeze, "--max-lag-ms", "5000"];
+    let args = ["--freeze", "command", "--max-lag-ms", "5000"];
     let (ok, report) = tokio::task::block_in_place(|| cutover(&cfg, &args));
     assert!(!ok && report["outcome"] == "aborted", "{report:#}");
     let abort = report["steps"].as_array().unwrap().last().unwrap()["message"].as_str().unwrap().to_string();
@@ -308,13 +318,11 @@ async fn a_failed_unfreeze_is_retried_and_sigterm_unfreezes() {
     // the daemon exits 0, and after a restart the job streams again.
     let (source, target, src, dst, dir, cfg) = setup("co_sigterm", 1000).await;
     let d = dir.path().display().to_string();
+    set_commands(&cfg, &format!("touch {d}/frozen && sleep 3"), &format!("touch {d}/unfrozen"));
     let daemon = spawn_daemon(&cfg, dir.path(), "");
     tokio::task::block_in_place(|| wait_state(&cfg, "STREAMING"));
-    let (freeze, unfreeze) = (format!("touch {d}/frozen && sleep 3"), format!("touch {d}/unfrozen"));
     let cfg2 = cfg.clone();
-    let pending = std::thread::spawn(move || {
-        cutover(&cfg2, &["--freeze", "command", "--freeze-command", &freeze, "--unfreeze-command", &unfreeze, "--max-lag-ms", "5000"])
-    });
+    let pending = std::thread::spawn(move || cutover(&cfg2, &["--freeze", "command", "--max-lag-ms", "5000"]));
     let deadline = Instant::now() + Duration::from_secs(60);
     while !dir.path().join("frozen").exists() {
         assert!(Instant::now() < deadline, "the freeze command never ran");

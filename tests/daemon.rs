@@ -15,7 +15,7 @@ use common::stream;
 use common::{http_get, metric_max, metric_sum};
 
 const SOURCE_SECRET: &str = "root:Sup3r-S3cret-Pw";
-const CONTROL_SECRET: &str = "ctl-T0ken-9f8e7d";
+const CONTROL_SECRET: &str = "ctl-T0ken-9f8e7d-0123456789abcdef-long-enough";
 
 fn spawn_daemon(cfg: &str, log: &Path) -> stream::Daemon {
     spawn_daemon_with_failpoints(cfg, log, "")
@@ -73,6 +73,51 @@ fn scrape(addr: &str) -> String {
     body
 }
 
+/// Real RPCs against the running daemon: no token and a wrong token (of the right length)
+/// are refused as Unauthenticated; a cutover request carrying command text, with the right
+/// token, is refused and nothing runs (neither the freeze nor the unfreeze command, which
+/// the abort path would have run), and the job goes on streaming.
+async fn control_api_refuses_strangers_and_commands(addr: &str, dir: &Path) {
+    use ferry::daemon::control;
+    use ferry::proto::control::{CutoverRequest, JobRequest};
+    use ferry::secret::Secret;
+    let tls = control::ClientTls::default();
+    let job = || JobRequest { job: "test-job".into() };
+    let mut none = control::connect(addr, None, &tls).await.unwrap();
+    let e = none.get_job(job()).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+    let wrong = Secret::new(CONTROL_SECRET.replace('9', "8"));
+    assert_eq!(wrong.expose().len(), CONTROL_SECRET.len());
+    let mut wrong = control::connect(addr, Some(&wrong), &tls).await.unwrap();
+    let e = wrong.pause_job(job()).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+    assert!(!e.message().contains(CONTROL_SECRET), "{e:?}");
+
+    let mut ok = control::connect(addr, Some(&Secret::new(CONTROL_SECRET)), &tls).await.unwrap();
+    let marker = dir.join("command-ran");
+    let touch = format!("touch {}", marker.display());
+    for (freeze, freeze_command, unfreeze_command) in
+        [("command", touch.as_str(), ""), ("none", "", touch.as_str()), ("command", "false", touch.as_str())]
+    {
+        let req = CutoverRequest {
+            job: "test-job".into(),
+            freeze: freeze.into(),
+            freeze_command: freeze_command.into(),
+            unfreeze_command: unfreeze_command.into(),
+            max_lag_ms: 60_000,
+            ..Default::default()
+        };
+        let e = ok.cutover(req).await.map(|_| ()).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+        assert!(e.message().contains("cannot carry freeze or unfreeze commands"), "{e:?}");
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!marker.exists(), "a command sent over the control API ran");
+    let st = ok.get_job(job()).await.unwrap().into_inner();
+    assert_eq!(st.state, "STREAMING");
+    assert!(st.cutover.is_empty(), "no cutover may be pending: {st:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_is_observable_controllable_and_restartable() {
     let env = common::env();
@@ -126,9 +171,10 @@ async fn daemon_is_observable_controllable_and_restartable() {
     outputs += &m2;
 
     // The control API refuses a client without the token, and says why.
-    let (ok, text) = tokio::task::block_in_place(|| cli(&["status"], &cfg, false));
+    let (ok, text) = tokio::task::block_in_place(|| cli(&["status", "--control", &eps.control], &cfg, false));
     assert!(!ok && text.contains("token"), "{text}");
     outputs += &text;
+    control_api_refuses_strangers_and_commands(&eps.control, dir.path()).await;
 
     // Pause: nothing more reaches the target, and lag rises honestly.
     let (ok, text) = tokio::task::block_in_place(|| cli(&["pause", "--job", "test-job"], &cfg, true));

@@ -67,6 +67,28 @@ fn env_refs(job_file: &str) -> BTreeSet<String> {
 /// Loads a job file with each `env:VAR` replaced by its value from `vars` (as the process
 /// environment would provide it), failing when a variable is not provided.
 fn load_with_env(text: &str, vars: &BTreeMap<String, String>, label: &str) -> JobConfig {
+    JobConfig::parse(&resolve_env(text, &filled_in(vars), label), Path::new(label))
+        .unwrap_or_else(|e| panic!("{label} does not load: {e}"))
+}
+
+/// The shipped secrets as an operator fills them in: every `CHANGE-ME` placeholder replaced.
+fn filled_in(vars: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    vars.iter()
+        .map(|(k, v)| (k.clone(), if v.contains("CHANGE-ME") { "operator-chosen-secret-0123456789abcdef".into() } else { v.clone() }))
+        .collect()
+}
+
+/// The shipped placeholder control token is refused: a deployment that forgot to replace it
+/// does not start.
+fn assert_placeholder_refused(text: &str, vars: &BTreeMap<String, String>, label: &str) {
+    let e = JobConfig::parse(&resolve_env(text, vars, label), Path::new(label))
+        .err()
+        .unwrap_or_else(|| panic!("{label} loads with the shipped CHANGE-ME control token"))
+        .to_string();
+    assert!(e.contains("control.token") && e.contains("placeholder"), "{label}: {e}");
+}
+
+fn resolve_env(text: &str, vars: &BTreeMap<String, String>, label: &str) -> String {
     let mut resolved = text.to_string();
     for var in env_refs(text) {
         let value = vars.get(&var).unwrap_or_else(|| {
@@ -77,8 +99,7 @@ fn load_with_env(text: &str, vars: &BTreeMap<String, String>, label: &str) -> Jo
         });
         resolved = resolved.replace(&format!("\"env:{var}\""), &format!("{value:?}"));
     }
-    JobConfig::parse(&resolved, Path::new(label))
-        .unwrap_or_else(|e| panic!("{label} does not load: {e}"))
+    resolved
 }
 
 /// `KEY=VALUE` lines of an env file.
@@ -204,6 +225,9 @@ fn kubernetes_manifests_fit_together() {
         expected,
         "the ConfigMap needs exactly one job file per StatefulSet replica"
     );
+    for (name, text) in &files {
+        assert_placeholder_refused(text, &secret_vars, &format!("ConfigMap {name}"));
+    }
     let jobs: Vec<JobConfig> = files
         .iter()
         .map(|(name, text)| load_with_env(text, &secret_vars, &format!("ConfigMap {name}")))
@@ -466,6 +490,7 @@ fn example() -> (String, BTreeMap<String, String>) {
 #[test]
 fn example_job_file_loads_and_names_every_documented_key() {
     let (text, vars) = example();
+    assert_placeholder_refused(&text, &vars, "deploy/ferry.example.toml");
     let cfg = load_with_env(&text, &vars, "deploy/ferry.example.toml");
     assert!(
         cfg.source.wal.is_some(),
@@ -570,6 +595,7 @@ async fn binary_accepts_the_example_job_file_in_dry_run() {
     }
     let path = dir.path().join("job.toml");
     std::fs::write(&path, &job).unwrap();
+    let vars = filled_in(&vars);
     let envs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     // `ferry run` is what the image, the units and the StatefulSet start; `migrate` shares
     // the job file.

@@ -22,16 +22,11 @@ pub struct CutoverArgs {
     /// How long to wait for the lag bound, and for the drain (e.g. 90s, 10m).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10m")]
     pub timeout: Duration,
-    /// How to stop the source's writers: none (already stopped), command (your hook), rbac
-    /// (revoke the write privileges of `[cutover] rbac_roles`).
+    /// How to stop the source's writers: none (already stopped), command (the daemon's job
+    /// file `[cutover] freeze_command`, undone by its `unfreeze_command`), rbac (revoke the
+    /// write privileges of `[cutover] rbac_roles`). Commands are never sent from here.
     #[arg(long, default_value = "none", value_parser = ["none", "command", "rbac"])]
     pub freeze: String,
-    /// Shell command of the `command` freeze (default `[cutover] freeze_command`).
-    #[arg(long)]
-    pub freeze_command: Option<String>,
-    /// Shell command that undoes the freeze on abort (default `[cutover] unfreeze_command`).
-    #[arg(long)]
-    pub unfreeze_command: Option<String>,
     /// Start at this time (RFC 3339, e.g. 2026-11-23T03:00:00Z); the daemon holds until then.
     #[arg(long)]
     pub at: Option<String>,
@@ -69,10 +64,10 @@ pub async fn run(a: CutoverArgs) -> anyhow::Result<ExitCode> {
     let req = api::CutoverRequest {
         job: a.job.clone(),
         max_lag_ms: a.max_lag_ms,
-        timeout_s: a.timeout.as_secs().max(1),
+        timeout_s: a.timeout.as_secs().clamp(1, 86_400),
         freeze: a.freeze.clone(),
-        freeze_command: a.freeze_command.clone().unwrap_or_default(),
-        unfreeze_command: a.unfreeze_command.clone().unwrap_or_default(),
+        freeze_command: String::new(),
+        unfreeze_command: String::new(),
         at: a.at.clone().unwrap_or_default(),
         postpone_flag: a.postpone_flag.clone().unwrap_or_default(),
         verify: a.verify.clone(),

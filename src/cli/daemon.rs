@@ -17,37 +17,71 @@ use crate::secret::Secret;
 /// How to reach the daemon.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ControlArgs {
-    /// Control API address (`host:port`); default `FERRY_CONTROL` or 127.0.0.1:7070.
+    /// Control API address (`host:port`, or `https://host:port` for a TLS listener); default
+    /// `FERRY_CONTROL` or 127.0.0.1:7070.
     #[arg(long, env = "FERRY_CONTROL")]
     pub control: Option<String>,
-    /// Find the daemon of this job file (its `state_dir/daemon.json`) instead.
+    /// Find the daemon of this job file (its `state_dir/daemon.json`) instead; its token is
+    /// the job file's `[control] token` or the daemon's generated `state_dir/control.token`.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
+    /// PEM CA that signed the daemon's TLS certificate (or that certificate itself).
+    #[arg(long, env = "FERRY_CONTROL_CA")]
+    pub control_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for a daemon that requires one (`[control] tls_client_ca`).
+    #[arg(long, env = "FERRY_CONTROL_CERT")]
+    pub control_cert: Option<PathBuf>,
+    /// Key of `--control-cert`.
+    #[arg(long, env = "FERRY_CONTROL_KEY")]
+    pub control_key: Option<PathBuf>,
 }
 
 impl ControlArgs {
     pub async fn connect(&self) -> anyhow::Result<Client> {
-        let mut token = std::env::var("FERRY_CONTROL_TOKEN").ok().map(Secret::new);
+        let mut token = std::env::var("FERRY_CONTROL_TOKEN").ok().filter(|t| !t.is_empty()).map(Secret::new);
+        let mut tls = control::ClientTls {
+            ca: self.control_ca.clone(),
+            cert: self.control_cert.clone(),
+            key: self.control_key.clone(),
+        };
         let addr = match (&self.control, &self.config) {
             (Some(a), _) => a.clone(),
             (None, Some(path)) => {
                 let cfg = JobConfig::load(path)?;
-                if token.is_none() {
-                    token = cfg.control.token.as_ref().map(|t| t.value.clone());
-                }
-                match crate::daemon::endpoints(&cfg) {
-                    Some(e) => e.control,
+                let endpoints = match crate::daemon::endpoints(&cfg) {
+                    Some(e) => e,
                     None => anyhow::bail!(
                         "no daemon of {} is running ({} has no daemon.json); start it with `ferry run --config {}`",
                         path.display(),
                         cfg.job.state_dir.display(),
                         path.display()
                     ),
+                };
+                if token.is_none() {
+                    token = match &cfg.control.token {
+                        Some(t) => Some(t.value.clone()),
+                        None => {
+                            let file = cfg.job.state_dir.join(control::TOKEN_FILE);
+                            let t = std::fs::read_to_string(&file).map_err(|e| {
+                                anyhow::anyhow!("cannot read the daemon's control token {}: {e} (run as the daemon's user, or set FERRY_CONTROL_TOKEN)", file.display())
+                            })?;
+                            Some(Secret::new(t.trim().to_string()))
+                        }
+                    };
+                }
+                if endpoints.control_tls {
+                    // A self-signed daemon certificate is its own CA.
+                    if tls.ca.is_none() {
+                        tls.ca = cfg.control.tls_cert.clone();
+                    }
+                    format!("https://{}", endpoints.control)
+                } else {
+                    endpoints.control
                 }
             }
             (None, None) => "127.0.0.1:7070".into(),
         };
-        control::connect(&addr, token.as_ref()).await
+        control::connect(&addr, token.as_ref(), &tls).await
     }
 }
 

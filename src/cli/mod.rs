@@ -170,7 +170,7 @@ pub fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("ferry: error: {e:#}");
+            eprintln!("ferry: error: {}", crate::milvus::error_chain(AsRef::<dyn std::error::Error>::as_ref(&e)));
             ExitCode::FAILURE
         }
     }

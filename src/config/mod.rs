@@ -92,10 +92,16 @@ pub struct CutoverConfig {
     /// (on the job's collections and on `*`), restored if the cutover aborts.
     #[serde(default)]
     pub rbac_roles: Vec<String>,
-    /// Shell command of the `command` freeze (for example scaling writers to zero).
+    /// Shell command of the `command` freeze (for example scaling writers to zero). Only the
+    /// job file sets it: a control API request picks the freeze mode, never the command.
     pub freeze_command: Option<String>,
     /// Shell command that undoes `freeze_command` when a cutover aborts.
     pub unfreeze_command: Option<String>,
+    /// Names of environment variables the freeze and unfreeze commands get from the daemon's
+    /// environment (for example `KUBECONFIG`, `PATH`). Commands run with a cleared
+    /// environment otherwise; the variables ferry's own secrets come from are refused here.
+    #[serde(default)]
+    pub command_env: Vec<String>,
 }
 
 /// Where the control API listens and who may use it.
@@ -106,16 +112,40 @@ pub struct ControlConfig {
     /// `state_dir/daemon.json`).
     #[serde(default = "default_control_listen")]
     pub listen: String,
-    /// Bearer token clients must send; required when `listen` is not a loopback address.
+    /// Bearer token every client must send, at least 32 bytes (`env:VAR` recommended).
+    /// Without it the daemon generates one at each start and writes it to
+    /// `state_dir/control.token` (mode 0600), where the local CLI (`--config`) reads it.
     #[serde(default, deserialize_with = "secret_field")]
     pub token: Option<SecretSpec>,
+    /// PEM certificate chain of the control API's TLS listener (with `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle: when set, clients must present a certificate it signed (mutual TLS).
+    pub tls_client_ca: Option<PathBuf>,
+    /// Allows a plaintext listener on a non-loopback address (tokens then cross the network
+    /// unencrypted: only behind a TLS-terminating proxy or a private link).
+    #[serde(default)]
+    pub allow_plaintext: bool,
 }
 
 impl Default for ControlConfig {
     fn default() -> Self {
-        ControlConfig { listen: default_control_listen(), token: None }
+        ControlConfig {
+            listen: default_control_listen(),
+            token: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            allow_plaintext: false,
+        }
     }
 }
+
+/// Least length, in bytes, of a control token.
+pub const MIN_CONTROL_TOKEN_BYTES: usize = 32;
+/// The placeholder the shipped manifests carry; never accepted as a token.
+const TOKEN_PLACEHOLDER: &str = "CHANGE-ME";
 
 /// Where the HTTP telemetry endpoint listens.
 #[derive(Debug, Clone, Deserialize)]
@@ -216,9 +246,100 @@ pub struct WalConfig {
     /// the keys of the collection shards they carry. Absent: every channel the job's
     /// collections use.
     pub channels: Option<Vec<u32>>,
+    /// `PLAINTEXT` (default), `SSL`, `SASL_PLAINTEXT` or `SASL_SSL` (librdkafka's
+    /// `security.protocol`).
+    pub security_protocol: Option<String>,
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`; required with a `SASL_*` protocol.
+    pub sasl_mechanism: Option<String>,
+    /// SASL user name.
+    pub sasl_username: Option<String>,
+    /// SASL password; `env:VAR` reads it from the environment. Never logged or printed.
+    #[serde(default, deserialize_with = "secret_field")]
+    pub sasl_password: Option<SecretSpec>,
+    /// PEM file of the CA that signed the brokers' certificates (`SSL`, `SASL_SSL`).
+    pub ssl_ca_location: Option<PathBuf>,
+    /// PEM client certificate, for brokers that require one (with `ssl_key_location`).
+    pub ssl_certificate_location: Option<PathBuf>,
+    /// PEM private key of `ssl_certificate_location`.
+    pub ssl_key_location: Option<PathBuf>,
+    /// Password of an encrypted `ssl_key_location`; `env:VAR` reads it from the environment.
+    #[serde(default, deserialize_with = "secret_field")]
+    pub ssl_key_password: Option<SecretSpec>,
 }
 
 impl WalConfig {
+    /// The librdkafka settings of the connection's security (protocol, SASL, TLS files), as
+    /// checked at load. Secret values stay [`Secret`]s until handed to librdkafka.
+    pub fn security_options(&self) -> Vec<(&'static str, Secret)> {
+        let mut o = Vec::new();
+        let mut put = |k: &'static str, v: Option<String>| {
+            if let Some(v) = v {
+                o.push((k, Secret::new(v)));
+            }
+        };
+        put("security.protocol", self.security_protocol.clone());
+        put("sasl.mechanism", self.sasl_mechanism.clone());
+        put("sasl.username", self.sasl_username.clone());
+        put("sasl.password", self.sasl_password.as_ref().map(|s| s.value.expose().to_string()));
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        put("ssl.ca.location", path(&self.ssl_ca_location));
+        put("ssl.certificate.location", path(&self.ssl_certificate_location));
+        put("ssl.key.location", path(&self.ssl_key_location));
+        put("ssl.key.password", self.ssl_key_password.as_ref().map(|s| s.value.expose().to_string()));
+        o
+    }
+
+    /// Resolves `env:` secrets and checks the security settings fit together.
+    fn check_security(&mut self) -> Result<(), (&'static str, String)> {
+        for (field, spec) in [("source.wal.sasl_password", &mut self.sasl_password), ("source.wal.ssl_key_password", &mut self.ssl_key_password)] {
+            if let Some(spec) = spec {
+                spec.resolve().map_err(|m| (field, m))?;
+                if spec.value.expose().is_empty() {
+                    return Err((field, "is empty".into()));
+                }
+            }
+        }
+        let protocol = self.security_protocol.clone().unwrap_or_else(|| "PLAINTEXT".into()).to_ascii_uppercase();
+        if !["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"].contains(&protocol.as_str()) {
+            return Err(("source.wal.security_protocol", format!("{protocol:?} must be PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")));
+        }
+        let sasl = protocol.starts_with("SASL_");
+        let tls = protocol.ends_with("SSL");
+        if sasl {
+            let mech = self.sasl_mechanism.clone().unwrap_or_default().to_ascii_uppercase();
+            if !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(&mech.as_str()) {
+                return Err(("source.wal.sasl_mechanism", format!("{protocol} needs PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (got {mech:?})")));
+            }
+            if self.sasl_username.as_deref().unwrap_or("").is_empty() || self.sasl_password.is_none() {
+                return Err(("source.wal.sasl_username", format!("{protocol} needs sasl_username and sasl_password")));
+            }
+            if protocol == "SASL_PLAINTEXT" && mech == "PLAIN" {
+                tracing::warn!("[source.wal] SASL PLAIN over SASL_PLAINTEXT sends the Kafka password in clear: use SASL_SSL or SCRAM");
+            }
+        } else if self.sasl_mechanism.is_some() || self.sasl_username.is_some() || self.sasl_password.is_some() {
+            return Err(("source.wal.security_protocol", format!("SASL settings are given but security_protocol is {protocol}: use SASL_SSL (or SASL_PLAINTEXT)")));
+        }
+        let files = [
+            ("source.wal.ssl_ca_location", &self.ssl_ca_location),
+            ("source.wal.ssl_certificate_location", &self.ssl_certificate_location),
+            ("source.wal.ssl_key_location", &self.ssl_key_location),
+        ];
+        for (field, f) in files {
+            if let Some(p) = f {
+                if !tls {
+                    return Err((field, format!("is set but security_protocol is {protocol} (no TLS): use SSL or SASL_SSL")));
+                }
+                std::fs::metadata(p).map_err(|e| (field, format!("{}: {e}", p.display())))?;
+            }
+        }
+        if self.ssl_certificate_location.is_some() != self.ssl_key_location.is_some() {
+            return Err(("source.wal.ssl_key_location", "ssl_certificate_location and ssl_key_location go together".into()));
+        }
+        self.security_protocol = Some(protocol);
+        self.sasl_mechanism = self.sasl_mechanism.as_ref().map(|m| m.to_ascii_uppercase());
+        Ok(())
+    }
+
     /// The topics `channels` selects (`None`: no selection, every channel).
     pub fn selected_channels(&self) -> Option<Vec<String>> {
         self.channels.as_ref().map(|c| {
@@ -378,7 +499,7 @@ impl JobConfig {
     fn parse_inner(text: &str, path: &Path, needs_source: bool) -> Result<Self, ConfigError> {
         let mut cfg: JobConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            message: toml_error(&e, text),
         })?;
         let invalid = |field: &str, message: String| ConfigError::Invalid {
             path: path.to_path_buf(),
@@ -395,9 +516,24 @@ impl JobConfig {
             if ep.uri.trim().is_empty() {
                 return Err(invalid(&format!("{field}.uri"), "must not be empty".into()));
             }
-            crate::milvus::normalize_uri(&ep.uri).map_err(|e| invalid(&format!("{field}.uri"), e.to_string()))?;
+            let uri = crate::milvus::normalize_uri(&ep.uri).map_err(|e| invalid(&format!("{field}.uri"), e.to_string()))?;
             if let Some(spec) = &mut ep.token {
                 spec.resolve().map_err(|m| invalid(&format!("{field}.token"), m))?;
+                if spec.value.expose().trim().is_empty() {
+                    return Err(invalid(&format!("{field}.token"), "is empty: set the token, or remove the key for a server without authentication".into()));
+                }
+            }
+            let plain = uri.starts_with("http://");
+            for (key, set) in [("tls_ca_cert", ep.tls_ca_cert.is_some()), ("tls_server_name", ep.tls_server_name.is_some())] {
+                if set && plain {
+                    return Err(invalid(&format!("{field}.{key}"), format!("is set but {field}.uri is not https:// ({uri}): the connection would not use TLS")));
+                }
+            }
+            if plain && ep.token.is_some() {
+                tracing::warn!(endpoint = %uri, "{field}.token is sent over plaintext http:// (use https:// where the network is not trusted)");
+            }
+            if !(1..=86_400).contains(&ep.request_timeout_s) {
+                return Err(invalid(&format!("{field}.request_timeout_s"), "must be 1..=86400".into()));
             }
             if ep.database.trim().is_empty() {
                 return Err(invalid(&format!("{field}.database"), "must not be empty".into()));
@@ -416,6 +552,9 @@ impl JobConfig {
             if cfg.source.wal.as_ref().is_some_and(|w| w.channels.is_some()) {
                 return Err(invalid("source.storage", "cannot be combined with [source.wal] channels (binlogs are not split by channel); leave one of them out".into()));
             }
+        }
+        if let Some(wal) = &mut cfg.source.wal {
+            wal.check_security().map_err(|(field, m)| invalid(field, m))?;
         }
         if let Some(channels) = cfg.source.wal.as_ref().and_then(|w| w.channels.as_ref()) {
             if channels.is_empty() {
@@ -466,25 +605,88 @@ impl JobConfig {
             let parsed: std::net::SocketAddr = addr
                 .parse()
                 .map_err(|e| invalid(field, format!("{addr:?} is not host:port with an IP address ({e})")))?;
-            if field == "control.listen" && !parsed.ip().is_loopback() && cfg.control.token.is_none() {
-                return Err(invalid(
-                    "control.token",
-                    format!("required when control.listen ({addr}) is not a loopback address"),
-                ));
+            if field == "control.listen" && !parsed.ip().is_loopback() {
+                if cfg.control.token.is_none() {
+                    return Err(invalid(
+                        "control.token",
+                        format!("required when control.listen ({addr}) is not a loopback address (the generated token is for the local CLI)"),
+                    ));
+                }
+                if cfg.control.tls_cert.is_none() && !cfg.control.allow_plaintext {
+                    return Err(invalid(
+                        "control.tls_cert",
+                        format!("required when control.listen ({addr}) is not a loopback address: the token would cross the network in clear (or set allow_plaintext = true behind a TLS proxy)"),
+                    ));
+                }
             }
+        }
+        if cfg.control.tls_cert.is_some() != cfg.control.tls_key.is_some() {
+            return Err(invalid("control.tls_key", "tls_cert and tls_key go together".into()));
+        }
+        if cfg.control.tls_client_ca.is_some() && cfg.control.tls_cert.is_none() {
+            return Err(invalid("control.tls_client_ca", "needs tls_cert and tls_key (client certificates are checked over TLS)".into()));
         }
         if let Some(spec) = &mut cfg.control.token {
             spec.resolve().map_err(|m| invalid("control.token", m))?;
-            // An empty token would let every request in (a missing header reads as empty).
-            if spec.value.expose().trim().is_empty() {
-                return Err(invalid("control.token", "is empty: set a token, or remove the key on a loopback listen address".into()));
+            check_control_token(&spec.value).map_err(|m| invalid("control.token", m))?;
+        }
+        let secret_vars: Vec<&str> = [&cfg.source.token, &cfg.target.token, &cfg.control.token]
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.env_var.as_deref())
+            .collect();
+        for name in &cfg.cutover.command_env {
+            if name.is_empty() || name.contains('=') {
+                return Err(invalid("cutover.command_env", format!("{name:?} is not an environment variable name")));
             }
+            if secret_vars.contains(&name.as_str()) || name.starts_with("FERRY_") {
+                return Err(invalid("cutover.command_env", format!("{name} holds one of ferry's secrets (or is ferry's own setting) and is never passed to commands")));
+            }
+        }
+        if cfg.job.shutdown_timeout_s > 86_400 {
+            return Err(invalid("job.shutdown_timeout_s", "must be at most 86400".into()));
+        }
+        if cfg.stream.batch_bytes < 1024 || cfg.stream.batch_bytes > 60 << 20 {
+            return Err(invalid("stream.batch_bytes", "must be 1 KiB..=60 MiB (Milvus caps a request at 64 MiB)".into()));
+        }
+        if cfg.stream.log_max_bytes < 1 << 20 {
+            return Err(invalid("stream.log_max_bytes", "must be at least 1 MiB".into()));
         }
         if !["stop", "drop"].contains(&cfg.stream.on_source_drop.as_str()) {
             return Err(invalid("stream.on_source_drop", "must be \"stop\" or \"drop\"".into()));
         }
         Ok(cfg)
     }
+}
+
+/// A TOML error without the quoted source line (which may hold a secret): the message and
+/// where it is.
+fn toml_error(e: &toml::de::Error, text: &str) -> String {
+    let at = e.span().map(|span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        format!(" (line {line}, column {column})")
+    });
+    format!("{}{}", e.message().trim_end(), at.unwrap_or_default())
+}
+
+/// Why a control token is not acceptable, if it is not.
+pub fn check_control_token(token: &crate::secret::Secret) -> Result<(), String> {
+    let t = token.expose();
+    if t.trim().is_empty() {
+        return Err("is empty".into());
+    }
+    if t.to_ascii_uppercase().contains(TOKEN_PLACEHOLDER) {
+        return Err(format!("is the shipped placeholder ({TOKEN_PLACEHOLDER}): generate one, e.g. `openssl rand -hex 32`"));
+    }
+    if t.len() < MIN_CONTROL_TOKEN_BYTES {
+        return Err(format!("is {} bytes; at least {MIN_CONTROL_TOKEN_BYTES} are required (e.g. `openssl rand -hex 32`)", t.len()));
+    }
+    if t.chars().any(|c| !c.is_ascii_graphic()) {
+        return Err("must be printable ASCII without spaces (it travels in an HTTP header)".into());
+    }
+    Ok(())
 }
 
 impl CollectionConfig {
@@ -638,21 +840,121 @@ name = "j1"
     }
 
     #[test]
-    fn control_off_loopback_needs_a_non_empty_token() {
+    fn control_off_loopback_needs_a_strong_token_and_tls() {
         let open = format!("{MINIMAL}\n[control]\nlisten = \"0.0.0.0:7070\"\n");
         let e = JobConfig::parse(&open, Path::new("j.toml")).unwrap_err().to_string();
         assert!(e.contains("control.token") && e.contains("loopback"), "{e}");
-        let empty = open.replace("[control]\n", "[control]\ntoken = \"\"\n");
-        let e = JobConfig::parse(&empty, Path::new("j.toml")).unwrap_err().to_string();
+        let with_token = |t: &str| open.replace("[control]\n", &format!("[control]\ntoken = \"{t}\"\nallow_plaintext = true\n"));
+        let e = JobConfig::parse(&with_token(""), Path::new("j.toml")).unwrap_err().to_string();
         assert!(e.contains("control.token") && e.contains("empty"), "{e}");
         std::env::set_var("FERRY_TEST_CFG_EMPTY_TOKEN", "");
-        let empty_env = open.replace("[control]\n", "[control]\ntoken = \"env:FERRY_TEST_CFG_EMPTY_TOKEN\"\n");
-        let e = JobConfig::parse(&empty_env, Path::new("j.toml")).unwrap_err().to_string();
+        let e = JobConfig::parse(&with_token("env:FERRY_TEST_CFG_EMPTY_TOKEN"), Path::new("j.toml")).unwrap_err().to_string();
         assert!(e.contains("control.token") && e.contains("empty"), "{e}");
-        let ok = open.replace("[control]\n", "[control]\ntoken = \"s3cret\"\n");
-        assert!(JobConfig::parse(&ok, Path::new("j.toml")).is_ok());
-        // Loopback needs none.
+        let e = JobConfig::parse(&with_token("s3cret"), Path::new("j.toml")).unwrap_err().to_string();
+        assert!(e.contains("control.token") && e.contains("at least 32"), "{e}");
+        assert!(!e.contains("s3cret"), "{e}");
+        let e = JobConfig::parse(&with_token("CHANGE-ME-CHANGE-ME-CHANGE-ME-CHANGE-ME"), Path::new("j.toml")).unwrap_err().to_string();
+        assert!(e.contains("placeholder"), "{e}");
+        let strong = "0123456789abcdef0123456789abcdef";
+        assert!(JobConfig::parse(&with_token(strong), Path::new("j.toml")).is_ok());
+        // Off loopback without TLS is refused unless plaintext is explicitly allowed.
+        let no_tls = open.replace("[control]\n", &format!("[control]\ntoken = \"{strong}\"\n"));
+        let e = JobConfig::parse(&no_tls, Path::new("j.toml")).unwrap_err().to_string();
+        assert!(e.contains("control.tls_cert"), "{e}");
+        let tls = no_tls.replace("[control]\n", "[control]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n");
+        assert!(JobConfig::parse(&tls, Path::new("j.toml")).is_ok());
+        let half = no_tls.replace("[control]\n", "[control]\ntls_cert = \"c.pem\"\n");
+        let e = JobConfig::parse(&half, Path::new("j.toml")).unwrap_err().to_string();
+        assert!(e.contains("control.tls_key"), "{e}");
+        // Loopback needs no configured token (the daemon generates one).
         let local = format!("{MINIMAL}\n[control]\nlisten = \"127.0.0.1:7070\"\n");
         assert!(JobConfig::parse(&local, Path::new("j.toml")).is_ok());
+        // A short token is refused on loopback too.
+        let short = local.replace("[control]\n", "[control]\ntoken = \"short\"\n");
+        assert!(JobConfig::parse(&short, Path::new("j.toml")).is_err());
+    }
+
+    /// Settings that would weaken a connection without saying so are errors.
+    #[test]
+    fn weak_endpoint_settings_fail_closed() {
+        std::env::set_var("FERRY_TEST_CFG_EMPTY_MILVUS_TOKEN", "");
+        let text = MINIMAL.replace(
+            "uri = \"http://127.0.0.1:19630\"",
+            "uri = \"http://127.0.0.1:19630\"\ntoken = \"env:FERRY_TEST_CFG_EMPTY_MILVUS_TOKEN\"",
+        );
+        let e = JobConfig::parse(&text, Path::new("j.toml")).unwrap_err().to_string();
+        assert!(e.contains("target.token") && e.contains("empty"), "{e}");
+        for key in ["tls_ca_cert = \"ca.pem\"", "tls_server_name = \"milvus.internal\""] {
+            let text = MINIMAL.replace("uri = \"http://127.0.0.1:19530\"", &format!("uri = \"http://127.0.0.1:19530\"\n{key}"));
+            let e = JobConfig::parse(&text, Path::new("j.toml")).unwrap_err().to_string();
+            assert!(e.contains("source.tls_") && e.contains("not https://"), "{e}");
+            let https = text.replace("http://127.0.0.1:19530", "https://127.0.0.1:19530");
+            assert!(JobConfig::parse(&https, Path::new("j.toml")).is_ok());
+        }
+    }
+
+    /// A TOML syntax error names the line, never quotes it: the line may hold a secret.
+    #[test]
+    fn toml_errors_do_not_quote_the_line() {
+        let text = MINIMAL.replace("[job]", "[job]\ntoken = \"Sup3rSecret-unterminated\n");
+        let e = JobConfig::parse(&text, Path::new("j.toml")).unwrap_err().to_string();
+        assert!(!e.contains("Sup3rSecret"), "{e}");
+        assert!(e.contains("line 7") || e.contains("line 8"), "{e}");
+    }
+
+    #[test]
+    fn secured_kafka_settings_are_checked_and_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "pem").unwrap();
+        let with = |extra: &str| {
+            let text = MINIMAL.replace("[target]", &format!("[source.wal]\nbrokers = \"k:9093\"\n{extra}\n[target]"));
+            JobConfig::parse(&text, Path::new("j.toml"))
+        };
+        std::env::set_var("FERRY_TEST_KAFKA_PW", "Kafka-Pa55word");
+        let ok = format!(
+            "security_protocol = \"sasl_ssl\"\nsasl_mechanism = \"SCRAM-SHA-512\"\nsasl_username = \"ferry\"\nsasl_password = \"env:FERRY_TEST_KAFKA_PW\"\nssl_ca_location = \"{}\"",
+            ca.display()
+        );
+        let c = with(&ok).unwrap();
+        let wal = c.source.wal.as_ref().unwrap();
+        let opts: Vec<(&str, String)> = wal.security_options().into_iter().map(|(k, v)| (k, v.expose().to_string())).collect();
+        assert!(opts.contains(&("security.protocol", "SASL_SSL".into())), "{opts:?}");
+        assert!(opts.contains(&("sasl.mechanism", "SCRAM-SHA-512".into())), "{opts:?}");
+        assert!(opts.contains(&("sasl.password", "Kafka-Pa55word".into())), "{opts:?}");
+        assert!(opts.contains(&("ssl.ca.location", ca.display().to_string())), "{opts:?}");
+        assert!(!format!("{c:?}").contains("Kafka-Pa55word"));
+        let reader = crate::wal::WalReader::new("k:9093", vec![]).with_security(wal);
+        assert!(!format!("{reader:?}").contains("Kafka-Pa55word"), "{reader:?}");
+
+        let e = with("security_protocol = \"SASL_SSL\"").unwrap_err().to_string();
+        assert!(e.contains("source.wal.sasl_mechanism"), "{e}");
+        let e = with("security_protocol = \"SASL_SSL\"\nsasl_mechanism = \"PLAIN\"\nsasl_username = \"u\"").unwrap_err().to_string();
+        assert!(e.contains("sasl_password"), "{e}");
+        let e = with("sasl_username = \"u\"\nsasl_password = \"p\"").unwrap_err().to_string();
+        assert!(e.contains("source.wal.security_protocol"), "{e}");
+        let e = with("security_protocol = \"TLS\"").unwrap_err().to_string();
+        assert!(e.contains("must be PLAINTEXT, SSL"), "{e}");
+        let e = with(&format!("ssl_ca_location = \"{}\"", ca.display())).unwrap_err().to_string();
+        assert!(e.contains("source.wal.ssl_ca_location") && e.contains("no TLS"), "{e}");
+        let e = with("security_protocol = \"SSL\"\nssl_ca_location = \"/nonexistent/ca.pem\"").unwrap_err().to_string();
+        assert!(e.contains("source.wal.ssl_ca_location") && e.contains("/nonexistent/ca.pem"), "{e}");
+        assert!(with("").unwrap().source.wal.unwrap().security_options().iter().all(|(k, _)| *k == "security.protocol"));
+    }
+
+    #[test]
+    fn command_env_never_carries_secrets() {
+        let with = |names: &str| {
+            let text = MINIMAL.replace(
+                "uri = \"http://127.0.0.1:19530\"",
+                "uri = \"http://127.0.0.1:19530\"\ntoken = \"env:MY_MILVUS_PW\"",
+            ) + &format!("\n[cutover]\ncommand_env = [{names}]\n");
+            JobConfig::parse(&text, Path::new("j.toml"))
+        };
+        std::env::set_var("MY_MILVUS_PW", "root:pw");
+        assert!(with("\"KUBECONFIG\", \"HOME\"").is_ok());
+        let e = with("\"MY_MILVUS_PW\"").unwrap_err().to_string();
+        assert!(e.contains("cutover.command_env") && e.contains("MY_MILVUS_PW"), "{e}");
+        assert!(with("\"FERRY_CONTROL_TOKEN\"").is_err());
     }
 }

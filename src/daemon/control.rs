@@ -1,9 +1,13 @@
 //! The gRPC control API (`proto/ferry/control.proto`): server side in the daemon, and the
 //! client the CLI uses.
 //!
-//! Authentication: with `[control] token` set, every call must carry
-//! `authorization: Bearer <token>`; the comparison is constant-time and a refusal never
-//! echoes what was sent.
+//! Security model: every call must carry `authorization: Bearer <token>`, on every address,
+//! loopback included. The token is `[control] token` (at least 32 bytes), or one the daemon
+//! generates at start and writes to `state_dir/control.token` (mode 0600) for the local CLI.
+//! The comparison is constant-time and a refusal never echoes what was sent. With
+//! `[control] tls_cert`/`tls_key` the API speaks TLS (and, with `tls_client_ca`, requires
+//! client certificates). No request carries command text: cutover commands come from the job
+//! file only ([`crate::cutover`]).
 
 use std::pin::Pin;
 
@@ -113,21 +117,21 @@ impl Control for Service {
     }
 }
 
-fn bearer_check(token: Option<Secret>) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
+fn bearer_check(token: Secret) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
     move |req: Request<()>| {
-        let Some(want) = &token else {
-            return Ok(req);
-        };
         let got = req
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        if constant_time_eq(got.as_bytes(), want.expose().as_bytes()) {
+        // An empty token never matches, whatever was configured.
+        if !token.is_empty() && constant_time_eq(got.as_bytes(), token.expose().as_bytes()) {
             Ok(req)
         } else {
-            Err(Status::unauthenticated("missing or wrong control token (set FERRY_CONTROL_TOKEN)"))
+            Err(Status::unauthenticated(
+                "missing or wrong control token (FERRY_CONTROL_TOKEN, or --config FILE to read the job's token)",
+            ))
         }
     }
 }
@@ -136,13 +140,58 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Serves the API on `listener` until `stop` turns true.
-pub async fn serve(listener: TcpListener, job: JobHandle, token: Option<Secret>, mut stop: watch::Receiver<bool>) {
+/// TLS of the control listener, from `[control]`.
+#[derive(Debug, Clone, Default)]
+pub struct ServerTls {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    pub client_ca: Option<std::path::PathBuf>,
+}
+
+impl ServerTls {
+    /// The listener's TLS settings, when `[control]` has a certificate.
+    pub fn from_config(c: &crate::config::ControlConfig) -> Option<Self> {
+        Some(ServerTls { cert: c.tls_cert.clone()?, key: c.tls_key.clone()?, client_ca: c.tls_client_ca.clone() })
+    }
+
+    fn load(&self) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
+        let read = |key: &str, p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| anyhow::anyhow!("control.{key}: cannot read {}: {e}", p.display()))
+        };
+        let identity = tonic::transport::Identity::from_pem(read("tls_cert", &self.cert)?, read("tls_key", &self.key)?);
+        let mut tls = tonic::transport::ServerTlsConfig::new().identity(identity);
+        if let Some(ca) = &self.client_ca {
+            tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(read("tls_client_ca", ca)?));
+        }
+        Ok(tls)
+    }
+}
+
+/// Builds the control server: its TLS (if any) is read and checked here, so a bad
+/// certificate stops the daemon at start with an error naming the key.
+pub fn server(tls: Option<&ServerTls>) -> anyhow::Result<tonic::transport::Server> {
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder
+            .tls_config(tls.load()?)
+            .map_err(|e| anyhow::anyhow!("control TLS ({}): {e}", tls.cert.display()))?;
+    }
+    Ok(builder)
+}
+
+/// Serves the API on `listener` until `stop` turns true; every call needs `token`.
+pub async fn serve(
+    mut builder: tonic::transport::Server,
+    listener: TcpListener,
+    job: JobHandle,
+    token: Secret,
+    mut stop: watch::Receiver<bool>,
+) {
     let svc = ControlServer::with_interceptor(Service { job }, bearer_check(token));
     let shutdown = async move {
         let _ = stop.wait_for(|v| *v).await;
     };
-    if let Err(e) = tonic::transport::Server::builder()
+    if let Err(e) = builder
         .add_service(svc)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
@@ -150,6 +199,27 @@ pub async fn serve(listener: TcpListener, job: JobHandle, token: Option<Secret>,
         tracing::error!(error = %e, "control API stopped");
     }
 }
+
+/// A token for a daemon whose job file sets none: 32 random bytes, hex.
+pub fn generate_token() -> std::io::Result<Secret> {
+    use std::io::Read;
+    let mut raw = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut raw)?;
+    Ok(Secret::new(raw.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+}
+
+/// Writes a generated token where the local CLI finds it, readable by the owner only.
+pub fn write_token_file(path: &std::path::Path, token: &Secret) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(token.expose().as_bytes())?;
+    f.sync_all()
+}
+
+/// Name of the generated token's file in `state_dir`.
+pub const TOKEN_FILE: &str = "control.token";
 
 /// A client of a daemon's control API.
 pub type Client = crate::proto::control::control_client::ControlClient<
@@ -169,15 +239,43 @@ impl tonic::service::Interceptor for Bearer {
     }
 }
 
-/// Connects to the daemon at `addr` (`host:port` or `http://host:port`).
-pub async fn connect(addr: &str, token: Option<&Secret>) -> anyhow::Result<Client> {
+/// How the CLI reaches a daemon over TLS.
+#[derive(Debug, Clone, Default)]
+pub struct ClientTls {
+    /// PEM CA to trust besides the public roots (a self-signed daemon certificate itself).
+    pub ca: Option<std::path::PathBuf>,
+    /// Client certificate and key, for a daemon that requires them.
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
+}
+
+/// Connects to the daemon at `addr` (`host:port`, `http://host:port` or `https://host:port`).
+pub async fn connect(addr: &str, token: Option<&Secret>, tls: &ClientTls) -> anyhow::Result<Client> {
     let uri = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
-    let channel = tonic::transport::Endpoint::from_shared(uri.clone())
+    let mut endpoint = tonic::transport::Endpoint::from_shared(uri.clone())
         .map_err(|e| anyhow::anyhow!("control address {addr:?}: {e}"))?
-        .connect_timeout(std::time::Duration::from_secs(5))
+        .connect_timeout(std::time::Duration::from_secs(5));
+    if uri.starts_with("https://") {
+        let mut cfg = tonic::transport::ClientTlsConfig::new().with_webpki_roots();
+        if let Some(ca) = &tls.ca {
+            let pem = std::fs::read(ca).map_err(|e| anyhow::anyhow!("--control-ca {}: {e}", ca.display()))?;
+            cfg = cfg.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+        }
+        match (&tls.cert, &tls.key) {
+            (Some(c), Some(k)) => {
+                let cert = std::fs::read(c).map_err(|e| anyhow::anyhow!("--control-cert {}: {e}", c.display()))?;
+                let key = std::fs::read(k).map_err(|e| anyhow::anyhow!("--control-key {}: {e}", k.display()))?;
+                cfg = cfg.identity(tonic::transport::Identity::from_pem(cert, key));
+            }
+            (None, None) => {}
+            _ => anyhow::bail!("--control-cert and --control-key go together"),
+        }
+        endpoint = endpoint.tls_config(cfg).map_err(|e| anyhow::anyhow!("control TLS: {e}"))?;
+    }
+    let channel = endpoint
         .connect()
         .await
-        .map_err(|e| anyhow::anyhow!("cannot reach the ferry daemon at {addr} ({e}); is `ferry run` running? (--control / FERRY_CONTROL)"))?;
+        .map_err(|e| anyhow::anyhow!("cannot reach the ferry daemon at {addr} ({}); is `ferry run` running? (--control / FERRY_CONTROL)", crate::milvus::error_chain(&e)))?;
     let bearer = match token {
         Some(t) => {
             let mut v: tonic::metadata::MetadataValue<tonic::metadata::Ascii> = format!("Bearer {}", t.expose())
@@ -197,7 +295,7 @@ mod tests {
 
     #[test]
     fn bearer_check_accepts_only_the_token() {
-        let check = bearer_check(Some(Secret::new("s3cret-token".to_string())));
+        let check = bearer_check(Secret::new("s3cret-token".to_string()));
         let with = |v: Option<&str>| {
             let mut r = Request::new(());
             if let Some(v) = v {
@@ -211,6 +309,23 @@ mod tests {
         assert!(!refused.message().contains("s3cret"), "{}", refused.message());
         assert!(with(None).is_err());
         assert!(with(Some("s3cret-token")).is_err());
-        assert!(bearer_check(None)(Request::new(())).is_ok());
+        assert!(with(Some("Bearer ")).is_err());
+        // An empty configured token lets nothing in (a missing header reads as empty).
+        let empty = bearer_check(Secret::new(String::new()));
+        assert!(empty(Request::new(())).is_err());
+    }
+
+    #[test]
+    fn generated_tokens_are_long_random_and_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let (a, b) = (generate_token().unwrap(), generate_token().unwrap());
+        assert_ne!(a, b);
+        assert!(crate::config::check_control_token(&a).is_ok());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(TOKEN_FILE);
+        write_token_file(&path, &a).unwrap();
+        write_token_file(&path, &b).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), b.expose());
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     }
 }

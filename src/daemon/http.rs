@@ -16,10 +16,17 @@ use super::handle::JobHandle;
 /// How long one readiness probe of a dependency may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How long a `/readyz` answer is reused: probes reach three servers, and a scraper (or
+/// anyone who can reach the port) calling in a loop must not multiply that load.
+const READY_CACHE: Duration = Duration::from_secs(3);
+
 #[derive(Clone)]
 struct Ctx {
     job: JobHandle,
     prometheus: Option<PrometheusHandle>,
+    /// The last readiness answer and when it was made; the lock also makes probes run one at
+    /// a time (a caller arriving during a probe waits for it and reuses its answer).
+    ready: std::sync::Arc<tokio::sync::Mutex<Option<(std::time::Instant, StatusCode, String)>>>,
 }
 
 /// Serves until `stop` turns true.
@@ -28,7 +35,7 @@ pub async fn serve(listener: TcpListener, job: JobHandle, prometheus: Option<Pro
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(Ctx { job, prometheus });
+        .with_state(Ctx { job, prometheus, ready: Default::default() });
     let shutdown = async move {
         let _ = stop.wait_for(|v| *v).await;
     };
@@ -44,8 +51,21 @@ async fn metrics(State(ctx): State<Ctx>) -> (StatusCode, [(&'static str, &'stati
     (StatusCode::OK, [("content-type", "text/plain; version=0.0.4")], body)
 }
 
-/// One line per dependency; 200 only when all answer.
+/// One line per dependency; 200 only when all answer. Answers are cached for
+/// [`READY_CACHE`] and probes never overlap.
 async fn readyz(State(ctx): State<Ctx>) -> (StatusCode, String) {
+    let mut cached = ctx.ready.lock().await;
+    if let Some((at, code, body)) = cached.as_ref() {
+        if at.elapsed() < READY_CACHE {
+            return (*code, body.clone());
+        }
+    }
+    let (code, body) = probe(&ctx).await;
+    *cached = Some((std::time::Instant::now(), code, body.clone()));
+    (code, body)
+}
+
+async fn probe(ctx: &Ctx) -> (StatusCode, String) {
     let Some(live) = ctx.job.live() else {
         // Still connecting or planning: the last error says which server stands in the way.
         let last = ctx.job.errors().ok().and_then(|e| e.last().cloned());

@@ -5,7 +5,9 @@
 //!
 //! - keeps the job's state machine ([`lifecycle`]) in sled and resumes in the state it was in;
 //! - serves the gRPC control API ([`control`], `proto/ferry/control.proto`) on
-//!   `[control] listen`, bearer-token protected when `[control] token` is set;
+//!   `[control] listen`, every call bearer-token protected (`[control] token`, or a token
+//!   generated at start into `state_dir/control.token`, mode 0600), over TLS when
+//!   `[control] tls_cert` is set;
 //! - serves `/metrics`, `/healthz` and `/readyz` ([`http`]) on `[telemetry] listen`;
 //! - refreshes the gauges every second from the job's positions ([`handle`]);
 //! - on SIGTERM/SIGINT stops reading, lets in-flight batches finish (up to
@@ -58,6 +60,9 @@ pub struct Endpoints {
     pub control: String,
     pub telemetry: String,
     pub pid: u32,
+    /// The control API speaks TLS (`https://`).
+    #[serde(default)]
+    pub control_tls: bool,
 }
 
 async fn bind(key: &'static str, addr: &str) -> Result<TcpListener, DaemonError> {
@@ -80,12 +85,32 @@ pub async fn serve(cfg: JobConfig, opts: RunOptions, shutdown: watch::Receiver<b
         }
     };
 
+    // Every control call needs a token: the job file's, or one generated for this run and
+    // left in state_dir (0600) for the local CLI.
+    let token_path = cfg.job.state_dir.join(control::TOKEN_FILE);
+    let token = match &cfg.control.token {
+        Some(t) => {
+            let _ = std::fs::remove_file(&token_path);
+            t.value.clone()
+        }
+        None => {
+            let t = control::generate_token()
+                .map_err(|source| DaemonError::Write { path: "/dev/urandom".into(), source })?;
+            control::write_token_file(&token_path, &t)
+                .map_err(|source| DaemonError::Write { path: token_path.display().to_string(), source })?;
+            t
+        }
+    };
+    let tls = control::ServerTls::from_config(&cfg.control);
+    let control_server = control::server(tls.as_ref())?;
+
     let telemetry = bind("telemetry.listen", &cfg.telemetry.listen).await?;
     let control = bind("control.listen", &cfg.control.listen).await?;
     let endpoints = Endpoints {
         control: local(&control).to_string(),
         telemetry: local(&telemetry).to_string(),
         pid: std::process::id(),
+        control_tls: tls.is_some(),
     };
     let path = cfg.job.state_dir.join("daemon.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&endpoints)?)
@@ -95,12 +120,7 @@ pub async fn serve(cfg: JobConfig, opts: RunOptions, shutdown: watch::Receiver<b
     // Servers stop only after the job has drained: status stays visible while it does.
     let (servers_stop_tx, servers_stop) = watch::channel(false);
     let http_task = tokio::spawn(http::serve(telemetry, handle.clone(), prometheus, servers_stop.clone()));
-    let control_task = tokio::spawn(control::serve(
-        control,
-        handle.clone(),
-        cfg.control.token.as_ref().map(|t| t.value.clone()),
-        servers_stop.clone(),
-    ));
+    let control_task = tokio::spawn(control::serve(control_server, control, handle.clone(), token, servers_stop.clone()));
     let sampler = tokio::spawn(handle.clone().sample_until(Duration::from_secs(1), servers_stop.clone()));
 
     // A cutover does not survive its process: undo its freeze and go back to streaming.

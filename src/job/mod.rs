@@ -134,7 +134,7 @@ pub async fn run(cfg: &JobConfig, opts: &RunOptions, handle: &JobHandle, shutdow
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let reader = WalReader::new(wal_cfg.brokers.clone(), channels.clone());
+    let reader = WalReader::new(wal_cfg.brokers.clone(), channels.clone()).with_security(&wal_cfg);
     let progress = Progress::new(opts.quiet);
     let plan = Arc::new(plan);
     // 1. Start positions, before the snapshot reads anything.

@@ -334,8 +334,9 @@ async fn copy_by_query(
 /// between its Delete and Insert messages (a broker failure), leaves two rows of one key.
 /// `count(*)` counts both; a query, and so the copy and the stream, sees one, and the target
 /// ends with one row per key. So counts are compared with the distinct keys. They are read
-/// (keys only) only when `source_rows` exceeds `target_rows`: otherwise the counts agree, or
-/// the target has more rows, which no repeated key explains.
+/// (keys only) whenever `source_rows` is at least `target_rows`: equal counts can hide a
+/// repeated source key and an extra target key, which cancel out. Only a target with more
+/// rows needs no look: no repeated key explains that.
 pub async fn repeated_keys(
     source: &MilvusClient,
     c: &crate::plan::CollectionPlan,
@@ -343,7 +344,7 @@ pub async fn repeated_keys(
     source_rows: u64,
     target_rows: u64,
 ) -> Result<Option<u64>, crate::milvus::PagerError> {
-    if source_rows <= target_rows {
+    if source_rows < target_rows || source_rows == 0 {
         return Ok(None);
     }
     let mut pager = crate::milvus::KeyPager::new(&c.source_name, &c.pk_field, Vec::new());

@@ -148,6 +148,9 @@ pub struct MilvusClient {
     pub(super) database: String,
     endpoint: String,
     retry_max_elapsed: Duration,
+    /// Schemas of the collections this client wrote to, for [`super::canonical`]: described
+    /// once per collection, forgotten when this client creates or drops it.
+    pub(super) write_schemas: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<CollectionSchema>>>>,
 }
 
 impl std::fmt::Debug for MilvusClient {
@@ -234,10 +237,27 @@ impl MilvusClient {
             database,
             endpoint: uri,
             retry_max_elapsed: opts.retry_max_elapsed,
+            write_schemas: Default::default(),
         };
-        // One authenticated call proves the server, the credentials and the database.
-        client.list_collections().await?;
-        Ok(client)
+        // One authenticated call proves the server, the credentials and the database. It gets
+        // a short budget: an endpoint that is not a Milvus (a Kafka or HTTP port, TLS against
+        // plaintext) must fail in seconds with what it answered, not retry for minutes.
+        let tls = client.endpoint.starts_with("https://");
+        let mut probe = client.clone();
+        probe.retry_max_elapsed = opts.retry_max_elapsed.min(PROBE_RETRY);
+        let not_milvus = |reason: String| MilvusError::Connect { endpoint: client.endpoint.clone(), reason };
+        match tokio::time::timeout(PROBE_TIMEOUT, probe.list_collections()).await {
+            Ok(Ok(_)) => Ok(client),
+            // Milvus answered (credentials, database, a server-side refusal): its own words.
+            Ok(Err(e @ MilvusError::Server { .. })) => Err(e),
+            Ok(Err(MilvusError::Rpc { code, message, .. })) => Err(not_milvus(answer_hint(code, &message, tls))),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(not_milvus(format!(
+                "it accepted the connection but gave no gRPC answer within {} s: is this a Milvus port{}?",
+                PROBE_TIMEOUT.as_secs(),
+                if tls { "" } else { " (or one that needs https://)" }
+            ))),
+        }
     }
 
     /// The database this client addresses.
@@ -347,6 +367,30 @@ pub(super) fn stat_row_count(stats: &[KeyValuePair]) -> u64 {
         .unwrap_or(0)
 }
 
+/// How long [`MilvusClient::connect`] retries its first call, and how long it may take.
+const PROBE_RETRY: Duration = Duration::from_secs(15);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(25);
+
+/// What an endpoint's answer to the first call says, in words an operator can act on.
+fn answer_hint(code: tonic::Code, message: &str, tls: bool) -> String {
+    let m = message.to_ascii_lowercase();
+    let hint = if m.contains("invalidcontenttype") || m.contains("corrupt message") || m.contains("wrong version number") {
+        Some("it does not speak TLS: use http://")
+    } else if tls && (m.contains("certificate") || m.contains("unknownissuer") || m.contains("invalid peer")) {
+        Some("its TLS certificate is not trusted for this name (tls_ca_cert, tls_server_name)")
+    } else if m.contains("frame with invalid size") || m.contains("invalid http version") || m.contains("http2 error") || m.contains("protocol error") || m.contains("content-type") {
+        Some(if tls { "it is not a Milvus gRPC endpoint (wrong port?)" } else { "it is not a Milvus gRPC endpoint (wrong port, or a TLS port that needs https://?)" })
+    } else if code == tonic::Code::Unimplemented {
+        Some("it speaks gRPC but is not Milvus")
+    } else {
+        None
+    };
+    match hint {
+        Some(h) => format!("{h}; it answered: {code:?}: {message}"),
+        None => format!("{code:?}: {message}"),
+    }
+}
+
 /// `host:port` means plain HTTP/2; `tcp://` is pymilvus's spelling of the same.
 /// The URI as tonic takes it (`http://` added to a bare `host:port`), or why it is refused.
 pub fn normalize_uri(uri: &str) -> Result<String> {
@@ -383,13 +427,18 @@ pub fn normalize_uri(uri: &str) -> Result<String> {
     Ok(format!("http://{uri}"))
 }
 
-/// The full cause chain of a transport error (tonic's top level says only "transport error").
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// The cause chain of an error as one line (tonic's top level says only "transport error"),
+/// each cause once: a cause whose text the line already holds is left out, so a message never
+/// repeats itself.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
+        let text = c.to_string();
+        if !text.is_empty() && !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
         cur = c.source();
     }
     s
@@ -398,6 +447,24 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_chain_names_each_cause_once() {
+        #[derive(Debug)]
+        struct E(&'static str, Option<Box<E>>);
+        impl std::fmt::Display for E {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for E {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|e| e as _)
+            }
+        }
+        let e = E("ShowCollections failed: http2 error", Some(Box::new(E("http2 error", Some(Box::new(E("connection reset", None)))))));
+        assert_eq!(error_chain(&e), "ShowCollections failed: http2 error: connection reset");
+    }
 
     #[test]
     fn uris() {

@@ -87,6 +87,7 @@ impl MilvusClient {
     }
 
     pub async fn create_collection(&self, req: &CreateCollection) -> Result<()> {
+        self.forget_schema(&req.name);
         let schema = prost::Message::encode_to_vec(&req.schema);
         self.call("CreateCollection", &req.name, |mut c| {
             let schema = schema.clone();
@@ -109,6 +110,7 @@ impl MilvusClient {
     }
 
     pub async fn drop_collection(&self, name: &str) -> Result<()> {
+        self.forget_schema(name);
         self.call("DropCollection", name, |mut c| async move {
             c.drop_collection(pb::DropCollectionRequest {
                 base: None,

@@ -6,14 +6,16 @@ use super::error::{MilvusError, Result};
 use super::expr;
 use crate::proto::common::{ConsistencyLevel, KeyValuePair};
 use crate::proto::milvus as pb;
+use crate::proto::schema::CollectionSchema;
 
 impl MilvusClient {
     /// Inserts rows; returns the number the server accepted.
     pub async fn insert(&self, collection: &str, partition: &str, rows: &Rows) -> Result<i64> {
         let num_rows = self.row_count_u32("Insert", collection, rows)?;
+        let columns = self.canonical_columns(collection, rows).await?;
         let r = self
             .call("Insert", collection, |mut c| {
-                let req = self.write_request(collection, partition, rows, num_rows);
+                let req = self.write_request(collection, partition, &columns, num_rows);
                 async move { c.insert(req).await }
             })
             .await?;
@@ -23,10 +25,11 @@ impl MilvusClient {
     /// Upserts rows (insert or replace by primary key); returns the number upserted.
     pub async fn upsert(&self, collection: &str, partition: &str, rows: &Rows) -> Result<i64> {
         let num_rows = self.row_count_u32("Upsert", collection, rows)?;
+        let columns = self.canonical_columns(collection, rows).await?;
         let r = self
             .call("Upsert", collection, |mut c| {
                 // Insert and Upsert requests carry the same fields.
-                let r = self.write_request(collection, partition, rows, num_rows);
+                let r = self.write_request(collection, partition, &columns, num_rows);
                 let req = pb::UpsertRequest {
                     base: r.base,
                     db_name: r.db_name,
@@ -40,6 +43,38 @@ impl MilvusClient {
             })
             .await?;
         Ok(r.upsert_cnt)
+    }
+
+    /// The batch's columns in the shape the target's own SDK would send
+    /// ([`super::canonical`]): whatever path the rows came by, nothing else reaches a target.
+    async fn canonical_columns(&self, collection: &str, rows: &Rows) -> Result<Rows> {
+        let schema = self.write_schema(collection).await?;
+        let mut rows = rows.clone();
+        super::canonical::canonicalize(&mut rows, &schema);
+        Ok(rows)
+    }
+
+    /// The schema of a collection this client writes to, described once.
+    async fn write_schema(&self, collection: &str) -> Result<std::sync::Arc<CollectionSchema>> {
+        if let Some(s) = self.cached_schema(collection) {
+            return Ok(s);
+        }
+        let d = self.describe_collection(collection).await?;
+        let schema = std::sync::Arc::new(d.schema.unwrap_or_default());
+        self.write_schemas
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(collection.to_string(), schema.clone());
+        Ok(schema)
+    }
+
+    fn cached_schema(&self, collection: &str) -> Option<std::sync::Arc<CollectionSchema>> {
+        self.write_schemas.lock().unwrap_or_else(|p| p.into_inner()).get(collection).cloned()
+    }
+
+    /// Forgets a collection's schema (it was created or dropped through this client).
+    pub(super) fn forget_schema(&self, collection: &str) {
+        self.write_schemas.lock().unwrap_or_else(|p| p.into_inner()).remove(collection);
     }
 
     /// The request of one write attempt (tonic takes requests by value, so each attempt

@@ -3,12 +3,14 @@
 //! # Layout
 //! - `client`: connection, auth/database headers, retries (`call`).
 //! - `ddl`, `dml`: one method per Milvus call (structure and lifecycle; rows).
+//! - `canonical`: the shape every batch is rewritten to before it is written to a target.
 //! - `data`: [`Rows`] (a batch, column by column) and [`PrimaryKeys`].
 //! - `digest`: `Rows::row_digest`, a hash of a row over every field.
 //! - `expr`: boolean expressions (`pk in [...]`, `pk > last`).
 //! - `pager`: [`KeyPager`], a key-ordered scan that checks the server keeps key order.
 //! - `error`: [`MilvusError`] with `is_retryable()` and a bounded `kind()` label.
 
+pub mod canonical;
 mod client;
 mod ddl;
 mod dml;
@@ -20,7 +22,7 @@ mod pager;
 mod rbac;
 pub mod shard;
 
-pub use client::{normalize_uri, ConnectOptions, CreateCollection, MilvusClient, Query};
+pub use client::{error_chain, normalize_uri, ConnectOptions, CreateCollection, MilvusClient, Query};
 pub use data::{PrimaryKeys, Rows};
 pub use error::{MilvusError, Result};
 pub use expr::PkValue;

@@ -39,7 +39,10 @@ impl StateStore {
     /// Opens (or creates, with `state_dir` itself) the state under `state_dir`.
     pub fn open(state_dir: &Path) -> Result<Self, StateError> {
         let path = state_dir.join("state");
-        std::fs::create_dir_all(state_dir).map_err(|e| StateError::Open {
+        // Owner-only: the directory holds the generated control token and the job's state.
+        // A directory that already exists keeps the permissions its owner gave it.
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(state_dir).map_err(|e| StateError::Open {
             path: state_dir.display().to_string(),
             source: sled::Error::Io(e),
         })?;
@@ -136,5 +139,15 @@ mod tests {
         assert_eq!(a, vec![("a/1".into(), 5), ("a/2".into(), 7)]);
         s.remove("a/1").unwrap();
         assert_eq!(s.get::<u64>("a/1").unwrap(), None);
+    }
+
+    #[test]
+    fn a_new_state_dir_is_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("new/state-dir");
+        StateStore::open(&state).unwrap();
+        let mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{mode:o}");
     }
 }

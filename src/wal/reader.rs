@@ -20,6 +20,7 @@ use super::decode::{decode, peek};
 use super::error::{kafka_out_of_range, kafka_transient};
 use super::{WalError, WalEvent};
 use crate::proto::common::MsgType;
+use crate::secret::Secret;
 
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -67,8 +68,9 @@ impl CollectionFilter {
 pub struct WalReader {
     brokers: String,
     channels: Vec<String>,
-    /// Extra librdkafka settings (security.protocol, sasl.*, ...).
-    options: Vec<(String, String)>,
+    /// Extra librdkafka settings (security.protocol, sasl.*, ...): values are [`Secret`]s,
+    /// so a Debug print of the reader never shows a password.
+    options: Vec<(String, Secret)>,
 }
 
 impl WalReader {
@@ -82,7 +84,13 @@ impl WalReader {
 
     /// Adds a librdkafka setting (for example `security.protocol`).
     pub fn with_option(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.options.push((key.into(), value.into()));
+        self.options.push((key.into(), Secret::new(value.into())));
+        self
+    }
+
+    /// Adds the connection's security settings (`[source.wal]` protocol, SASL, TLS files).
+    pub fn with_security(mut self, wal: &crate::config::WalConfig) -> Self {
+        self.options.extend(wal.security_options().into_iter().map(|(k, v)| (k.to_string(), v)));
         self
     }
 
@@ -105,7 +113,7 @@ impl WalReader {
             .set("fetch.message.max.bytes", "67108864")
             .set("receive.message.max.bytes", "134217728");
         for (k, v) in &self.options {
-            c.set(k, v);
+            c.set(k, v.expose());
         }
         c
     }

@@ -98,13 +98,64 @@ fn scalar(name: &str, t: DataType, d: S) -> FieldData {
     }
 }
 
-/// The primary key value of row `i`.
+/// The primary key value of row `i`. Int64 keys are mostly negative, with `i64::MIN` and
+/// `i64::MAX` among them; VarChar keys carry quotes, backslashes, spaces, control characters
+/// and multi-byte UTF-8 (every key holds `i`, so keys stay distinct).
 pub fn key(shape: Shape, i: i64) -> PkValue {
     if shape.varchar_pk {
-        PkValue::Str(format!("k\"{i:08}\\é"))
+        PkValue::Str(match i.rem_euclid(4) {
+            0 => format!("k\"{i:08}\\é"),
+            1 => format!(" {i} 'single' \"double\" \\\\ "),
+            2 => format!("日本語-{i}-🚀\t\n"),
+            _ => format!("{i:08}"),
+        })
     } else {
-        PkValue::Int(i * 3 - 1000)
+        PkValue::Int(match i {
+            7 => i64::MIN,
+            11 => i64::MAX,
+            _ => i * 3 - 1000,
+        })
     }
+}
+
+/// Which edge value row `i` (at `version`) carries: the corpus of shapes users' data has
+/// and fixtures tend to miss (issue 14), spread over the rows so every test that writes
+/// rows through any path also moves them.
+fn edge(i: i64, version: i64) -> i64 {
+    (i + version).rem_euclid(12)
+}
+
+/// The `j` (JSON) field for edge case `e`: every JSON kind at the top level, escapes,
+/// unicode, deep nesting, numbers past f64 precision and at the ends of every range.
+fn json_value(e: i64, n: i64) -> Vec<u8> {
+    match e {
+        0 => "null".into(),
+        1 => "{}".into(),
+        2 => "[]".into(),
+        3 => r#"{"a":{"b":{"c":{"d":{"e":[[[{"f":[1,[2,[3]]]}]]]}}}}}"#.into(),
+        4 => format!(r#"{{"big":9007199254740993,"neg":-9223372036854775808,"f":-1.5e300,"tiny":5e-324,"n":{n}}}"#),
+        5 => format!(r#"{{"esc":"q\"uote \\ back\/slash \n\t\u0001 \u00e9 ü 日本 🚀","n":{n}}}"#),
+        6 => r#""just a string""#.into(),
+        7 => "-0.0".into(),
+        8 => format!(r#"[1,"two",null,true,{{"k":[]}},{n}]"#),
+        9 => format!(r#"{{"":"empty key","k with space":1,"ключ":"значение","n":{n}}}"#),
+        _ => format!("{{\"i\":{n},\"tag\":\"t{}\"}}", n % 5),
+    }
+    .into_bytes()
+}
+
+/// The dynamic field (`$meta`) of row `i`: every JSON kind under dynamic keys, and rows with
+/// no dynamic key at all.
+fn meta_value(e: i64, n: i64) -> Vec<u8> {
+    match e {
+        0 | 6 => "{}".into(),
+        1 => r#"{"dn":null}"#.into(),
+        2 => r#"{"db":false,"da":[]}"#.into(),
+        3 => format!(r#"{{"dnum":-1.5e300,"dint":{n},"dneg":-9007199254740993}}"#),
+        4 => r#"{"ds":"q\"\\ ü 🚀 \n","dobj":{"x":{},"y":[null]}}"#.into(),
+        _ => format!("{{\"dyn\":{n},\"color\":\"c{}\"}}", n % 3),
+    }
+    .into_bytes()
 }
 
 /// Rows for ids `ids`; `version` changes every non-key value (for upserts).
@@ -142,6 +193,7 @@ pub fn rows(shape: Shape, ids: &[i64], version: i64) -> Rows {
             )
         });
     }
+    let e = |i: &i64| edge(*i, version);
     cols.push(scalar(
         "b",
         DataType::Bool,
@@ -149,55 +201,97 @@ pub fn rows(shape: Shape, ids: &[i64], version: i64) -> Rows {
             data: ids.iter().map(|i| n(i) % 2 == 0).collect(),
         }),
     ));
+    // Integers at both ends of their range on some rows.
+    let int = |i: &i64, lo: i32, hi: i32, v: i32| match e(i) {
+        1 => lo,
+        2 => hi,
+        3 => 0,
+        _ => v,
+    };
     cols.push(scalar(
         "i8",
         DataType::Int8,
         S::IntData(IntArray {
-            data: ids.iter().map(|i| (n(i) % 100) as i32 - 50).collect(),
+            data: ids.iter().map(|i| int(i, -128, 127, (n(i) % 100) as i32 - 50)).collect(),
         }),
     ));
     cols.push(scalar(
         "i16",
         DataType::Int16,
         S::IntData(IntArray {
-            data: ids.iter().map(|i| (n(i) % 3000) as i32 - 1500).collect(),
+            data: ids.iter().map(|i| int(i, -32768, 32767, (n(i) % 3000) as i32 - 1500)).collect(),
         }),
     ));
     cols.push(scalar(
         "i32",
         DataType::Int32,
         S::IntData(IntArray {
-            data: ids.iter().map(|i| (n(i) * 7 % 1_000_000) as i32).collect(),
+            data: ids.iter().map(|i| int(i, i32::MIN, i32::MAX, (n(i) * 7 % 1_000_000) as i32)).collect(),
         }),
     ));
     cols.push(scalar(
         "i64",
         DataType::Int64,
         S::LongData(LongArray {
-            data: ids.iter().map(|i| n(i) * 1_000_000_007).collect(),
+            data: ids
+                .iter()
+                .map(|i| match e(i) {
+                    1 => i64::MIN,
+                    2 => i64::MAX,
+                    _ => n(i) * 1_000_000_007,
+                })
+                .collect(),
         }),
     ));
+    // Floats: -0.0, subnormals, the extremes, the smallest normal.
     cols.push(scalar(
         "f",
         DataType::Float,
         S::FloatData(FloatArray {
-            data: ids.iter().map(|i| n(i) as f32 * 0.37).collect(),
+            data: ids
+                .iter()
+                .map(|i| match e(i) {
+                    4 => -0.0,
+                    5 => f32::from_bits(1),
+                    6 => f32::MAX,
+                    7 => f32::MIN,
+                    8 => f32::MIN_POSITIVE,
+                    _ => n(i) as f32 * 0.37,
+                })
+                .collect(),
         }),
     ));
     cols.push(scalar(
         "d",
         DataType::Double,
         S::DoubleData(DoubleArray {
-            data: ids.iter().map(|i| n(i) as f64 / 3.0).collect(),
+            data: ids
+                .iter()
+                .map(|i| match e(i) {
+                    4 => -0.0,
+                    5 => f64::from_bits(1),
+                    6 => f64::MAX,
+                    7 => f64::MIN,
+                    8 => -f64::MIN_POSITIVE,
+                    _ => n(i) as f64 / 3.0,
+                })
+                .collect(),
         }),
     ));
+    // Strings: empty, exactly max_length (128) bytes of multi-byte UTF-8, quotes and escapes.
     cols.push(scalar(
         "s",
         DataType::VarChar,
         S::StringData(StringArray {
             data: ids
                 .iter()
-                .map(|i| format!("row {} \"quoted\" ünïcode", n(i)))
+                .map(|i| match e(i) {
+                    0 => String::new(),
+                    1 => format!("{}{}", "🚀".repeat(31), "é".repeat(2)),
+                    2 => format!("'\"\\\n\t\u{1} {}", n(i)),
+                    3 => " ".into(),
+                    _ => format!("row {} \"quoted\" ünïcode", n(i)),
+                })
                 .collect(),
         }),
     ));
@@ -205,12 +299,10 @@ pub fn rows(shape: Shape, ids: &[i64], version: i64) -> Rows {
         "j",
         DataType::Json,
         S::JsonData(JsonArray {
-            data: ids
-                .iter()
-                .map(|i| format!("{{\"i\":{},\"tag\":\"t{}\"}}", n(i), n(i) % 5).into_bytes())
-                .collect(),
+            data: ids.iter().map(|i| json_value(e(i), n(i))).collect(),
         }),
     ));
+    // Arrays: empty, at max_capacity (8 and 4), elements at the ends of their range.
     cols.push(scalar(
         "arr",
         DataType::Array,
@@ -219,7 +311,11 @@ pub fn rows(shape: Shape, ids: &[i64], version: i64) -> Rows {
                 .iter()
                 .map(|i| ScalarField {
                     data: Some(S::LongData(LongArray {
-                        data: vec![n(i), n(i) + 1, -n(i)],
+                        data: match e(i) {
+                            0 | 5 => vec![],
+                            1 => vec![i64::MIN, i64::MAX, 0, -1, 1, n(i), -n(i), 42],
+                            _ => vec![n(i), n(i) + 1, -n(i)],
+                        },
                     })),
                 })
                 .collect(),
@@ -234,7 +330,12 @@ pub fn rows(shape: Shape, ids: &[i64], version: i64) -> Rows {
                 .iter()
                 .map(|i| ScalarField {
                     data: Some(S::StringData(StringArray {
-                        data: vec![format!("a{}", n(i) % 1000), "b".into()],
+                        data: match e(i) {
+                            0 | 3 => vec![],
+                            1 => vec!["é".repeat(8), "🚀".repeat(4), String::new(), "\"\\'".into()],
+                            2 => vec![String::new()],
+                            _ => vec![format!("a{}", n(i) % 1000), "b".into()],
+                        },
                     })),
                 })
                 .collect(),
@@ -249,7 +350,11 @@ pub fn rows(shape: Shape, ids: &[i64], version: i64) -> Rows {
                 dim: BIN_DIM as i64,
                 data: Some(V::BinaryVector(
                     ids.iter()
-                        .flat_map(|i| [(n(i) & 0xff) as u8, ((n(i) >> 8) & 0xff) as u8])
+                        .flat_map(|i| match e(i) {
+                            0 => [0u8, 0u8],
+                            1 => [0xff, 0xff],
+                            _ => [(n(i) & 0xff) as u8, ((n(i) >> 8) & 0xff) as u8],
+                        })
                         .collect(),
                 )),
             })),
@@ -265,7 +370,13 @@ pub fn rows(shape: Shape, ids: &[i64], version: i64) -> Rows {
                     data: ids
                         .iter()
                         .flat_map(|i| {
-                            (0..DIM).map(move |k| (n(i) as f32).sin() * (k as f32 + 1.0) / 7.0)
+                            let (i, e) = (*i, e(i));
+                            (0..DIM).map(move |k| match (e, k) {
+                                (4, _) => -0.0,
+                                (5, 0) => f32::from_bits(1),
+                                (6, 1) => 1e30,
+                                _ => (n(&i) as f32).sin() * (k as f32 + 1.0) / 7.0,
+                            })
                         })
                         .collect(),
                 })),
@@ -277,10 +388,7 @@ pub fn rows(shape: Shape, ids: &[i64], version: i64) -> Rows {
         "$meta",
         DataType::Json,
         S::JsonData(JsonArray {
-            data: ids
-                .iter()
-                .map(|i| format!("{{\"dyn\":{},\"color\":\"c{}\"}}", n(i), n(i) % 3).into_bytes())
-                .collect(),
+            data: ids.iter().map(|i| meta_value(e(i), n(i))).collect(),
         }),
     );
     meta.is_dynamic = true;
