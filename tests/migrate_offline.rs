@@ -202,11 +202,14 @@ async fn repeated_source_keys_are_one_row_on_the_target() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success() && text.contains("DIFFERENT"), "{text}");
 
-    // Equal counts can hide a difference: the target now gets keys the source never had, as
-    // many as the source's repeated rows plus the one deleted above, so `count(*)` is the same
-    // on both sides. Counts mode must still compare distinct keys and say DIFFERENT.
-    let extra: Vec<i64> = (100_000..100_000 + repeated as i64 + 1).collect();
+    // Equal counts can hide a difference: each target partition now gets keys the source never
+    // had, as many as the source's repeated rows there (plus the one deleted above in
+    // _default), so `count(*)` is the same on both sides, per partition and in all. Counts
+    // mode must still compare distinct keys and say DIFFERENT.
+    let extra: Vec<i64> = (100_000..100_000 + in_default.len() as i64 + 1).collect();
     target.insert(&dst, "", &data::rows(shape, &extra, 0)).await.unwrap();
+    let extra: Vec<i64> = (200_000..200_000 + in_p_a.len() as i64).collect();
+    target.insert(&dst, "p_a", &data::rows(shape, &extra, 0)).await.unwrap();
     target.flush(&[dst.clone()], Duration::from_secs(60)).await.unwrap();
     assert_eq!(target.count(&dst, &[]).await.unwrap() as usize, rows, "the counts are equal now");
     let out = common::run_ferry(&["verify", "--config", job], &[]);

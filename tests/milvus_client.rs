@@ -191,3 +191,32 @@ async fn errors_name_the_call_and_collection() {
     let e = MilvusClient::connect(&opts).await.unwrap_err();
     assert!(e.to_string().contains("no_such_db_ferry") || e.to_string().to_lowercase().contains("database"), "{e}");
 }
+
+/// Endpoints that are not Milvus (the broker's Kafka port, an HTTP/1 server, TLS against a
+/// plaintext Milvus) make a one-shot command fail fast, naming the endpoint and what it
+/// answered, in a message that never repeats its own causes.
+#[test]
+fn bad_endpoints_fail_fast_and_say_what_answered() {
+    let env = common::env();
+    let s3 = std::env::var("FERRY_TEST_S3_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:19900".into());
+    let kafka = format!("http://{}", env.kafka_brokers.split(',').next().unwrap());
+    let tls_to_plain = env.target_uri.replace("http://", "https://");
+    for (what, uri) in [("kafka", kafka.as_str()), ("http server", s3.as_str()), ("tls to plaintext", tls_to_plain.as_str())] {
+        let dir = tempfile::tempdir().unwrap();
+        let job = common::write_job(dir.path(), &env.source_uri, uri, "", "");
+        let started = std::time::Instant::now();
+        let out = common::run_ferry(&["migrate", "--config", job.to_str().unwrap(), "--dry-run"], &[]);
+        let took = started.elapsed();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        let last = err.lines().rev().find(|l| l.contains("error")).unwrap_or_default().to_string();
+        assert!(!out.status.success(), "{what}: migrate against {uri} succeeded");
+        assert!(took < Duration::from_secs(40), "{what}: took {took:?} to fail: {last}");
+        let host_port = uri.split("://").nth(1).unwrap();
+        assert!(last.contains(host_port), "{what}: the error does not name {host_port}: {last}");
+        let parts: Vec<&str> = last.split(": ").map(str::trim).filter(|p| p.len() > 12).collect();
+        for (i, p) in parts.iter().enumerate() {
+            assert!(!parts[i + 1..].contains(p), "{what}: the error repeats {p:?}: {last}");
+        }
+        eprintln!("{what}: failed in {took:?}: {last}");
+    }
+}

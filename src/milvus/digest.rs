@@ -20,7 +20,7 @@ fn hash_cell(h: &mut xxhash_rust::xxh3::Xxh3, f: &FieldData, i: usize) {
             Some(Scalar::DoubleData(a)) => h.update(&a.data[i].to_bits().to_le_bytes()),
             Some(Scalar::StringData(a)) => h.update(a.data[i].as_bytes()),
             Some(Scalar::BytesData(a)) => h.update(&a.data[i]),
-            Some(Scalar::JsonData(a)) => hash_json(h, &a.data[i]),
+            Some(Scalar::JsonData(a)) => hash_json(h, &a.data[i], f.is_dynamic || f.field_name == "$meta"),
             Some(Scalar::ArrayData(a)) => {
                 let cell = FieldData {
                     field: Some(Field::Scalars(a.data[i].clone())),
@@ -53,9 +53,19 @@ fn hash_cell(h: &mut xxhash_rust::xxh3::Xxh3, f: &FieldData, i: usize) {
 /// JSON is compared by meaning, not spelling: servers re-serialise documents (Milvus Lite
 /// adds spaces and reorders the dynamic field's keys), so keys are sorted and whitespace
 /// dropped before hashing. Bytes that are not JSON are hashed as they are.
-fn hash_json(h: &mut xxhash_rust::xxh3::Xxh3, raw: &[u8]) {
+///
+/// In the dynamic field a key holding `null` counts as absent: Milvus Lite returns every
+/// dynamic key of a batch on every row of it, `null` where the row had none (written
+/// `{"db":false}` beside `{"dn":null}`, read back `{"db":false,"dn":null}`), and a filter
+/// cannot tell the two apart either.
+fn hash_json(h: &mut xxhash_rust::xxh3::Xxh3, raw: &[u8], dynamic: bool) {
     match serde_json::from_slice::<serde_json::Value>(raw) {
-        Ok(v) => h.update(v.to_string().as_bytes()),
+        Ok(mut v) => {
+            if let (true, Some(m)) = (dynamic, v.as_object_mut()) {
+                m.retain(|_, v| !v.is_null());
+            }
+            h.update(v.to_string().as_bytes())
+        }
         Err(_) => h.update(raw),
     }
 }
@@ -79,6 +89,27 @@ impl Rows {
 mod tests {
     use super::*;
     use crate::proto::schema::{FloatArray, LongArray, ScalarField, VectorField};
+
+    #[test]
+    fn dynamic_field_nulls_count_as_absent_keys_and_json_by_meaning() {
+        let json = |name: &str, dynamic: bool, v: &str| {
+            Rows::new(vec![FieldData {
+                field_name: name.into(),
+                is_dynamic: dynamic,
+                field: Some(Field::Scalars(ScalarField {
+                    data: Some(Scalar::JsonData(crate::proto::schema::JsonArray { data: vec![v.as_bytes().to_vec()] })),
+                })),
+                ..Default::default()
+            }])
+            .unwrap()
+            .row_digest(0)
+        };
+        assert_eq!(json("$meta", true, r#"{"db":false}"#), json("$meta", true, r#"{"dn": null, "db": false}"#));
+        assert_ne!(json("$meta", true, r#"{"db":false}"#), json("$meta", true, r#"{"db":true}"#));
+        // In a JSON field a null value is a value.
+        assert_ne!(json("j", false, r#"{"a":1}"#), json("j", false, r#"{"a":1,"b":null}"#));
+        assert_eq!(json("j", false, r#"{"b":2,"a":1}"#), json("j", false, r#"{ "a": 1, "b": 2 }"#));
+    }
 
     #[test]
     fn digest_sees_every_bit_and_ignores_column_order() {
