@@ -33,3 +33,14 @@ pub mod job;
 pub mod daemon;
 pub mod cutover;
 pub mod verify;
+
+/// Makes ring the process's TLS crypto provider (once; later calls do nothing). The
+/// dependency tree enables both of rustls's providers, and rustls then refuses to pick one
+/// itself: without this, the first TLS server (or client) built panics.
+pub fn install_tls_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Err: another provider was installed first, which serves as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}

@@ -36,9 +36,11 @@ fn cli(args: &[&str], cfg: &str, token: bool) -> (bool, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
     cmd.args(args).args(["--config", cfg]).env("FERRY_TEST_SOURCE_TOKEN", SOURCE_SECRET);
     cmd.env_remove("FERRY_CONTROL");
-    if token {
+    let configured = std::fs::read_to_string(cfg).unwrap_or_default().contains("env:FERRY_CONTROL_TOKEN");
+    if token && configured {
         cmd.env("FERRY_CONTROL_TOKEN", CONTROL_SECRET);
     } else {
+        // Without a configured token the CLI reads the daemon's generated one (--config).
         cmd.env_remove("FERRY_CONTROL_TOKEN");
     }
     let out = cmd.output().expect("run ferry");
@@ -330,4 +332,88 @@ async fn a_failed_job_resumes_in_the_same_process() {
     assert!(daemon.terminate().0.success());
     source.drop_collection(&src).await.unwrap();
     target.drop_collection(&dst).await.unwrap();
+}
+
+/// Runs openssl (the test machine's; no crate builds certificates here) and fails the test
+/// with its output when it fails.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl (install it to run this test)");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, in `dir`.
+fn make_certs(dir: &Path) {
+    openssl(dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=ferry test CA"]);
+    openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n").unwrap();
+    openssl(dir, &["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf"]);
+}
+
+/// With `[control] tls_cert`/`tls_key` the control API speaks TLS only: the CLI reaches it with
+/// the CA (`--control-ca`), a plaintext client and a client that does not trust the CA are
+/// refused, and every call still needs the token. Without `[control] token` the daemon's
+/// generated token sits in `state_dir/control.token`, mode 0600, where `--config` finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_api_over_tls_with_a_generated_token() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = common::env();
+    let source = common::client(&env.source_uri).await;
+    let src = common::unique("tls_src");
+    let dst = common::unique("tls_dst");
+    stream::make_source(&source, &src, 200).await;
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path());
+    let cfg = stream::job(dir.path(), &src, &dst);
+    let d = dir.path().display();
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "[control]\n",
+        &format!("[control]\ntls_cert = \"{d}/server.pem\"\ntls_key = \"{d}/server.key\"\n"),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let log = dir.path().join("ferry.log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    cmd.args(["run", "--config", &cfg, "--quiet"]).env("FERRY_LOG", "info").env_remove("FERRY_CONTROL_TOKEN");
+    let daemon = stream::Daemon::spawn(cmd, &log);
+    let eps = stream::endpoints(dir.path());
+    assert!(eps.control_tls, "daemon.json must say the control API speaks TLS");
+    let token_file = dir.path().join("state/control.token");
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    assert!(token.len() >= 32, "generated token: {} bytes", token.len());
+    assert_eq!(std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(dir.path().join("state")).unwrap().permissions().mode() & 0o777, 0o700);
+
+    let run = |args: &[&str], envs: &[(&str, &str)]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        c.args(args).env_remove("FERRY_CONTROL").env_remove("FERRY_CONTROL_TOKEN").env_remove("FERRY_CONTROL_CA");
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let https = format!("https://{}", eps.control);
+    let ca = format!("{d}/ca.pem");
+    // The local CLI: --config finds the address, the scheme, the token file; the CA is given.
+    let (ok, text) = tokio::task::block_in_place(|| run(&["status", "--config", &cfg, "--control-ca", &ca], &[]));
+    assert!(ok, "{text}");
+    assert!(text.contains("test-job"), "{text}");
+    // By address, with the token and the CA.
+    let (ok, text) = tokio::task::block_in_place(|| run(&["status", "--control", &https, "--control-ca", &ca], &[("FERRY_CONTROL_TOKEN", token.trim())]));
+    assert!(ok, "{text}");
+    // Without the token: refused by the server.
+    let (ok, text) = tokio::task::block_in_place(|| run(&["status", "--control", &https, "--control-ca", &ca], &[]));
+    assert!(!ok && text.contains("token"), "{text}");
+    // Not trusting the CA: the TLS handshake fails.
+    let (ok, text) = tokio::task::block_in_place(|| run(&["status", "--control", &https], &[("FERRY_CONTROL_TOKEN", token.trim())]));
+    assert!(!ok, "a client that does not trust the daemon's CA got through: {text}");
+    // Plaintext to the TLS port: refused.
+    let (ok, text) = tokio::task::block_in_place(|| run(&["status", "--control", &eps.control], &[("FERRY_CONTROL_TOKEN", token.trim())]));
+    assert!(!ok, "plaintext reached the TLS control API: {text}");
+
+    let (status, text) = daemon.terminate();
+    assert!(status.success(), "{text}");
+    assert!(!text.contains(token.trim()), "the generated token is in the daemon's log");
+    let _ = source.drop_collection(&src).await;
+    let target = common::client(&env.target_uri).await;
+    let _ = target.drop_collection(&dst).await;
 }

@@ -217,6 +217,9 @@ fn bad_endpoints_fail_fast_and_say_what_answered() {
         for (i, p) in parts.iter().enumerate() {
             assert!(!parts[i + 1..].contains(p), "{what}: the error repeats {p:?}: {last}");
         }
+        if what == "tls to plaintext" {
+            assert!(last.contains("does not speak TLS: use http://"), "{last}");
+        }
         eprintln!("{what}: failed in {took:?}: {last}");
     }
 }

@@ -529,9 +529,6 @@ impl JobConfig {
                     return Err(invalid(&format!("{field}.{key}"), format!("is set but {field}.uri is not https:// ({uri}): the connection would not use TLS")));
                 }
             }
-            if plain && ep.token.is_some() {
-                tracing::warn!(endpoint = %uri, "{field}.token is sent over plaintext http:// (use https:// where the network is not trusted)");
-            }
             if !(1..=86_400).contains(&ep.request_timeout_s) {
                 return Err(invalid(&format!("{field}.request_timeout_s"), "must be 1..=86400".into()));
             }

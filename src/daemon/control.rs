@@ -170,6 +170,7 @@ impl ServerTls {
 /// Builds the control server: its TLS (if any) is read and checked here, so a bad
 /// certificate stops the daemon at start with an error naming the key.
 pub fn server(tls: Option<&ServerTls>) -> anyhow::Result<tonic::transport::Server> {
+    crate::install_tls_provider();
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls {
         builder = builder
@@ -251,6 +252,7 @@ pub struct ClientTls {
 
 /// Connects to the daemon at `addr` (`host:port`, `http://host:port` or `https://host:port`).
 pub async fn connect(addr: &str, token: Option<&Secret>, tls: &ClientTls) -> anyhow::Result<Client> {
+    crate::install_tls_provider();
     let uri = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
     let mut endpoint = tonic::transport::Endpoint::from_shared(uri.clone())
         .map_err(|e| anyhow::anyhow!("control address {addr:?}: {e}"))?

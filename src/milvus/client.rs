@@ -165,6 +165,7 @@ impl std::fmt::Debug for MilvusClient {
 impl MilvusClient {
     /// Connects and checks that the server answers and the database exists.
     pub async fn connect(opts: &ConnectOptions) -> Result<Self> {
+        crate::install_tls_provider();
         let uri = normalize_uri(&opts.uri)?;
         let mut endpoint = Endpoint::from_shared(uri.clone())
             .map_err(|e| MilvusError::InvalidUri {
@@ -195,9 +196,15 @@ impl MilvusClient {
                 reason: format!("TLS setup: {e}"),
             })?;
         }
-        let channel = endpoint.connect().await.map_err(|e| MilvusError::Connect {
-            endpoint: uri.clone(),
-            reason: error_chain(&e),
+        let channel = endpoint.connect().await.map_err(|e| {
+            let chain = error_chain(&e);
+            let tls = uri.starts_with("https://");
+            let reason = if tls && (chain.contains("InvalidContentType") || chain.contains("corrupt message")) {
+                format!("it does not speak TLS: use http://; it answered: {chain}")
+            } else {
+                chain
+            };
+            MilvusError::Connect { endpoint: uri.clone(), reason }
         })?;
         let database = if opts.database.is_empty() {
             "default".to_string()
@@ -206,6 +213,9 @@ impl MilvusClient {
         };
         let authorization = match &opts.token {
             Some(t) if !t.is_empty() => {
+                if uri.starts_with("http://") {
+                    tracing::warn!(endpoint = %uri, "the Milvus token is sent over plaintext http:// (use https:// where the network is not trusted)");
+                }
                 let enc = base64::engine::general_purpose::STANDARD.encode(t.expose());
                 let mut v: AsciiMetadataValue =
                     MetadataValue::try_from(enc).map_err(|_| MilvusError::InvalidUri {

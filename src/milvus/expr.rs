@@ -9,56 +9,45 @@ use std::fmt::Write;
 ///
 /// `i64::MIN` cannot be written as a literal: Milvus's expression parser reads
 /// `-9223372036854775808` as the negation of `9223372036854775808`, which overflows
-/// ("strconv.ParseInt: value out of range", Milvus 2.3.5). That key is matched as
-/// `name < -9223372036854775807` instead (only `i64::MIN` is below it).
+/// ("strconv.ParseInt: value out of range", Milvus 2.3.5). It is written as the constant
+/// `-9223372036854775807 - 1`, which the parser folds: the expression stays a term list, so a
+/// delete needs no loaded collection (a range or `or` expression would).
 pub fn pk_in(pk_field: &str, keys: &PrimaryKeys) -> String {
     let mut s = String::with_capacity(pk_field.len() + 8 + keys.byte_size() * 2);
+    s.push_str(pk_field);
+    s.push_str(" in [");
     match keys {
         PrimaryKeys::Int(v) => {
-            let has_min = v.contains(&i64::MIN);
-            let rest: Vec<i64> = v.iter().copied().filter(|k| *k != i64::MIN).collect();
-            if has_min && rest.is_empty() {
-                return below_i64_min_plus_one(pk_field);
-            }
-            if has_min {
-                s.push('(');
-            }
-            s.push_str(pk_field);
-            s.push_str(" in [");
-            for (i, k) in rest.iter().enumerate() {
+            for (i, k) in v.iter().enumerate() {
                 if i > 0 {
                     s.push(',');
                 }
-                let _ = write!(s, "{k}");
-            }
-            s.push(']');
-            if has_min {
-                s.push_str(" or ");
-                s.push_str(&below_i64_min_plus_one(pk_field));
-                s.push(')');
+                write_int(&mut s, *k);
             }
         }
         PrimaryKeys::Str(v) => {
-            s.push_str(pk_field);
-            s.push_str(" in [");
             for (i, k) in v.iter().enumerate() {
                 if i > 0 {
                     s.push(',');
                 }
                 push_quoted(&mut s, k);
             }
-            s.push(']');
         }
     }
+    s.push(']');
     s
 }
 
-/// `name < -9223372036854775807`: exactly the key `i64::MIN`.
-fn below_i64_min_plus_one(pk_field: &str) -> String {
-    format!("{pk_field} < {}", i64::MIN + 1)
+/// An Int64 literal Milvus can parse (see [`pk_in`] for `i64::MIN`).
+fn write_int(s: &mut String, k: i64) {
+    if k == i64::MIN {
+        let _ = write!(s, "{} - 1", i64::MIN + 1);
+    } else {
+        let _ = write!(s, "{k}");
+    }
 }
 
-/// `name > key` (key-ordered pagination); after `i64::MIN` (which has no literal, see
+/// `name > key` (key-ordered pagination); after `i64::MIN` (which has no plain literal, see
 /// [`pk_in`]) it is `name >= -9223372036854775807`.
 pub fn pk_greater(pk_field: &str, key: &PkValue) -> String {
     if *key == PkValue::Int(i64::MIN) {
@@ -80,9 +69,7 @@ impl PkValue {
     /// Appends this key as an expression literal.
     pub fn write_literal(&self, s: &mut String) {
         match self {
-            PkValue::Int(v) => {
-                let _ = write!(s, "{v}");
-            }
+            PkValue::Int(v) => write_int(s, *v),
             PkValue::Str(v) => push_quoted(s, v),
         }
     }
@@ -139,9 +126,9 @@ mod tests {
     #[test]
     fn i64_min_is_never_a_literal() {
         let min = i64::MIN.to_string();
-        assert_eq!(pk_in("id", &PrimaryKeys::Int(vec![i64::MIN])), "id < -9223372036854775807");
+        assert_eq!(pk_in("id", &PrimaryKeys::Int(vec![i64::MIN])), "id in [-9223372036854775807 - 1]");
         let e = pk_in("id", &PrimaryKeys::Int(vec![1, i64::MIN, i64::MAX]));
-        assert_eq!(e, "(id in [1,9223372036854775807] or id < -9223372036854775807)");
+        assert_eq!(e, "id in [1,-9223372036854775807 - 1,9223372036854775807]");
         assert!(!e.contains(&min));
         assert_eq!(pk_greater("id", &PkValue::Int(i64::MIN)), "id >= -9223372036854775807");
         assert_eq!(pk_greater("id", &PkValue::Int(i64::MIN + 1)), "id > -9223372036854775807");
