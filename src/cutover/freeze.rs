@@ -93,6 +93,17 @@ pub(super) async fn run_command(cmd: &str, what: &str, cfg: &CutoverConfig) -> R
     Err(format!("{what} command exited with {status}: {tail}"))
 }
 
+/// Runs a recorded unfreeze command, but only while it is still the job file's own: a stored
+/// command that differs (an older job file, or state written by an older ferry that took
+/// commands from control requests) is never executed.
+async fn run_recorded_unfreeze(cmd: &str, cfg: &CutoverConfig) -> Result<(), String> {
+    if cfg.unfreeze_command.as_deref() == Some(cmd) {
+        run_command(cmd, "unfreeze", cfg).await
+    } else {
+        Err("the recorded unfreeze command is not the job file's [cutover] unfreeze_command, so ferry does not run it: restore the writers by hand, or put that command back in the job file".into())
+    }
+}
+
 /// Undoes a freeze: runs the unfreeze command and re-grants every revoked privilege, each
 /// tried even when another failed. On failure, what is still to be undone comes back with
 /// the reasons.
@@ -100,15 +111,7 @@ async fn unfreeze(source: &MilvusClient, f: &Frozen, cfg: &CutoverConfig) -> Res
     let mut left = Frozen { freeze: f.freeze.clone(), unfreeze_command: None, revoked: vec![] };
     let mut errors = Vec::new();
     if let Some(cmd) = &f.unfreeze_command {
-        // Only the job file's own command runs: a stored command that differs from it (an
-        // older job file, or state written by an older ferry that took commands from control
-        // requests) is never executed.
-        let result = if cfg.unfreeze_command.as_deref() == Some(cmd.as_str()) {
-            run_command(cmd, "unfreeze", cfg).await
-        } else {
-            Err("the recorded unfreeze command is not the job file's [cutover] unfreeze_command, so ferry does not run it: restore the writers by hand, or put that command back in the job file".into())
-        };
-        if let Err(e) = result {
+        if let Err(e) = run_recorded_unfreeze(cmd, cfg).await {
             errors.push(e);
             left.unfreeze_command = Some(cmd.clone());
         }
@@ -159,4 +162,55 @@ pub(super) async fn restore_writes(
         }
     }
     Some(Err(format!("restoring source writes FAILED: {last} (ferry tries again at the next cutover and daemon start; or restore them by hand)")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(unfreeze: Option<&str>, env: &[&str]) -> CutoverConfig {
+        CutoverConfig {
+            unfreeze_command: unfreeze.map(String::from),
+            command_env: env.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// A recorded unfreeze that is not the job file's command never runs.
+    #[tokio::test]
+    async fn only_the_job_files_unfreeze_command_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("ran");
+        let cmd = format!("touch {}", marker.display());
+        let e = run_recorded_unfreeze(&cmd, &cfg(Some("true"), &[])).await.unwrap_err();
+        assert!(e.contains("not the job file's"), "{e}");
+        let e = run_recorded_unfreeze(&cmd, &cfg(None, &[])).await.unwrap_err();
+        assert!(e.contains("not the job file's"), "{e}");
+        assert!(!marker.exists(), "a command the job file does not name ran");
+        run_recorded_unfreeze(&cmd, &cfg(Some(&cmd), &[])).await.unwrap();
+        assert!(marker.exists());
+    }
+
+    /// Commands see PATH and what command_env names, nothing else of ferry's environment;
+    /// their output is bounded and only a failure reports (the tail of) it.
+    #[tokio::test]
+    async fn commands_get_a_cleared_environment_and_bounded_output() {
+        std::env::set_var("FERRY_TEST_FREEZE_SECRET", "s3cret-value");
+        std::env::set_var("FERRY_TEST_FREEZE_PASSED", "passed-value");
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("env.txt");
+        let c = cfg(None, &["FERRY_TEST_FREEZE_PASSED"]);
+        run_command(&format!("env > {}", out.display()), "freeze", &c).await.unwrap();
+        let env = std::fs::read_to_string(&out).unwrap();
+        assert!(!env.contains("s3cret-value") && !env.contains("FERRY_TEST_FREEZE_SECRET"), "{env}");
+        assert!(env.contains("FERRY_TEST_FREEZE_PASSED=passed-value") && env.contains("PATH="), "{env}");
+        // A success reports nothing of its output.
+        run_command("echo loud; echo louder >&2", "freeze", &c).await.unwrap();
+        // A failure reports the tail of stderr, bounded however much the command wrote.
+        let e = run_command("head -c 10000000 /dev/zero | tr '\\0' x >&2; echo; echo the-last-line >&2; exit 3", "freeze", &c)
+            .await
+            .unwrap_err();
+        assert!(e.contains("the-last-line") && e.contains("exit status: 3"), "{}", &e[..e.len().min(300)]);
+        assert!(e.len() < 4 * OUTPUT_LIMIT, "{} bytes of error", e.len());
+    }
 }
