@@ -12,10 +12,10 @@ impl MilvusClient {
     /// Inserts rows; returns the number the server accepted.
     pub async fn insert(&self, collection: &str, partition: &str, rows: &Rows) -> Result<i64> {
         let num_rows = self.row_count_u32("Insert", collection, rows)?;
-        let columns = self.canonical_columns(collection, rows).await?;
+        let schema = self.write_schema(collection).await?;
         let r = self
             .call("Insert", collection, |mut c| {
-                let req = self.write_request(collection, partition, &columns, num_rows);
+                let req = self.write_request(collection, partition, rows, &schema, num_rows);
                 async move { c.insert(req).await }
             })
             .await?;
@@ -25,11 +25,11 @@ impl MilvusClient {
     /// Upserts rows (insert or replace by primary key); returns the number upserted.
     pub async fn upsert(&self, collection: &str, partition: &str, rows: &Rows) -> Result<i64> {
         let num_rows = self.row_count_u32("Upsert", collection, rows)?;
-        let columns = self.canonical_columns(collection, rows).await?;
+        let schema = self.write_schema(collection).await?;
         let r = self
             .call("Upsert", collection, |mut c| {
                 // Insert and Upsert requests carry the same fields.
-                let r = self.write_request(collection, partition, &columns, num_rows);
+                let r = self.write_request(collection, partition, rows, &schema, num_rows);
                 let req = pb::UpsertRequest {
                     base: r.base,
                     db_name: r.db_name,
@@ -43,15 +43,6 @@ impl MilvusClient {
             })
             .await?;
         Ok(r.upsert_cnt)
-    }
-
-    /// The batch's columns in the shape the target's own SDK would send
-    /// ([`super::canonical`]): whatever path the rows came by, nothing else reaches a target.
-    async fn canonical_columns(&self, collection: &str, rows: &Rows) -> Result<Rows> {
-        let schema = self.write_schema(collection).await?;
-        let mut rows = rows.clone();
-        super::canonical::canonicalize(&mut rows, &schema);
-        Ok(rows)
     }
 
     /// The schema of a collection this client writes to, described once.
@@ -78,14 +69,17 @@ impl MilvusClient {
     }
 
     /// The request of one write attempt (tonic takes requests by value, so each attempt
-    /// copies the columns once).
-    fn write_request(&self, collection: &str, partition: &str, rows: &Rows, num_rows: u32) -> pb::InsertRequest {
+    /// copies the columns once), its columns in the shape the target's own SDK would send
+    /// ([`super::canonical`]): whatever path the rows came by, nothing else reaches a target.
+    fn write_request(&self, collection: &str, partition: &str, rows: &Rows, schema: &CollectionSchema, num_rows: u32) -> pb::InsertRequest {
+        let mut columns = Rows { columns: rows.columns.clone(), num_rows: rows.num_rows };
+        super::canonical::canonicalize(&mut columns, schema);
         pb::InsertRequest {
             base: None,
             db_name: self.database.clone(),
             collection_name: collection.to_string(),
             partition_name: partition.to_string(),
-            fields_data: rows.columns.clone(),
+            fields_data: columns.columns,
             hash_keys: Vec::new(),
             num_rows,
         }

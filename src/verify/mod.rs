@@ -286,6 +286,7 @@ async fn pass(
             equal = report.equal,
             source_rows = report.source_rows,
             source_keys = report.source_keys,
+            target_keys = report.target_keys,
             target_rows = report.target_rows,
             missing = report.full.as_ref().map(|f| f.missing.count),
             extra = report.full.as_ref().map(|f| f.extra.count),
@@ -343,6 +344,7 @@ async fn compare_collection(
         target_exists: false,
         source_rows: 0,
         source_keys: None,
+        target_keys: None,
         target_rows: 0,
         partition_key: c.partition_key,
         partitions: Vec::new(),
@@ -432,25 +434,27 @@ async fn compare_collection(
     report.target_rows = count_of(false, None).unwrap_or(0);
     // A source key with several rows is one row on the target: counts compare distinct keys.
     let keys = |part: Option<String>, s: u64, t: u64| async move {
-        migrate::repeated_keys(ctx.source, c, part.as_deref(), s, t)
+        migrate::distinct_keys(ctx.source, ctx.target, c, part.as_deref(), s, t)
             .await
-            .map_err(|e| VerifyError::scan(src, "count source keys", e))
+            .map_err(|e| VerifyError::scan(src, "count distinct keys", e))
     };
     if !shared {
-        report.source_keys = keys(None, report.source_rows, report.target_rows).await?;
+        let k = keys(None, report.source_rows, report.target_rows).await?;
+        (report.source_keys, report.target_keys) = (k.source, k.target);
     }
     for p in names.iter().filter(|_| !shared) {
         let (s, t) = (count_of(true, Some(p)), count_of(false, Some(p)));
-        let source_keys = match (s, t) {
+        let k = match (s, t) {
             (Some(s), Some(t)) => keys(Some(p.clone()), s, t).await?,
-            _ => None,
+            _ => migrate::DistinctKeys::default(),
         };
         report.partitions.push(PartitionReport {
             name: p.clone(),
             source_rows: s,
-            source_keys,
+            source_keys: k.source,
             target_rows: t,
-            equal: s.is_some() && source_keys.or(s) == t,
+            target_keys: k.target,
+            equal: s.is_some() && k.source.or(s) == k.target.or(t),
         });
     }
 
@@ -528,7 +532,7 @@ async fn compare_collection(
             fixed = Some(rep);
         }
     }
-    report.equal = report.expected_target_rows() == report.target_rows
+    report.equal = report.expected_target_rows() == report.target_distinct()
         && report.partitions.iter().all(|p| p.equal)
         && report.full.as_ref().is_none_or(FullReport::is_clean);
     report.seconds = started.elapsed().as_secs_f64();

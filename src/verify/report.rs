@@ -67,6 +67,11 @@ pub struct CollectionReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_keys: Option<u64>,
     pub target_rows: u64,
+    /// The target's distinct primary keys, counted when `source_keys` is (Milvus 2.3.5's
+    /// `count(*)` can count more rows than its queries return on either side); the check then
+    /// compares `source_keys` with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_keys: Option<u64>,
     /// The shards compared when this instance moves a share of the collection
     /// (`[source.wal] channels`): then only their keys are compared, always key by key
     /// (`count(*)` would count the other instances' keys too), and `partitions` stays empty.
@@ -86,6 +91,12 @@ impl CollectionReport {
     pub fn expected_target_rows(&self) -> u64 {
         self.source_keys.unwrap_or(self.source_rows)
     }
+
+    /// What the target holds, compared with [`Self::expected_target_rows`]: its distinct
+    /// keys when they were counted, else its rows.
+    pub fn target_distinct(&self) -> u64 {
+        self.target_keys.unwrap_or(self.target_rows)
+    }
 }
 
 /// One user partition. A count is `null` when the partition does not exist on that side.
@@ -97,6 +108,9 @@ pub struct PartitionReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_keys: Option<u64>,
     pub target_rows: Option<u64>,
+    /// As [`CollectionReport::target_keys`], for this partition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_keys: Option<u64>,
     pub equal: bool,
 }
 
@@ -226,8 +240,10 @@ fn render_pass(s: &mut String, p: &PassReport) {
         if let Some(keys) = c.source_keys {
             let _ = writeln!(
                 s,
-                "    repeated keys: the source has {keys} distinct primary keys in its {} rows; a key with several rows (Milvus does not enforce uniqueness) is one row on the target",
-                c.source_rows
+                "    repeated keys: the source has {keys} distinct primary keys in its {} rows, the target {} in its {}; a key with several rows (Milvus does not enforce uniqueness) is one row on the target",
+                c.source_rows,
+                c.target_keys.map_or("?".to_string(), |k| k.to_string()),
+                c.target_rows
             );
         }
         if c.partition_key {
@@ -315,8 +331,8 @@ pub fn summary(r: &VerifyReport) -> String {
             what.push("target collection missing".to_string());
         } else {
             let expected = c.expected_target_rows();
-            if expected != c.target_rows {
-                what.push(format!("{expected} vs {} rows", c.target_rows));
+            if expected != c.target_distinct() {
+                what.push(format!("{expected} vs {} rows", c.target_distinct()));
             }
             for p in c.partitions.iter().filter(|p| !p.equal) {
                 let n =
@@ -325,7 +341,7 @@ pub fn summary(r: &VerifyReport) -> String {
                     "partition {} {} vs {}",
                     p.name,
                     n(p.source_keys.or(p.source_rows)),
-                    n(p.target_rows)
+                    n(p.target_keys.or(p.target_rows))
                 ));
             }
             if let Some(f) = c.full.as_ref().filter(|f| !f.is_clean()) {
