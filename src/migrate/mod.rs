@@ -352,11 +352,11 @@ pub struct DistinctKeys {
 /// key has one row.
 ///
 /// Milvus does not enforce key uniqueness: inserting an existing key, or an upsert interrupted
-/// between its Delete and Insert messages (a broker failure), leaves two rows of one key, and
-/// Milvus 2.3.5's `count(*)` also counts more rows than its queries return after upserts (seen
-/// in the demo: 53,505 by `count(*)`, 53,145 keys by query, on source and target alike). A
-/// query, and so the copy and the stream, sees one row per key. So when the source's keys are
-/// fewer than its rows, the counts compared are the distinct keys of both sides. The source's
+/// between its Delete and Insert messages (a broker failure), leaves two rows of one key in a
+/// partition, and an upsert into another partition than the key's leaves the key in both
+/// (the demo's writer does that: 53,505 rows by `count(*)`, 53,145 keys by a collection-wide
+/// query, on source and target alike). A query sees one row per key. So when the source's
+/// keys are fewer than its rows, the counts compared are the distinct keys of both sides. The source's
 /// keys are read (keys only) whenever `source_rows` is at least `target_rows`: equal counts can
 /// hide a repeated source key and an extra target key, which cancel out. Only a target with
 /// more rows needs no look at the source: no repeated source key explains that.

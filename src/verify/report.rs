@@ -67,9 +67,9 @@ pub struct CollectionReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_keys: Option<u64>,
     pub target_rows: u64,
-    /// The target's distinct primary keys, counted when `source_keys` is (Milvus 2.3.5's
-    /// `count(*)` can count more rows than its queries return on either side); the check then
-    /// compares `source_keys` with this.
+    /// The target's distinct primary keys, counted when `source_keys` is (a key in two
+    /// partitions is two rows to `count(*)`, one to a collection-wide query, on either side);
+    /// the check then compares `source_keys` with this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_keys: Option<u64>,
     /// The shards compared when this instance moves a share of the collection
