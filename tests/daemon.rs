@@ -417,3 +417,65 @@ async fn control_api_over_tls_with_a_generated_token() {
     let target = common::client(&env.target_uri).await;
     let _ = target.drop_collection(&dst).await;
 }
+
+/// Lag is honest after a restart: the daemon is stopped for 40 s while the source takes
+/// writes; restarted, its lag (status and metric) reads about those 40 s at once, although
+/// every tick it reads from the backlog is fresh to it, and falls as the backlog drains.
+/// The target then converges exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_after_a_restart_counts_the_unread_backlog() {
+    let env = common::env();
+    let source = common::client(&env.source_uri).await;
+    let target = common::client(&env.target_uri).await;
+    let src = common::unique("lagr_src");
+    let dst = common::unique("lagr_dst");
+    stream::make_source(&source, &src, 500).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = stream::job(dir.path(), &src, &dst);
+    let log = dir.path().join("ferry.log");
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = tokio::spawn(stream::writer(source.clone(), src.clone(), 500, stop.clone(), false));
+
+    let child = spawn_daemon(&cfg, &log);
+    tokio::task::block_in_place(|| wait_state(&cfg, "STREAMING", Duration::from_secs(180)));
+    // Fresh ticks for a few seconds: the clock offset is measured and kept.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (status, text) = child.terminate();
+    assert!(status.success(), "{text}");
+    let down = Duration::from_secs(40);
+    tokio::time::sleep(down).await;
+
+    let child = spawn_daemon(&cfg, &log);
+    let eps = stream::endpoints(dir.path());
+    let live = |st: &serde_json::Value| st["channels"].as_array().is_some_and(|c| !c.is_empty());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let first = loop {
+        let st = tokio::task::block_in_place(|| status_json(&cfg));
+        if live(&st) {
+            break st["lag_seconds"].as_f64().unwrap();
+        }
+        assert!(Instant::now() < deadline, "the restarted job never went live: {st:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let metric = metric_max(&scrape(&eps.telemetry), "ferry_stream_lag_seconds").unwrap_or(0.0);
+    eprintln!("lag right after the restart: status {first:.1}s, metric {metric:.1}s (down {down:?})");
+    assert!(first >= 30.0, "status lag after {down:?} down read {first:.1}s");
+    assert!(metric >= 25.0, "metric lag after {down:?} down read {metric:.1}s");
+    // It falls as the backlog drains.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let lag = tokio::task::block_in_place(|| status_json(&cfg))["lag_seconds"].as_f64().unwrap();
+        if lag < 5.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "lag never fell below 5 s (now {lag:.1}s)");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    w.await.unwrap();
+    let (expected, got) = stream::converge(&source, &target, &src, &dst, Duration::from_secs(5)).await;
+    common::data::assert_same(&expected, &got);
+    assert!(child.terminate().0.success());
+    source.drop_collection(&src).await.unwrap();
+    target.drop_collection(&dst).await.unwrap();
+}

@@ -80,6 +80,61 @@ struct Inner {
     next_error: AtomicU64,
     /// Per channel: the newest source tick seen and when ferry first saw it.
     ticks: Mutex<HashMap<String, (u64, Instant)>>,
+    /// How far ferry's clock is ahead of the source's TSO, as seen on fresh ticks.
+    clock: Mutex<ClockOffset>,
+}
+
+/// Key of the last clock offset measured, so a restarted daemon has one before it has
+/// caught up (while it reads a backlog every tick it sees is old, and says nothing).
+const CLOCK_OFFSET_KEY: &str = "stream/clock_offset_ms";
+/// Offsets are kept as the minimum over a window and the window before it, so a drifting
+/// clock is followed within two windows (the previous run's is persisted at each window's
+/// end).
+const CLOCK_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long a restarted daemon trusts the offset its previous run measured: long enough to
+/// drain a backlog (every tick of which is old, and so says nothing about the clocks).
+const PERSISTED_OFFSET_TRUST: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The offset between ferry's wall clock and the source's time ticks: the smallest
+/// `now - tick` seen, which is the source's clock difference plus the least time a tick takes
+/// to reach ferry.
+struct ClockOffset {
+    started: Instant,
+    window_start: Instant,
+    current: Option<i64>,
+    previous: Option<i64>,
+    /// From the previous run; trusted for [`PERSISTED_OFFSET_TRUST`].
+    persisted: Option<i64>,
+}
+
+impl ClockOffset {
+    fn new(persisted: Option<i64>) -> Self {
+        let now = Instant::now();
+        ClockOffset { started: now, window_start: now, current: None, previous: None, persisted }
+    }
+
+    /// Records one observation; returns the offset to persist when it changed (a lower
+    /// one, or a window's end).
+    fn observe(&mut self, offset_ms: i64, now: Instant) -> Option<i64> {
+        let before = self.get(now);
+        if now.duration_since(self.window_start) >= CLOCK_WINDOW {
+            self.previous = self.current.take();
+            self.window_start = now;
+            self.current = Some(offset_ms);
+            return self.get(now);
+        }
+        self.current = Some(self.current.map_or(offset_ms, |c| c.min(offset_ms)));
+        let after = self.get(now);
+        (after != before).then_some(after).flatten()
+    }
+
+    /// The offset now: the smallest of this window's, the last window's and, early in a run,
+    /// the previous run's.
+    fn get(&self, now: Instant) -> Option<i64> {
+        let persisted = self.persisted.filter(|_| now.duration_since(self.started) < PERSISTED_OFFSET_TRUST);
+        [self.current, self.previous, persisted].into_iter().flatten().min()
+    }
 }
 
 /// Shared handle of one job (cheap to clone).
@@ -104,12 +159,13 @@ impl JobHandle {
         let h = JobHandle {
             inner: Arc::new(Inner {
                 name: name.to_string(),
-                store,
                 state,
                 live: Mutex::new(None),
                 cutover: Mutex::new(None),
                 next_error: AtomicU64::new(next_error),
                 ticks: Mutex::new(HashMap::new()),
+                clock: Mutex::new(ClockOffset::new(store.get::<i64>(CLOCK_OFFSET_KEY).ok().flatten())),
+                store,
             }),
         };
         h.publish_state(record.state);
@@ -241,11 +297,18 @@ impl JobHandle {
     fn channel_view(&self, live: &Live, ch: &str, now: Instant) -> ChannelView {
         let log = &live.log;
         let (src, applied) = (log.source_ts(ch), log.applied_ts(ch));
+        let wall_ms = now_ms();
         let tick_age_s = {
             let mut ticks = self.inner.ticks.lock().unwrap_or_else(|p| p.into_inner());
             let seen = ticks.entry(ch.to_string()).or_insert((src, now));
             if seen.0 != src {
                 *seen = (src, now);
+                if src != 0 {
+                    let mut clock = self.inner.clock.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(best) = clock.observe(wall_ms - physical_ms(src) as i64, now) {
+                        let _ = self.inner.store.put(CLOCK_OFFSET_KEY, &best);
+                    }
+                }
             }
             now.duration_since(seen.1).as_secs_f64()
         };
@@ -254,7 +317,19 @@ impl JobHandle {
         // Everything below the newest tick is owed; the tick's own age is time the reader
         // has not heard from the source, so it is owed too. Both parts are monotone while
         // stalled, and after a restart they start from the persisted positions.
-        let lag_s = source_ms.saturating_sub(applied_ms) as f64 / 1000.0 + tick_age_s;
+        let read_lag_s = source_ms.saturating_sub(applied_ms) as f64 / 1000.0 + tick_age_s;
+        // What the broker holds unread is owed too, and no tick read says how much: after a
+        // restart the reader races through minutes of backlog with every tick fresh to it.
+        // The source's "now" is ferry's clock less the measured offset, so the applied
+        // position's distance from it counts, unread backlog included.
+        let clock_lag_s = self
+            .inner
+            .clock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(now)
+            .map_or(0.0, |offset| (wall_ms - offset - applied_ms as i64).max(0) as f64 / 1000.0);
+        let lag_s = read_lag_s.max(clock_lag_s);
         ChannelView { source_ms, applied_ms, tick_age_s, lag_s }
     }
 
@@ -355,5 +430,42 @@ impl JobHandle {
                 _ = stop.wait_for(|v| *v) => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn clock_offset_is_the_least_seen_and_follows_drift() {
+        let mut c = ClockOffset::new(None);
+        let t0 = c.window_start;
+        assert_eq!(c.get(t0), None);
+        assert_eq!(c.observe(300, t0), Some(300));
+        assert_eq!(c.observe(120, t0), Some(120));
+        assert_eq!(c.observe(500, t0), None, "a slower tick changes nothing");
+        // Two windows later only what was seen since counts: the clocks drifted.
+        let t1 = t0 + CLOCK_WINDOW;
+        c.observe(900, t1);
+        assert_eq!(c.get(t1), Some(120), "the last window still counts");
+        let t2 = t1 + CLOCK_WINDOW;
+        c.observe(950, t2);
+        assert_eq!(c.get(t2), Some(900));
+    }
+
+    /// A restarted daemon reading a backlog sees only old ticks (huge offsets): the previous
+    /// run's offset stands until it has caught up, for a while, not forever.
+    #[test]
+    fn the_previous_runs_offset_covers_a_backlog_for_a_while() {
+        let mut c = ClockOffset::new(Some(150));
+        let t0 = c.started;
+        assert_eq!(c.get(t0), Some(150));
+        c.observe(120_000, t0);
+        assert_eq!(c.get(t0), Some(150));
+        let later = t0 + PERSISTED_OFFSET_TRUST + Duration::from_secs(1);
+        c.observe(200, later);
+        assert_eq!(c.get(later), Some(200));
     }
 }
