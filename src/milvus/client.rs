@@ -198,11 +198,9 @@ impl MilvusClient {
         }
         let channel = endpoint.connect().await.map_err(|e| {
             let chain = error_chain(&e);
-            let tls = uri.starts_with("https://");
-            let reason = if tls && (chain.contains("InvalidContentType") || chain.contains("corrupt message")) {
-                format!("it does not speak TLS: use http://; it answered: {chain}")
-            } else {
-                chain
+            let reason = match endpoint_hint(&chain, uri.starts_with("https://")) {
+                Some(h) => format!("{h}; it answered: {chain}"),
+                None => chain,
             };
             MilvusError::Connect { endpoint: uri.clone(), reason }
         })?;
@@ -383,21 +381,25 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(25);
 
 /// What an endpoint's answer to the first call says, in words an operator can act on.
 fn answer_hint(code: tonic::Code, message: &str, tls: bool) -> String {
-    let m = message.to_ascii_lowercase();
-    let hint = if m.contains("invalidcontenttype") || m.contains("corrupt message") || m.contains("wrong version number") {
+    let hint = endpoint_hint(message, tls).or((code == tonic::Code::Unimplemented).then_some("it speaks gRPC but is not Milvus"));
+    match hint {
+        Some(h) => format!("{h}; it answered: {code:?}: {message}"),
+        None => format!("{code:?}: {message}"),
+    }
+}
+
+/// What a transport or protocol error's text says about the endpoint, if it says anything an
+/// operator can act on: used for the connection's errors and the first call's alike.
+fn endpoint_hint(text: &str, tls: bool) -> Option<&'static str> {
+    let m = text.to_ascii_lowercase();
+    if m.contains("invalidcontenttype") || m.contains("corrupt message") || m.contains("wrong version number") {
         Some("it does not speak TLS: use http://")
     } else if tls && (m.contains("certificate") || m.contains("unknownissuer") || m.contains("invalid peer")) {
         Some("its TLS certificate is not trusted for this name (tls_ca_cert, tls_server_name)")
     } else if m.contains("frame with invalid size") || m.contains("invalid http version") || m.contains("http2 error") || m.contains("protocol error") || m.contains("content-type") {
         Some(if tls { "it is not a Milvus gRPC endpoint (wrong port?)" } else { "it is not a Milvus gRPC endpoint (wrong port, or a TLS port that needs https://?)" })
-    } else if code == tonic::Code::Unimplemented {
-        Some("it speaks gRPC but is not Milvus")
     } else {
         None
-    };
-    match hint {
-        Some(h) => format!("{h}; it answered: {code:?}: {message}"),
-        None => format!("{code:?}: {message}"),
     }
 }
 
