@@ -4,6 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::Duration;
 
+use super::barrier::{BarrierKey, Barriers};
 use super::plan::{coalesce, cut, BatchLimits, Cut, EventMeta, MetaKind};
 use super::{ApplyError, Target};
 use crate::failpoint;
@@ -91,6 +92,9 @@ pub struct Applier<T: Target> {
     cfg: ApplyConfig,
     /// (target collection, partition) known to exist on the target.
     partitions: HashSet<(String, String)>,
+    /// Shared with the job's other channels: DDL Milvus broadcasts to every channel of a
+    /// collection is applied once, when all of them reach it.
+    barriers: Barriers,
 }
 
 impl<T: Target> Applier<T> {
@@ -101,14 +105,28 @@ impl<T: Target> Applier<T> {
         routes: Routes,
         cfg: ApplyConfig,
     ) -> Self {
+        let mut routes = routes;
+        // Collections whose drop the stream already applied (`on_source_drop = "drop"`)
+        // have nowhere to go, whatever the caller planned.
+        for id in log.dropped() {
+            routes.remove(&id);
+        }
         Applier {
             channel: channel.into(),
+            barriers: Barriers::new(log.clone(), HashMap::new()),
             log,
             target,
             routes,
             cfg,
             partitions: HashSet::new(),
         }
+    }
+
+    /// Shares `barriers` with the job's other channels. Without it every collection is
+    /// taken to have this one channel.
+    pub fn with_barriers(mut self, barriers: Barriers) -> Self {
+        self.barriers = barriers;
+        self
     }
 
     fn limits(&self) -> BatchLimits {
@@ -276,36 +294,47 @@ impl<T: Target> Applier<T> {
         }
         match first.kind {
             MetaKind::Skip => Ok(()),
-            MetaKind::Barrier => match self.decode(&entries[0])? {
-                WalEvent::CreatePartition { partition_name, .. } if !route.partition_key => {
-                    self.ensure_partition(coll, &partition_name).await
+            MetaKind::Barrier => {
+                let event = self.decode(&entries[0])?;
+                let barriers = self.barriers.clone();
+                let msg_type = entries[0].entry.msg_type;
+                match event {
+                    WalEvent::CreatePartition { partition_name, .. } if !route.partition_key => {
+                        self.ensure_partition(coll, &partition_name).await
+                    }
+                    WalEvent::DropPartition { collection_id, partition_name, partition_id, ts } if !route.partition_key => {
+                        let key = BarrierKey { collection_id, msg_type, partition_id, ts };
+                        barriers
+                            .pass(&key, &self.channel, || async {
+                                tracing::info!(channel = %self.channel, collection = coll, partition = %partition_name, partition_id, "source partition dropped: dropping it on the target");
+                                self.retry("drop_partition", coll, || self.target.drop_partition(coll, &partition_name)).await
+                            })
+                            .await?;
+                        // Every channel forgets it: a partition re-created under the name
+                        // is created again on first use.
+                        self.partitions.remove(&(coll.to_string(), partition_name));
+                        Ok(())
+                    }
+                    WalEvent::DropCollection { collection_id, ts, .. } if self.cfg.drop_on_source_drop => {
+                        let key = BarrierKey { collection_id, msg_type, partition_id: 0, ts };
+                        barriers
+                            .pass(&key, &self.channel, || async {
+                                self.retry("drop_collection", coll, || self.target.drop_collection(coll)).await?;
+                                self.log.mark_dropped(collection_id)?;
+                                tracing::warn!(channel = %self.channel, collection = coll, "source collection dropped: target collection dropped too");
+                                Ok(())
+                            })
+                            .await?;
+                        // Later records of the dropped collection have nowhere to go.
+                        self.routes.remove(&collection_id);
+                        Ok(())
+                    }
+                    WalEvent::DropCollection { collection_id, name, .. } => {
+                        Err(ApplyError::SourceCollectionDropped { collection_id, name })
+                    }
+                    _ => Ok(()),
                 }
-                WalEvent::DropPartition { partition_name, .. } if !route.partition_key => {
-                    self.retry("drop_partition", coll, || {
-                        self.target.drop_partition(coll, &partition_name)
-                    })
-                    .await?;
-                    self.partitions
-                        .remove(&(coll.to_string(), partition_name.clone()));
-                    Ok(())
-                }
-                WalEvent::DropCollection { collection_id, .. } if self.cfg.drop_on_source_drop => {
-                    self.retry("drop_collection", coll, || self.target.drop_collection(coll)).await?;
-                    tracing::warn!(channel = %self.channel, collection = coll, "source collection dropped: target collection dropped too");
-                    // Later records of the dropped collection have nowhere to go.
-                    self.routes.remove(&collection_id);
-                    Ok(())
-                }
-                WalEvent::DropCollection {
-                    collection_id,
-                    name,
-                    ..
-                } => Err(ApplyError::SourceCollectionDropped {
-                    collection_id,
-                    name,
-                }),
-                _ => Ok(()),
-            },
+            }
             MetaKind::Dml => {
                 let events = entries
                     .iter()

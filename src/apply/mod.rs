@@ -5,6 +5,8 @@
 //!   ([`coalesce`]), including the upsert ordering trap.
 //! - `applier`: [`Applier`], the loop: read from the cursor, plan, write with retries,
 //!   then advance the cursor.
+//! - `barrier`: [`Barriers`], DDL Milvus broadcasts to every channel of a collection
+//!   (partition and collection drops), applied once when all of them reach it.
 //! - `target`: the [`Target`] trait the loop writes through, implemented by
 //!   `MilvusClient`.
 //! - `error`: [`ApplyError`].
@@ -14,11 +16,13 @@
 //! every write is an upsert or a delete by key and batches end on timestamp boundaries.
 
 mod applier;
+pub mod barrier;
 mod error;
 pub mod plan;
 mod target;
 
 pub use applier::{Applier, ApplyConfig, CollectionRoute, Routes};
+pub use barrier::{BarrierKey, Barriers};
 pub use error::ApplyError;
 pub use plan::{coalesce, cut, BatchLimits, Coalesced, Cut, EventMeta, MetaKind};
 pub use target::Target;

@@ -130,9 +130,14 @@ struct Version {
     partition: Scope,
 }
 
+/// What a batch leaves of one key. Milvus lets a key live in several partitions at once (an
+/// insert does not look for the key elsewhere, and an upsert's Delete names only its own
+/// partition), so the surviving versions are kept per partition: the target then holds the
+/// key in the same partitions as the source.
 #[derive(Debug, Default)]
 struct KeyState {
-    upsert: Option<Version>,
+    /// The surviving version per partition scope (at most one each).
+    upserts: Vec<Version>,
     /// Deletes still needed on the target, newest ts per scope.
     deletes: Vec<(Scope, u64)>,
 }
@@ -147,24 +152,32 @@ impl KeyState {
         {
             return;
         }
-        if self.upsert.as_ref().is_some_and(|cur| cur.ts > v.ts) {
+        let same = self.upserts.iter().position(|u| u.partition == v.partition);
+        if same.is_some_and(|i| self.upserts[i].ts > v.ts) {
             return;
         }
         // An upsert replaces the key in its own partition: an older delete there is moot.
         self.deletes
             .retain(|(s, d)| !(*d <= v.ts && *s == v.partition));
-        self.upsert = Some(v);
+        match same {
+            Some(i) => self.upserts[i] = v,
+            None => self.upserts.push(v),
+        }
     }
 
     fn delete(&mut self, scope: Scope, ts: u64) {
-        if let Some(u) = &self.upsert {
+        let mut replaced = false;
+        self.upserts.retain(|u| {
             if u.ts < ts && covers(&scope, &u.partition) {
-                self.upsert = None;
-            } else if u.ts >= ts && scope == u.partition {
-                // The trap: an upsert's own delete (same ts) or an older one in the same
-                // partition; the upsert replaces that row on the target anyway.
-                return;
+                return false;
             }
+            // The trap: an upsert's own delete (same ts) or an older one in the same
+            // partition; the upsert replaces that row on the target anyway.
+            replaced |= u.ts >= ts && scope == u.partition;
+            true
+        });
+        if replaced {
+            return;
         }
         match self.deletes.iter_mut().find(|(s, _)| *s == scope) {
             Some(e) => e.1 = e.1.max(ts),
@@ -198,7 +211,8 @@ fn keys_of(collection: &str, vals: Vec<PkValue>) -> Result<PrimaryKeys, ApplyErr
 }
 
 /// Reduces one batch of a collection's inserts and deletes to the final writes: per
-/// primary key, the newest version by timestamp wins (ties: later in the log), and a delete
+/// primary key and partition, the newest version by timestamp wins (ties: later in the
+/// log; a key in two partitions keeps a version in each), and a delete
 /// at `D` cancels only versions with `ts < D` (so an upsert's own delete cancels nothing).
 /// `collection` names the target in errors; `partition_key` collections ignore partition
 /// names (Milvus routes by key). Events other than inserts and deletes are ignored.
@@ -253,7 +267,7 @@ pub fn coalesce(
                 .or_default()
                 .push(pk.clone());
         }
-        if let Some(v) = st.upsert {
+        for v in st.upserts {
             upserts
                 .entry(v.partition.unwrap_or_default())
                 .or_default()

@@ -30,7 +30,7 @@ pub trait Target: Send + Sync {
         partition: &str,
     ) -> impl Future<Output = Result<(), MilvusError>> + Send;
 
-    /// Drops the partition if it exists.
+    /// Drops the partition if it exists (released first if loaded).
     fn drop_partition(
         &self,
         collection: &str,
@@ -77,6 +77,9 @@ impl Target for MilvusClient {
         if !self.has_partition(collection, partition).await? {
             return Ok(());
         }
+        // Milvus refuses to drop a loaded partition; the target is loaded while streaming.
+        // Releasing one that is not loaded is a no-op.
+        self.release_partition(collection, partition).await?;
         MilvusClient::drop_partition(self, collection, partition).await
     }
 

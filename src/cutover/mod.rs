@@ -237,7 +237,7 @@ pub async fn verify_now(job: &JobHandle, full: bool, sample: u32) -> Result<api:
         opts.sample = sample as usize;
     }
     let (_keep, never) = watch::channel(false);
-    let report = verify::verify(&c.source, &c.target, &c.plan, &opts, never)
+    let report = verify::verify(&c.source, &c.target, &live.active_plan(), &opts, never)
         .await
         .map_err(|e| CutoverError::Rejected(format!("verify: {e}")))?;
     Ok(api::VerifyResponse {
@@ -510,7 +510,7 @@ impl Run {
         let t = Instant::now();
         let fence = source.alloc_timestamp().await.map_err(|e| Stop(format!("allocating the fence timestamp: {e}")))?;
         let log = self.live.log.clone();
-        let channels = self.live.channels.clone();
+        let channels = self.live.active_channels();
         let tick_deadline = Instant::now() + Duration::from_secs(60);
         while channels.iter().any(|ch| log.source_ts(ch) < fence) {
             if Instant::now() >= tick_deadline {
@@ -553,7 +553,8 @@ impl Run {
             let _ = abort.wait_for(|v| *v).await;
             let _ = abort_tx.send(true);
         });
-        let result = verify::verify(&ctx.source, &ctx.target, &ctx.plan, &opts, abort_rx).await;
+        let plan_now = self.live.active_plan();
+        let result = verify::verify(&ctx.source, &ctx.target, &plan_now, &opts, abort_rx).await;
         forward.abort();
         let report = result.map_err(|e| Stop(format!("verification could not complete: {e}")))?;
         self.report.verify = serde_json::to_value(&report).ok();
@@ -565,7 +566,7 @@ impl Run {
 
         // 7. Post steps.
         let t = Instant::now();
-        for c in &ctx.plan.collections {
+        for c in &plan_now.collections {
             migrate::create_indexes(&ctx.target, c, IndexMode::Copy).await.map_err(|e| Stop(e.to_string()))?;
             if plan.load {
                 ctx.target

@@ -37,6 +37,8 @@ pub enum HandleError {
 /// One collection of the running job, for status.
 #[derive(Debug, Clone)]
 pub struct LiveCollection {
+    /// Source collection ID (what the WAL names).
+    pub source_id: i64,
     pub source: String,
     pub target: String,
     /// Physical DML channels the collection writes to.
@@ -55,6 +57,36 @@ pub struct Live {
     /// Wall-clock ms when the stream's start positions were recorded: until a channel has
     /// applied anything, the target trails the source by at least the time since then.
     pub started_ms: u64,
+}
+
+impl Live {
+    /// Collections still moving: those whose source drop the stream applied
+    /// (`on_source_drop = "drop"`) are done.
+    pub fn active_collections(&self) -> Vec<&LiveCollection> {
+        let dropped = self.log.dropped();
+        self.collections.iter().filter(|c| !dropped.contains(&c.source_id)).collect()
+    }
+
+    /// The job's plan less the collections the stream dropped: what verification checks.
+    pub fn active_plan(&self) -> crate::plan::Plan {
+        let dropped = self.log.dropped();
+        let mut plan = (*self.context.plan).clone();
+        plan.collections.retain(|c| !dropped.contains(&c.source_id()));
+        plan
+    }
+
+    /// Channels of the collections still moving. A channel only dropped collections used
+    /// gets no time ticks any more: it must not hold back the lag, the stall gauge or a
+    /// cutover's end position.
+    pub fn active_channels(&self) -> Vec<String> {
+        let dropped = self.log.dropped();
+        if dropped.is_empty() {
+            return self.channels.clone();
+        }
+        let used: std::collections::BTreeSet<&String> =
+            self.active_collections().into_iter().flat_map(|c| c.channels.iter()).collect();
+        self.channels.iter().filter(|ch| used.contains(ch)).cloned().collect()
+    }
 }
 
 /// Positions of one channel at one moment.
@@ -363,10 +395,11 @@ impl JobHandle {
             return st;
         };
         let now = Instant::now();
+        let channels = live.active_channels();
         let views: HashMap<&str, ChannelView> =
-            live.channels.iter().map(|ch| (ch.as_str(), self.channel_view(&live, ch, now))).collect();
+            channels.iter().map(|ch| (ch.as_str(), self.channel_view(&live, ch, now))).collect();
         let positions = live.log.positions();
-        for ch in &live.channels {
+        for ch in &channels {
             let v = views[ch.as_str()];
             st.channels.push(api::ChannelStatus {
                 channel: ch.clone(),
@@ -394,8 +427,10 @@ impl JobHandle {
             s if s.applies() => "stream",
             s => s.as_str(),
         };
+        let dropped = live.log.dropped();
         for c in &live.collections {
             let (done, expected) = progress.get(&c.target).copied().unwrap_or_default();
+            let phase = if dropped.contains(&c.source_id) { "dropped" } else { phase };
             st.collections.push(api::CollectionStatus {
                 source: c.source.clone(),
                 target: c.target.clone(),
@@ -411,7 +446,11 @@ impl JobHandle {
         metrics::gauge!(m::APPLIED_POSITION).set(st.applied_position_ms as f64 / 1000.0);
         metrics::gauge!(m::LOG_PENDING_EVENTS).set(st.log_pending_events as f64);
         metrics::gauge!(m::LOG_PENDING_BYTES).set(st.log_pending_bytes as f64);
-        for c in &live.collections {
+        for c in live.collections.iter().filter(|c| dropped.contains(&c.source_id)) {
+            // Nothing is owed for a dropped collection: its last value must not linger.
+            metrics::gauge!(m::LAG_SECONDS, "collection" => c.target.clone()).set(0.0);
+        }
+        for c in live.active_collections() {
             let lag = c.channels.iter().filter_map(|ch| views.get(ch.as_str())).map(|v| v.lag_s).fold(0.0, f64::max);
             metrics::gauge!(m::LAG_SECONDS, "collection" => c.target.clone()).set(lag);
             let (done, expected) = progress.get(&c.target).copied().unwrap_or_default();

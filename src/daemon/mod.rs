@@ -223,6 +223,7 @@ impl JobError {
             JobError::Wal(_) => "wal",
             JobError::Apply(_) => "apply",
             JobError::Task(_) => "internal",
+            JobError::Record(_) | JobError::Recreated { .. } => "source_changed",
         }
     }
 
@@ -230,6 +231,7 @@ impl JobError {
     pub fn collection(&self) -> &str {
         match self {
             JobError::Apply(crate::apply::ApplyError::Target { collection, .. }) => collection,
+            JobError::Recreated { collection, .. } => collection,
             _ => "",
         }
     }

@@ -19,17 +19,19 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::apply::{Applier, ApplyConfig, ApplyError, CollectionRoute, Routes};
+use crate::apply::{Applier, ApplyConfig, ApplyError, Barriers, CollectionRoute, Routes};
 use crate::config::JobConfig;
 use crate::daemon::handle::{HandleError, JobHandle, Live, LiveCollection};
 use crate::daemon::lifecycle::{Event, JobState};
 use crate::milvus::MilvusClient;
 use crate::log::{ChannelPosition, DurableLog, LogConfig, LogError};
 use crate::migrate::{self, IndexMode, MigrateError};
-use crate::plan::{self, IfExists, Plan, PlanOptions};
+use crate::plan::{IfExists, Plan, PlanOptions};
 use crate::snapshot::{self, progress::Progress, CopyOptions, Copier, SnapshotError};
 use crate::state::StateError;
 use crate::wal::{self, CollectionFilter, IngestConfig, WalError, WalReader};
+
+pub mod record;
 
 /// Errors that stop a job.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +52,10 @@ pub enum JobError {
     Task(String),
     #[error(transparent)]
     Handle(#[from] HandleError),
+    #[error("job record: {0}")]
+    Record(String),
+    #[error("source collection {collection:?} is not the one this job started with (ID {was}, now ID {now}): it was dropped and re-created, or another collection was renamed to it. ferry does not follow it; start a new job (another state_dir) to move it")]
+    Recreated { collection: String, was: i64, now: i64 },
 }
 
 /// Options of `ferry run`.
@@ -111,11 +117,7 @@ pub async fn run(cfg: &JobConfig, opts: &RunOptions, handle: &JobHandle, shutdow
         handle.fire(Event::Start)?;
     }
     let (source, target) = migrate::connect(cfg).await?;
-    let plan = plan::build(&source, &target, cfg, PlanOptions { allow_autoid_off: opts.allow_autoid_off })
-        .await
-        .map_err(MigrateError::from)?;
     let state = handle.store().clone();
-    let fresh = migrate::prepare_targets(&target, &plan, &state, opts.if_exists).await?;
     let mut log_cfg = LogConfig::new(cfg.job.state_dir.join("log"));
     log_cfg.max_pending_bytes = cfg.stream.log_max_bytes;
     // sled locks its directory for as long as the process holds the log: a run retried in
@@ -125,6 +127,17 @@ pub async fn run(cfg: &JobConfig, opts: &RunOptions, handle: &JobHandle, shutdow
         Some(live) => live.log,
         None => DurableLog::open(&log_cfg)?,
     };
+    let plan = record::plan(
+        &source,
+        &target,
+        cfg,
+        PlanOptions { allow_autoid_off: opts.allow_autoid_off },
+        &state,
+        &log.dropped(),
+        state.get::<bool>(SNAPSHOT_DONE)?.unwrap_or(false),
+    )
+    .await?;
+    let fresh = migrate::prepare_targets(&target, &plan, &state, opts.if_exists).await?;
     metrics::gauge!(crate::metrics::LOG_MAX_BYTES).set(cfg.stream.log_max_bytes as f64);
 
     let channels: Vec<String> = plan
@@ -164,6 +177,7 @@ pub async fn run(cfg: &JobConfig, opts: &RunOptions, handle: &JobHandle, shutdow
             .collections
             .iter()
             .map(|c| LiveCollection {
+                source_id: c.source_id(),
                 source: c.source_name.clone(),
                 target: c.target_name.clone(),
                 channels: c.channels(),
@@ -244,8 +258,13 @@ pub async fn run(cfg: &JobConfig, opts: &RunOptions, handle: &JobHandle, shutdow
                 s if s.applies() => {
                     let stop = phase_stop(handle, &shutdown, JobState::applies);
                     let mut tasks = tokio::task::JoinSet::new();
+                    let barriers = Barriers::new(
+                        log.clone(),
+                        plan.collections.iter().map(|c| (c.source_id(), c.channels().into_iter().collect())).collect(),
+                    );
                     for ch in &channels {
-                        let mut applier = Applier::new(ch.clone(), log.clone(), target.clone(), routes.clone(), apply_cfg.clone());
+                        let mut applier = Applier::new(ch.clone(), log.clone(), target.clone(), routes.clone(), apply_cfg.clone())
+                            .with_barriers(barriers.clone());
                         let stop = stopped(stop.clone());
                         tasks.spawn(async move { applier.run(stop).await });
                     }

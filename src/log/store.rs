@@ -1,6 +1,6 @@
 //! [`DurableLog`]: the sled-backed store behind the design note in `log/mod.rs`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -73,6 +73,10 @@ struct ChannelState {
 struct Inner {
     db: sled::Db,
     tree: sled::Tree,
+    /// Collection-wide DDL applied (`done/{key}`) and source collections dropped by the
+    /// stream (`dropped/{id}`): see `apply::barrier`.
+    ddl: sled::Tree,
+    dropped: Mutex<BTreeSet<i64>>,
     path: String,
     max_pending_bytes: u64,
     /// Held across each sled batch so memory and disk change together.
@@ -84,6 +88,9 @@ struct Inner {
     /// Bumped after every advance: a blocked append waits on it.
     advanced: watch::Sender<u64>,
 }
+
+const DONE: &str = "done/";
+const DROPPED: &str = "dropped/";
 
 /// The durable log. Cheap to clone; clones share one database.
 #[derive(Clone)]
@@ -116,6 +123,17 @@ impl DurableLog {
             .open()
             .map_err(storage)?;
         let tree = db.open_tree("ferry_log").map_err(storage)?;
+        let ddl = db.open_tree("ferry_ddl").map_err(storage)?;
+        let mut dropped = BTreeSet::new();
+        for kv in ddl.scan_prefix(DROPPED) {
+            let (k, _) = kv.map_err(storage)?;
+            let id = std::str::from_utf8(&k[DROPPED.len()..]).ok().and_then(|s| s.parse::<i64>().ok());
+            dropped.insert(id.ok_or_else(|| LogError::Corrupt {
+                channel: String::new(),
+                seq: 0,
+                reason: format!("bad dropped-collection key {:?}", String::from_utf8_lossy(&k)),
+            })?);
+        }
 
         let mut channels: HashMap<String, ChannelState> = HashMap::new();
         let mut last_seq: HashMap<String, u64> = HashMap::new();
@@ -170,6 +188,8 @@ impl DurableLog {
             inner: Arc::new(Inner {
                 db,
                 tree,
+                ddl,
+                dropped: Mutex::new(dropped),
                 path,
                 max_pending_bytes: cfg.max_pending_bytes,
                 pending_events: AtomicU64::new(channels.values().map(|c| c.pending_events).sum()),
@@ -478,6 +498,51 @@ impl DurableLog {
     /// replication lag, honest even when nothing is written (ticks keep coming).
     pub fn source_ts(&self, channel: &str) -> u64 {
         self.state().get(channel).map_or(0, |c| c.source_ts)
+    }
+
+    /// Whether the collection-wide DDL `key` was applied (by any channel).
+    pub fn ddl_done(&self, key: &str) -> Result<bool, LogError> {
+        self.inner
+            .ddl
+            .contains_key(format!("{DONE}{key}"))
+            .map_err(|e| self.storage(e))
+    }
+
+    /// Records that the collection-wide DDL `key` is applied, and flushes: channels that
+    /// pass it afterwards must never see it undone by a crash (their cursors would be past
+    /// it, the others' not).
+    pub fn mark_ddl_done(&self, key: &str) -> Result<(), LogError> {
+        self.inner
+            .ddl
+            .insert(format!("{DONE}{key}"), &[1u8][..])
+            .map_err(|e| self.storage(e))?;
+        self.inner.db.flush().map_err(|e| self.storage(e))?;
+        Ok(())
+    }
+
+    /// Records that the stream dropped source collection `id`'s target (`on_source_drop =
+    /// "drop"`); durable before it returns.
+    pub fn mark_dropped(&self, id: i64) -> Result<(), LogError> {
+        self.inner
+            .ddl
+            .insert(format!("{DROPPED}{id}"), &[1u8][..])
+            .map_err(|e| self.storage(e))?;
+        self.inner.db.flush().map_err(|e| self.storage(e))?;
+        self.inner
+            .dropped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id);
+        Ok(())
+    }
+
+    /// Source collections whose drop the stream applied.
+    pub fn dropped(&self) -> BTreeSet<i64> {
+        self.inner
+            .dropped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Writes everything buffered to disk (shutdown, tests).

@@ -209,6 +209,22 @@ impl MilvusClient {
         Ok(())
     }
 
+    /// Releases `partition` from memory (Milvus refuses to drop a loaded partition).
+    pub async fn release_partition(&self, collection: &str, partition: &str) -> Result<()> {
+        let target = format!("{collection}/{partition}");
+        self.call("ReleasePartitions", &target, |mut c| async move {
+            c.release_partitions(pb::ReleasePartitionsRequest {
+                base: None,
+                db_name: self.database.clone(),
+                collection_name: collection.to_string(),
+                partition_names: vec![partition.to_string()],
+            })
+            .await
+        })
+        .await?;
+        Ok(())
+    }
+
     pub async fn has_partition(&self, collection: &str, partition: &str) -> Result<bool> {
         let target = format!("{collection}/{partition}");
         let r = self

@@ -225,7 +225,7 @@ pub async fn build(
 
 /// Keeps the collections, and of each the shards, whose physical channels are `selected`
 /// (`[source.wal] channels`): the share of a source split across instances by channel.
-fn select_shards(collections: &mut Vec<CollectionPlan>, selected: &[String]) -> Result<(), PlanError> {
+pub fn select_shards(collections: &mut Vec<CollectionPlan>, selected: &[String]) -> Result<(), PlanError> {
     let mut skipped = Vec::new();
     collections.retain_mut(|c| match crate::milvus::shard::share(&c.source.physical_channel_names, selected) {
         Err(()) => {

@@ -109,6 +109,9 @@ pub enum WalEvent {
     DropPartition {
         collection_id: i64,
         partition_name: String,
+        /// The source partition dropped: a partition re-created under the same name has
+        /// another ID.
+        partition_id: i64,
         ts: u64,
     },
     /// A message type ferry does not replay (flush, segment stats, ...).
@@ -326,6 +329,7 @@ pub fn decode(value: &[u8]) -> Result<WalEvent, DecodeError> {
             WalEvent::DropPartition {
                 collection_id: m.collection_id,
                 partition_name: m.partition_name,
+                partition_id: m.partition_id,
                 ts: base_ts,
             }
         }

@@ -300,21 +300,53 @@ fn cut_table() {
     }
 }
 
-/// One source request: its ts is its index + 1; ops share it (an upsert is two ops).
+#[test]
+fn a_key_in_two_partitions_keeps_a_row_in_each() {
+    // Seen on Milvus 2.3.5: an insert of a key present in p1 into p2 leaves two rows; an
+    // upsert into p2 writes a Delete naming p2 only, so p1's row stays; a delete without a
+    // partition removes both.
+    let c = plan(
+        &[
+            ev(td::insert(1, "p1", 10, &[1], 1.0)),
+            ev(td::insert(1, "p2", 11, &[1], 2.0)),
+            ev(td::insert(1, "p2", 12, &[1], 3.0)),
+            ev(td::delete(1, "p2", 12, &[1])),
+        ],
+        false,
+    );
+    assert_eq!(upserted(&c), vec![("p1".into(), 1, 1.0), ("p2".into(), 1, 3.0)]);
+    assert!(c.deletes.is_empty(), "{:?}", c.deletes);
+    let c = plan(
+        &[
+            ev(td::insert(1, "p1", 10, &[1], 1.0)),
+            ev(td::insert(1, "p2", 11, &[1], 2.0)),
+            ev(td::delete(1, "", 12, &[1])),
+            ev(td::insert(1, "p1", 13, &[1], 4.0)),
+        ],
+        false,
+    );
+    assert_eq!(upserted(&c), vec![("p1".into(), 1, 4.0)]);
+    assert_eq!(deleted(&c), vec![("".into(), ints(&[1]))], "p2's row goes, before p1's is written");
+}
+
+const PARTS: [&str; 2] = ["p0", "p1"];
+
+/// One source request: its ts is its index + 1; ops share it (an upsert is two ops). The
+/// partition is an index into [`PARTS`]; `all`: the delete names no partition.
 #[derive(Debug, Clone)]
 enum Req {
-    Insert(Vec<i64>),
-    Delete(Vec<i64>, bool),
-    Upsert(Vec<i64>, bool),
+    Insert(Vec<i64>, usize),
+    Delete(Vec<i64>, usize, bool),
+    Upsert(Vec<i64>, usize, bool),
 }
 
 fn req() -> impl Strategy<Value = Req> {
     let keys = proptest::collection::btree_set(0i64..6, 1..4)
         .prop_map(|s| s.into_iter().collect::<Vec<_>>());
     prop_oneof![
-        keys.clone().prop_map(Req::Insert),
-        (keys.clone(), any::<bool>()).prop_map(|(k, all)| Req::Delete(k, all)),
-        (keys, any::<bool>()).prop_map(|(k, all)| Req::Upsert(k, all)),
+        (keys.clone(), 0..PARTS.len()).prop_map(|(k, p)| Req::Insert(k, p)),
+        (keys.clone(), 0..PARTS.len(), any::<bool>()).prop_map(|(k, p, all)| Req::Delete(k, p, all)),
+        (keys, 0..PARTS.len(), any::<bool>()).prop_map(|(k, p, all)| Req::Upsert(k, p, all)),
     ]
 }
 
@@ -323,24 +355,32 @@ fn wal_of(reqs: &[Req]) -> Vec<WalEvent> {
     let mut out = Vec::new();
     for (i, r) in reqs.iter().enumerate() {
         let ts = i as u64 + 1;
-        let scope = |all: bool| if all { "" } else { "_default" };
+        let scope = |p: usize, all: bool| if all { "" } else { PARTS[p] };
         match r {
-            Req::Insert(k) => out.push(ev(td::insert(1, "_default", ts, k, ts as f32))),
-            Req::Delete(k, all) => out.push(ev(td::delete(1, scope(*all), ts, k))),
-            Req::Upsert(k, all) => {
-                out.push(ev(td::insert(1, "_default", ts, k, ts as f32)));
-                out.push(ev(td::delete(1, scope(*all), ts, k)));
+            Req::Insert(k, p) => out.push(ev(td::insert(1, PARTS[*p], ts, k, ts as f32))),
+            Req::Delete(k, p, all) => out.push(ev(td::delete(1, scope(*p, *all), ts, k))),
+            Req::Upsert(k, p, all) => {
+                out.push(ev(td::insert(1, PARTS[*p], ts, k, ts as f32)));
+                out.push(ev(td::delete(1, scope(*p, *all), ts, k)));
             }
         }
     }
     out
 }
 
+/// Rows by (partition, key).
+type State = BTreeMap<(String, i64), f32>;
+
+fn initial_state() -> impl Strategy<Value = State> {
+    proptest::collection::btree_map((0..PARTS.len(), 0i64..6).prop_map(|(p, k)| (PARTS[p].to_string(), k)), Just(0.5f32), 0..8)
+}
+
 /// What a Milvus query returns after `events` on a collection holding `initial` (ts 0):
-/// a version survives unless a delete with a greater ts names its key; the newest wins.
-fn source_state(initial: &BTreeMap<i64, f32>, events: &[WalEvent]) -> BTreeMap<i64, f32> {
-    let mut versions: Vec<(i64, u64, f32)> = initial.iter().map(|(k, v)| (*k, 0, *v)).collect();
-    let mut deletes: Vec<(i64, u64)> = Vec::new();
+/// a version survives unless a delete with a greater ts names its key in its partition (or
+/// in every partition); per partition, the newest survivor wins.
+fn source_state(initial: &State, events: &[WalEvent]) -> State {
+    let mut versions: Vec<(String, i64, u64, f32)> = initial.iter().map(|((p, k), v)| (p.clone(), *k, 0, *v)).collect();
+    let mut deletes: Vec<(String, i64, u64)> = Vec::new();
     for e in events {
         match e {
             WalEvent::Insert(i) => {
@@ -348,72 +388,79 @@ fn source_state(initial: &BTreeMap<i64, f32>, events: &[WalEvent]) -> BTreeMap<i
                     panic!()
                 };
                 for k in pks {
-                    versions.push((k, i.ts, i.ts as f32));
+                    versions.push((i.partition_name.clone(), k, i.ts, i.ts as f32));
                 }
             }
             WalEvent::Delete(d) => {
                 let PrimaryKeys::Int(pks) = &d.pks else {
                     panic!()
                 };
-                deletes.extend(pks.iter().map(|k| (*k, d.ts)));
+                deletes.extend(pks.iter().map(|k| (d.partition_name.clone(), *k, d.ts)));
             }
             _ => {}
         }
     }
     let mut out = BTreeMap::new();
-    for (k, ts, v) in versions {
-        if deletes.iter().any(|(dk, dts)| *dk == k && *dts > ts) {
+    for (p, k, ts, v) in versions {
+        if deletes.iter().any(|(dp, dk, dts)| *dk == k && *dts > ts && (dp.is_empty() || *dp == p)) {
             continue;
         }
-        out.insert(k, v); // versions are in ts order: the newest survivor wins
+        out.insert((p, k), v); // versions are in ts order: the newest survivor wins
     }
     out
 }
 
-/// Applies a batch as the target would: deletes first, then upserts.
-fn apply_to(target: &mut BTreeMap<i64, f32>, c: &Coalesced) {
-    for (_, keys) in &c.deletes {
+/// Applies a batch as the target Milvus does: deletes first (an empty partition: every
+/// partition), then upserts (each replaces the key in its own partition only).
+fn apply_to(target: &mut State, c: &Coalesced) {
+    for (p, keys) in &c.deletes {
         let PrimaryKeys::Int(ks) = keys else { panic!() };
-        for k in ks {
-            target.remove(k);
-        }
+        target.retain(|(tp, tk), _| !(ks.contains(tk) && (p.is_empty() || p == tp)));
     }
-    for (_, pk, v) in upserted(c) {
-        target.insert(pk, v);
+    for (p, pk, v) in upserted(c) {
+        target.insert((p, pk), v);
     }
+}
+
+fn metas_of(events: &[WalEvent]) -> Vec<EventMeta> {
+    events
+        .iter()
+        .map(|e| {
+            let rows = match e {
+                WalEvent::Insert(i) => i.rows.len(),
+                WalEvent::Delete(d) => d.pks.len(),
+                _ => 0,
+            };
+            meta(1, e.ts(), MetaKind::Dml, rows)
+        })
+        .collect()
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
-    /// Replaying the WAL in batches chosen by `cut`, with crashes that re-apply a batch
-    /// (the cursor advance lost), leaves the target equal to the source.
+    /// Replaying the WAL in batches chosen by `cut`, with crashes that lose cursor advances
+    /// (the replay restarts from an older cursor, with other batch limits, so it cuts the
+    /// log differently), leaves the target equal to the source, partition by partition.
     #[test]
     fn batched_replay_with_crashes_matches_the_source(
-        initial in proptest::collection::btree_map(0i64..6, Just(0.5f32), 0..6),
+        initial in initial_state(),
         reqs in proptest::collection::vec(req(), 1..25),
-        max_rows in 1usize..6,
-        read_ahead in 1usize..8,
+        limits in proptest::collection::vec((1usize..6, 1usize..8), 1..4),
         crash_mask in any::<u64>(),
+        rewinds in proptest::collection::vec(0usize..4, 4),
     ) {
         let events = wal_of(&reqs);
-        let metas: Vec<EventMeta> = events
-            .iter()
-            .map(|e| {
-                let rows = match e {
-                    WalEvent::Insert(i) => i.rows.len(),
-                    WalEvent::Delete(d) => d.pks.len(),
-                    _ => 0,
-                };
-                meta(1, e.ts(), MetaKind::Dml, rows)
-            })
-            .collect();
-        let limits = BatchLimits { max_bytes: usize::MAX, max_rows };
+        let metas = metas_of(&events);
         let mut target = initial.clone();
-        let (mut pos, mut batch_no, mut window) = (0, 0, read_ahead);
+        // Cursor positions the log held after each batch; a crash goes back to one of them.
+        let mut cursors = vec![0usize];
+        let (mut pos, mut batch_no, mut crashes, mut run) = (0, 0u32, 0usize, 0usize);
+        let (mut max_rows, mut read_ahead) = limits[0];
+        let mut window = read_ahead;
         while pos < events.len() {
             let end = (pos + window).min(events.len());
-            let n = match cut(&metas[pos..end], end == events.len(), &limits) {
+            let n = match cut(&metas[pos..end], end == events.len(), &BatchLimits { max_bytes: usize::MAX, max_rows }) {
                 Cut::Take(n) => n,
                 Cut::NeedMore => {
                     window *= 2;
@@ -426,12 +473,21 @@ proptest! {
                 prop_assert_ne!(events[pos + n - 1].ts(), events[pos + n].ts(), "cut inside a ts group");
             }
             let refs: Vec<&WalEvent> = events[pos..pos + n].iter().collect();
-            let c = coalesce(&refs, "t", "id", false).unwrap();
-            apply_to(&mut target, &c);
-            if crash_mask >> (batch_no % 64) & 1 == 1 {
-                apply_to(&mut target, &c); // replay after a crash before the advance
-            }
+            apply_to(&mut target, &coalesce(&refs, "t", "id", false).unwrap());
             pos += n;
+            if crash_mask >> (batch_no % 64) & 1 == 1 && crashes < rewinds.len() {
+                // The batch is on the target; the last `rewinds[crashes]` cursor advances
+                // were lost. The restarted applier runs with the next limits.
+                let back = rewinds[crashes].min(cursors.len() - 1);
+                pos = cursors[cursors.len() - 1 - back];
+                cursors.truncate(cursors.len() - back);
+                crashes += 1;
+                run += 1;
+                (max_rows, read_ahead) = limits[run % limits.len()];
+                window = read_ahead;
+            } else {
+                cursors.push(pos);
+            }
             batch_no += 1;
         }
         prop_assert_eq!(target, source_state(&initial, &events));
@@ -441,7 +497,7 @@ proptest! {
     /// and log order among equal timestamps).
     #[test]
     fn coalescing_follows_timestamps_not_arrival(
-        initial in proptest::collection::btree_map(0i64..6, Just(0.5f32), 0..6),
+        initial in initial_state(),
         reqs in proptest::collection::vec(req(), 1..12),
         seed in any::<u64>(),
     ) {

@@ -138,6 +138,7 @@ fn decodes_time_tick_and_ddl() {
         WalEvent::DropPartition {
             collection_id: 4,
             partition_name: "p1".into(),
+            partition_id: 11,
             ts: 10
         }
     );
