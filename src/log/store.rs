@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 
 use super::codec::{self, ChannelPosition, Cursor, LogEntry, StoredEntry};
+use super::fence::{FenceState, FenceWatch};
 use super::LogError;
 use crate::failpoint;
 
@@ -83,6 +84,8 @@ struct Inner {
     appended: watch::Sender<u64>,
     /// Bumped after every advance: a blocked append waits on it.
     advanced: watch::Sender<u64>,
+    /// The cutover's watch for writes stamped after its fence.
+    fence: Arc<FenceState>,
 }
 
 /// The durable log. Cheap to clone; clones share one database.
@@ -177,6 +180,7 @@ impl DurableLog {
                 state: Mutex::new(channels),
                 appended: watch::Sender::new(0),
                 advanced: watch::Sender::new(0),
+                fence: Arc::default(),
             }),
         };
         log.publish_gauges();
@@ -325,6 +329,8 @@ impl DurableLog {
                 .tree
                 .apply_batch(batch)
                 .map_err(|e| self.storage(e))?;
+            // Before the tick is visible: a reader who sees the tick sees these counted.
+            self.inner.fence.observe(&entries);
             let count = entries.len() as u64;
             st.next_seq = seq;
             st.position = Some(position);
@@ -478,6 +484,12 @@ impl DurableLog {
     /// replication lag, honest even when nothing is written (ticks keep coming).
     pub fn source_ts(&self, channel: &str) -> u64 {
         self.state().get(channel).map_or(0, |c| c.source_ts)
+    }
+
+    /// Arms the cutover's watch for writes of `collection_ids` stamped after a fence set
+    /// later ([`FenceWatch::set_fence`]); disarmed when the watch is dropped.
+    pub fn watch_fence(&self, collection_ids: impl IntoIterator<Item = i64>) -> FenceWatch {
+        FenceWatch::arm(self.inner.fence.clone(), collection_ids)
     }
 
     /// Writes everything buffered to disk (shutdown, tests).
