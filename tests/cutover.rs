@@ -1,7 +1,8 @@
 //! `ferry cutover` end to end against a live writer on the source: each freeze mode ends
 //! with a target equal to the source and a report; a forced failure during the drain
 //! aborts, unfreezes the source and returns the job to STREAMING; a scheduled, postponed
-//! cutover can be aborted before it starts; a dry run changes nothing.
+//! cutover can be aborted before it starts; a dry run changes nothing; writes the freeze did
+//! not stop (upserts, invisible to a count check) abort the cutover.
 
 mod common;
 
@@ -154,7 +155,7 @@ async fn command_freeze_cutover_aborts_on_a_drain_failure_then_succeeds() {
     let window = report["write_unavailable_seconds"].as_f64().unwrap();
     eprintln!("write-unavailability window: {window:.3}s, drain {:.3}s", report["drain_seconds"].as_f64().unwrap());
     let steps: Vec<&str> = report["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
-    assert_eq!(steps, ["preconditions", "wait", "freeze", "end_position", "drain", "verify", "post"]);
+    assert_eq!(steps, ["preconditions", "wait", "freeze", "end_position", "drain", "verify", "post", "fence"]);
     assert_eq!(report["verify"]["equal"], true);
     let written = w.await.unwrap();
     assert!(written > writer.next, "the writer wrote between the two cutovers");
@@ -337,6 +338,69 @@ async fn a_failed_unfreeze_is_retried_and_sigterm_unfreezes() {
     tokio::task::block_in_place(|| wait_state(&cfg, "STREAMING"));
     assert_equal(&source, &target, &src, &dst).await;
     assert!(daemon.terminate().0.success());
+    source.drop_collection(&src).await.unwrap();
+    target.drop_collection(&dst).await.unwrap();
+}
+
+/// Upserts existing keys (0..rows, 20 a call, new values each round) until `stop`: the row
+/// count never changes. Returns how many upsert calls succeeded.
+async fn upserter(c: MilvusClient, name: String, rows: i64, stop: Arc<AtomicBool>) -> u64 {
+    let shape = common::data::Shape::default();
+    let mut round = 0i64;
+    while !stop.load(Ordering::Relaxed) {
+        round += 1;
+        let keys: Vec<i64> = (0..20).map(|k| (round * 37 + k * 101) % rows).collect();
+        c.upsert(&name, "", &common::data::rows(shape, &keys, round)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    round as u64
+}
+
+/// The cutover proves the freeze held: a writer the freeze does not stop (a freeze command
+/// that stops nothing), doing only upserts of existing keys, which a count check cannot see,
+/// makes the cutover abort naming the collection and how many writes got through; the
+/// source is unfrozen and the job streams again. Once the writer stops, a cutover succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_after_the_fence_abort_the_cutover() {
+    let (source, target, src, dst, dir, cfg) = setup("co_fence", 1000).await;
+    let d = dir.path().display().to_string();
+    set_commands(&cfg, "true", &format!("touch {d}/unfrozen"));
+    let daemon = spawn_daemon(&cfg, dir.path(), "");
+    tokio::task::block_in_place(|| wait_state(&cfg, "STREAMING"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = tokio::spawn(upserter(source.clone(), src.clone(), 1000, stop.clone()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let started = Instant::now();
+    let args = ["--freeze", "command", "--max-lag-ms", "5000"];
+    let (ok, report) = tokio::task::block_in_place(|| cutover(&cfg, &args));
+    let took = started.elapsed();
+    assert!(!ok && report["outcome"] == "aborted", "{report:#}");
+    let reason = report["reason"].as_str().unwrap();
+    assert!(reason.contains("writes got through the freeze") && reason.contains(&format!("collection {src}:")), "{report:#}");
+    let breach = &report["fence_breaches"][&src];
+    let count = |k: &str| breach[k].as_u64().unwrap_or_else(|| panic!("no {k} in {report:#}"));
+    assert!(count("writes") > 0 && count("inserted_rows") > 0 && count("deleted_rows") > 0, "{report:#}");
+    assert!(dir.path().join("unfrozen").exists(), "the abort ran the unfreeze command");
+    assert_eq!(tokio::task::block_in_place(|| state(&cfg))["state"], "STREAMING");
+    stop.store(true, Ordering::Relaxed);
+    let upserts = w.await.unwrap();
+    eprintln!(
+        "aborted after {took:?}: {} writes got through ({} rows inserted, {} deleted); the writer made {upserts} upserts of 20 rows",
+        count("writes"),
+        count("inserted_rows"),
+        count("deleted_rows")
+    );
+
+    // The writer stopped: the freeze now holds, and the cutover succeeds.
+    let (ok, report) = tokio::task::block_in_place(|| cutover(&cfg, &["--freeze", "command", "--max-lag-ms", "5000", "--verify", "full"]));
+    assert!(ok && report["outcome"] == "successful", "{report:#}");
+    assert_eq!(report["fence_breaches"], serde_json::json!({}), "{report:#}");
+    assert_eq!(report["steps"].as_array().unwrap().last().unwrap()["step"], "fence");
+    assert_equal(&source, &target, &src, &dst).await;
+
+    let (status, log) = daemon.terminate();
+    assert!(status.success(), "{status:?}: {log}");
     source.drop_collection(&src).await.unwrap();
     target.drop_collection(&dst).await.unwrap();
 }

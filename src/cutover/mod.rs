@@ -8,12 +8,17 @@
 //! 3. `freeze`: `none` (writers already stopped), `command` (the operator's hook), or `rbac`
 //!    (revoke Insert/Delete/Upsert of the configured roles on the source). What is needed to
 //!    undo the freeze is persisted before the freeze, so a crash can be undone on restart.
-//! 4. `end_position`: a timestamp allocated on the source after the freeze; the end
-//!    position of each channel is its first time tick at or past it.
+//! 4. `end_position`: a timestamp allocated on the source after the freeze (the fence);
+//!    the end position of each channel is its first time tick at or past it.
 //! 5. `drain`: apply until every channel's applied position reaches its end position.
 //! 6. `verify`: counts, or every key and row digest (`full`), via [`crate::verify`].
 //! 7. `post`: indexes the target lacks; load on request.
-//! 8. `done`: the job is SUCCESSFUL; the report is written (sled, and to the client).
+//! 8. `fence`: the freeze held. From before the fence is taken, the log counts every insert
+//!    or delete of the job's collections stamped after it (an upsert is one of each, which
+//!    a count check cannot see); checked after the drain, after verify, and here, once
+//!    every channel's time tick passed a second timestamp taken now. Any such write aborts
+//!    the cutover, and the report names the collections and counts (`fence_breaches`).
+//! 9. `done`: the job is SUCCESSFUL; the report is written (sled, and to the client).
 //!
 //! Any failure or abort before `done` unfreezes the source, returns the job to STREAMING
 //! and reports why. The write-unavailability window is freeze start to verified.
@@ -29,6 +34,7 @@ use crate::config::JobConfig;
 use crate::daemon::handle::{JobHandle, Live};
 use crate::daemon::lifecycle::{now_ms, Event, JobState};
 use crate::daemon::CUTOVER_REPORT_KEY;
+use crate::log::{FenceBreach, FenceWatch};
 use crate::migrate::{self, IndexMode};
 use crate::milvus::Grant;
 use crate::proto::control as api;
@@ -181,6 +187,10 @@ pub struct CutoverReport {
     pub write_unavailable_seconds: Option<f64>,
     /// The verification report (see `ferry verify --json`).
     pub verify: Option<serde_json::Value>,
+    /// Per source collection, the writes stamped after the fence: writes the freeze did not
+    /// stop (any aborts the cutover).
+    #[serde(default)]
+    pub fence_breaches: BTreeMap<String, FenceBreach>,
 }
 
 /// Starts a cutover in the background; its events arrive on the receiver (the cutover goes
@@ -380,6 +390,37 @@ impl Run {
         Ok(revoke)
     }
 
+    /// Waits (up to 60 s) until every channel's source time tick reached `ts`: every write
+    /// stamped up to `ts` is then in the log.
+    async fn wait_for_ticks(&mut self, ts: u64, what: &str) -> Result<(), Stop> {
+        let log = self.live.log.clone();
+        let channels = self.live.active_channels();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while channels.iter().any(|ch| log.source_ts(ch) < ts) {
+            if Instant::now() >= deadline {
+                let behind: Vec<&String> = channels.iter().filter(|ch| log.source_ts(ch) < ts).collect();
+                return Err(Stop(format!("no source time tick past {what} within 60 s on {behind:?} (is the WAL reader stalled?)")));
+            }
+            self.pause(Duration::from_millis(100)).await?;
+        }
+        Ok(())
+    }
+
+    /// Stops the cutover if writes of the job's collections stamped after the fence reached
+    /// the log: the freeze did not hold. The report names them.
+    fn check_fence(&mut self, watch: &FenceWatch) -> Result<(), Stop> {
+        let breaches = watch.breaches();
+        if breaches.is_empty() {
+            return Ok(());
+        }
+        let name = |id: i64| {
+            let c = self.live.context.plan.collections.iter().find(|c| c.source_id() == id);
+            c.map_or_else(|| format!("collection ID {id}"), |c| c.source_name.clone())
+        };
+        self.report.fence_breaches = breaches.into_iter().map(|(id, b)| (name(id), b)).collect();
+        Err(Stop(format!("writes got through the freeze: {}", breach_summary(&self.report.fence_breaches))))
+    }
+
     /// Waits, up to `--timeout`, until the job's lag is within `--max-lag-ms`.
     async fn wait_for_lag(&mut self, plan: &CutoverPlan) -> Result<(), Stop> {
         let deadline = Instant::now() + plan.timeout;
@@ -507,18 +548,15 @@ impl Run {
         }
 
         // 4. End position: the first tick of every channel at or past a timestamp taken now.
+        // The fence watch is armed first: every write stamped after the fence reaches the
+        // log after this (see `log/fence.rs`). Dropped, however the cutover ends, it disarms.
         let t = Instant::now();
+        let watch = self.live.log.watch_fence(self.live.active_plan().collections.iter().map(|c| c.source_id()));
         let fence = source.alloc_timestamp().await.map_err(|e| Stop(format!("allocating the fence timestamp: {e}")))?;
+        watch.set_fence(fence);
         let log = self.live.log.clone();
         let channels = self.live.active_channels();
-        let tick_deadline = Instant::now() + Duration::from_secs(60);
-        while channels.iter().any(|ch| log.source_ts(ch) < fence) {
-            if Instant::now() >= tick_deadline {
-                let behind: Vec<&String> = channels.iter().filter(|ch| log.source_ts(ch) < fence).collect();
-                return Err(Stop(format!("no source time tick past the freeze within 60 s on {behind:?} (is the WAL reader stalled?)")));
-            }
-            self.pause(Duration::from_millis(100)).await?;
-        }
+        self.wait_for_ticks(fence, "the freeze").await?;
         let end: BTreeMap<String, u64> = channels.iter().map(|ch| (ch.clone(), log.source_ts(ch))).collect();
         self.report.end_position_ms = end.iter().map(|(c, ts)| (c.clone(), physical_ms(*ts))).collect();
         self.step_done("end_position", "ok", format!("{} channels, fence at {} ms", end.len(), physical_ms(fence)), t);
@@ -539,6 +577,7 @@ impl Run {
             }
             self.pause(Duration::from_millis(50)).await?;
         }
+        self.check_fence(&watch)?;
         let drain = t.elapsed().as_secs_f64();
         self.report.drain_seconds = Some(drain);
         self.step_done("drain", "ok", format!("applied up to the end position in {drain:.3}s"), t);
@@ -558,6 +597,7 @@ impl Run {
         forward.abort();
         let report = result.map_err(|e| Stop(format!("verification could not complete: {e}")))?;
         self.report.verify = serde_json::to_value(&report).ok();
+        self.check_fence(&watch)?;
         if !report.equal {
             return Err(Stop(format!("verification found differences: {}", verify::summary(&report).trim())));
         }
@@ -578,11 +618,36 @@ impl Run {
         self.aborted()?;
         self.step_done("post", "ok", if plan.load { "indexes present, target loaded" } else { "indexes present" }.into(), t);
 
-        // 8. Done: the source stays frozen on purpose (writers now go to the target).
+        // 8. The freeze held: every write stamped up to a timestamp taken now is in the log
+        // (each channel's tick passed it), and none of the job's collections has one after
+        // the fence.
+        let t = Instant::now();
+        let last = source.alloc_timestamp().await.map_err(|e| Stop(format!("allocating the closing timestamp: {e}")))?;
+        self.wait_for_ticks(last, "the closing timestamp").await?;
+        self.check_fence(&watch)?;
+        let watched = physical_ms(last).saturating_sub(physical_ms(fence)) as f64 / 1000.0;
+        self.step_done("fence", "ok", format!("no writes stamped after the fence ({watched:.3}s of WAL watched)"), t);
+        drop(watch);
+
+        // 9. Done: the source stays frozen on purpose (writers now go to the target).
         self.job.fire(Event::CutoverDone).map_err(|e| Stop(e.to_string()))?;
         let _ = self.job.store().remove(FROZEN_KEY);
         Ok("successful".into())
     }
+}
+
+/// `name: N writes (I rows inserted, D deleted) stamped after the fence; ...`.
+fn breach_summary(breaches: &BTreeMap<String, FenceBreach>) -> String {
+    let each: Vec<String> = breaches
+        .iter()
+        .map(|(name, b)| {
+            format!(
+                "collection {name}: {} writes stamped after the fence ({} rows inserted, {} deleted; an upsert is one of each)",
+                b.writes, b.inserted_rows, b.deleted_rows
+            )
+        })
+        .collect();
+    each.join("; ")
 }
 
 /// The human rendering of a report.
@@ -596,6 +661,9 @@ pub fn render(r: &CutoverReport) -> String {
     }
     if let Some(d) = r.drain_seconds {
         out += &format!("  drain: {d:.3}s\n");
+    }
+    if !r.fence_breaches.is_empty() {
+        out += &format!("  writes after the fence: {}\n", breach_summary(&r.fence_breaches));
     }
     if let Some(w) = r.write_unavailable_seconds {
         out += &format!("  write-unavailability window (freeze to verified): {w:.3}s\n");
@@ -687,5 +755,20 @@ mod tests {
         };
         let t = render(&r);
         assert!(t.contains("SUCCESSFUL") && t.contains("drain") && t.contains("1.500s"), "{t}");
+    }
+
+    /// A report of writes after the fence names each collection with its counts, in text
+    /// and JSON; an older report without the field still reads.
+    #[test]
+    fn report_names_fence_breaches() {
+        let b = FenceBreach { writes: 4, inserted_rows: 20, deleted_rows: 20, first_ts: 1 << 18 };
+        let r = CutoverReport { outcome: "aborted".into(), fence_breaches: [("orders".to_string(), b)].into(), ..Default::default() };
+        let t = render(&r);
+        assert!(t.contains("collection orders: 4 writes stamped after the fence (20 rows inserted, 20 deleted"), "{t}");
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["fence_breaches"]["orders"]["writes"], 4);
+        let mut old = json;
+        old.as_object_mut().unwrap().remove("fence_breaches");
+        assert!(serde_json::from_value::<CutoverReport>(old).unwrap().fence_breaches.is_empty());
     }
 }

@@ -50,10 +50,12 @@
 
 mod codec;
 mod error;
+mod fence;
 mod store;
 
 pub use codec::{ChannelPosition, Cursor, LogEntry, StoredEntry};
 pub use error::LogError;
+pub use fence::{FenceBreach, FenceWatch};
 pub use store::{DurableLog, LogConfig};
 
 

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 
 use super::codec::{self, ChannelPosition, Cursor, LogEntry, StoredEntry};
+use super::fence::{FenceState, FenceWatch};
 use super::LogError;
 use crate::failpoint;
 
@@ -87,6 +88,8 @@ struct Inner {
     appended: watch::Sender<u64>,
     /// Bumped after every advance: a blocked append waits on it.
     advanced: watch::Sender<u64>,
+    /// The cutover's watch for writes stamped after its fence.
+    fence: Arc<FenceState>,
 }
 
 const DONE: &str = "done/";
@@ -197,6 +200,7 @@ impl DurableLog {
                 state: Mutex::new(channels),
                 appended: watch::Sender::new(0),
                 advanced: watch::Sender::new(0),
+                fence: Arc::default(),
             }),
         };
         log.publish_gauges();
@@ -345,6 +349,8 @@ impl DurableLog {
                 .tree
                 .apply_batch(batch)
                 .map_err(|e| self.storage(e))?;
+            // Before the tick is visible: a reader who sees the tick sees these counted.
+            self.inner.fence.observe(&entries);
             let count = entries.len() as u64;
             st.next_seq = seq;
             st.position = Some(position);
@@ -543,6 +549,12 @@ impl DurableLog {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Arms the cutover's watch for writes of `collection_ids` stamped after a fence set
+    /// later ([`FenceWatch::set_fence`]); disarmed when the watch is dropped.
+    pub fn watch_fence(&self, collection_ids: impl IntoIterator<Item = i64>) -> FenceWatch {
+        FenceWatch::arm(self.inner.fence.clone(), collection_ids)
     }
 
     /// Writes everything buffered to disk (shutdown, tests).

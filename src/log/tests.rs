@@ -385,3 +385,109 @@ proptest! {
         }
     }
 }
+
+/// The cutover's fence watch counts writes of the watched collections stamped after the
+/// fence: those appended before the fence was known (kept until it is set) and after, in
+/// records and rows; not other collections, not other message types, not before arming,
+/// not after the watch is dropped.
+#[test]
+fn fence_watch_counts_writes_after_the_fence() {
+    use crate::wal::testdata as td;
+    let dml = |offset: i64, coll: i64, ts: u64, insert: bool, pks: &[i64]| LogEntry {
+        kafka_offset: offset,
+        msg_type: if insert { 400 } else { 401 },
+        ts,
+        collection_id: coll,
+        payload: if insert {
+            td::insert(coll, "", ts, pks, 0.0)
+        } else {
+            td::delete(coll, "", ts, pks)
+        },
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    // Appended before arming: never counted, even stamped past the fence.
+    log.append_now("a", vec![dml(0, 7, 150, true, &[1])], pos(1, 150), 150)
+        .unwrap();
+
+    let watch = log.watch_fence([7, 8]);
+    assert!(
+        watch.breaches().is_empty(),
+        "nothing before the fence is set"
+    );
+    // Appended before the fence is known: an upsert stamped before it, one after, a write
+    // of an unwatched collection, a time tick.
+    log.append_now(
+        "a",
+        vec![
+            dml(1, 7, 190, true, &[1, 2]),
+            dml(2, 7, 190, false, &[1, 2]),
+            dml(3, 7, 210, true, &[3, 4, 5]),
+            dml(4, 7, 210, false, &[3, 4, 5]),
+            dml(5, 9, 210, true, &[1]),
+            LogEntry {
+                msg_type: 1200,
+                ..entry(6, 210, 4)
+            },
+        ],
+        pos(7, 210),
+        210,
+    )
+    .unwrap();
+    watch.set_fence(200);
+    watch.set_fence(100); // the fence never moves
+    let b = watch.breaches();
+    assert_eq!(b.keys().collect::<Vec<_>>(), [&7]);
+    assert_eq!(
+        b[&7],
+        FenceBreach {
+            writes: 2,
+            inserted_rows: 3,
+            deleted_rows: 3,
+            first_ts: 210
+        }
+    );
+
+    // After the fence is set: counted as appended, on any channel.
+    log.append_now(
+        "b",
+        vec![dml(0, 8, 205, false, &[9]), dml(1, 8, 199, true, &[9])],
+        pos(2, 205),
+        205,
+    )
+    .unwrap();
+    log.append_now("a", vec![dml(7, 7, 220, true, &[6])], pos(8, 220), 220)
+        .unwrap();
+    let b = watch.breaches();
+    assert_eq!(
+        b[&7],
+        FenceBreach {
+            writes: 3,
+            inserted_rows: 4,
+            deleted_rows: 3,
+            first_ts: 210
+        }
+    );
+    assert_eq!(
+        b[&8],
+        FenceBreach {
+            writes: 1,
+            inserted_rows: 0,
+            deleted_rows: 1,
+            first_ts: 205
+        }
+    );
+
+    // Dropped: disarmed. A new watch starts from nothing, and an old one never disarms it.
+    drop(watch);
+    log.append_now("a", vec![dml(8, 7, 230, true, &[1])], pos(9, 230), 230)
+        .unwrap();
+    let first = log.watch_fence([7]);
+    let second = log.watch_fence([7]);
+    drop(first);
+    second.set_fence(225);
+    assert!(second.breaches().is_empty());
+    log.append_now("a", vec![dml(9, 7, 240, true, &[1, 2])], pos(10, 240), 240)
+        .unwrap();
+    assert_eq!(second.breaches()[&7].inserted_rows, 2);
+}
