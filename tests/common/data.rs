@@ -435,6 +435,28 @@ pub async fn dump(
     out
 }
 
+/// [`dump`] partition by partition: a key in two partitions is two rows.
+pub async fn dump_partitions(
+    client: &MilvusClient,
+    collection: &str,
+    pk: &str,
+    fields: Vec<String>,
+) -> BTreeMap<(String, PkValue), u64> {
+    let mut out = BTreeMap::new();
+    for (partition, _) in client.list_partitions(collection).await.expect("list partitions") {
+        let mut pager = KeyPager::new(collection, pk, fields.clone());
+        pager.page_rows = 16384;
+        pager.partitions = vec![partition.clone()];
+        while let Some(page) = pager.next_page(client).await.expect("scan") {
+            let keys = page.primary_keys(pk).expect("pk column");
+            for i in 0..page.len() {
+                out.insert((partition.clone(), keys.get(i).unwrap()), page.row_digest(i));
+            }
+        }
+    }
+    out
+}
+
 /// Asserts two dumps are equal, listing the first differences.
 pub fn assert_same(source: &BTreeMap<PkValue, u64>, target: &BTreeMap<PkValue, u64>) {
     let missing: Vec<_> = source

@@ -17,6 +17,8 @@ struct Fake(Arc<Mutex<FakeState>>);
 #[derive(Default)]
 struct FakeState {
     rows: BTreeMap<(String, PkValue), f32>,
+    /// The same rows by (collection, partition, key): what partition DDL acts on.
+    by_partition: BTreeMap<(String, String, PkValue), f32>,
     partitions: BTreeSet<String>,
     calls: Vec<String>,
     fail: VecDeque<MilvusError>,
@@ -28,6 +30,9 @@ impl Fake {
     }
     fn rows(&self) -> BTreeMap<(String, PkValue), f32> {
         self.lock().rows.clone()
+    }
+    fn partition_rows(&self) -> BTreeMap<(String, String, PkValue), f32> {
+        self.lock().by_partition.clone()
     }
     fn calls(&self) -> Vec<String> {
         self.lock().calls.clone()
@@ -77,6 +82,8 @@ impl Target for Fake {
         for (i, v) in versions(rows).into_iter().enumerate() {
             st.rows
                 .insert((collection.to_string(), pks.get(i).unwrap()), v);
+            st.by_partition
+                .insert((collection.to_string(), partition.to_string(), pks.get(i).unwrap()), v);
         }
         Ok(())
     }
@@ -90,8 +97,10 @@ impl Target for Fake {
         self.call(format!("delete {collection}/{partition} {}", keys.len()))?;
         let mut st = self.lock();
         for i in 0..keys.len() {
-            st.rows
-                .remove(&(collection.to_string(), keys.get(i).unwrap()));
+            let k = keys.get(i).unwrap();
+            st.rows.remove(&(collection.to_string(), k.clone()));
+            st.by_partition
+                .retain(|(c, p, pk), _| !(c == collection && (partition.is_empty() || p == partition) && *pk == k));
         }
         Ok(())
     }
@@ -102,7 +111,9 @@ impl Target for Fake {
     }
     async fn drop_partition(&self, collection: &str, partition: &str) -> Result<(), MilvusError> {
         self.call(format!("drop_partition {collection}/{partition}"))?;
-        self.lock().partitions.remove(partition);
+        let mut st = self.lock();
+        st.partitions.remove(partition);
+        st.by_partition.retain(|(c, p, _), _| !(c == collection && p == partition));
         Ok(())
     }
 
@@ -155,6 +166,11 @@ impl Setup {
 
     /// Appends one sealed window (records already in ts order) ending at tick `tick`.
     fn window(&mut self, records: Vec<Vec<u8>>, tick: u64) {
+        self.window_on(CH, records, tick)
+    }
+
+    /// [`Setup::window`] on channel `ch`.
+    fn window_on(&mut self, ch: &str, records: Vec<Vec<u8>>, tick: u64) {
         let entries = records
             .into_iter()
             .map(|raw| {
@@ -174,7 +190,7 @@ impl Setup {
             next_offset: self.offset + 1,
             skip_through_ts: tick,
         };
-        self.log.append_now(CH, entries, pos, tick).unwrap();
+        self.log.append_now(ch, entries, pos, tick).unwrap();
     }
 
     fn applier(&self, cfg: ApplyConfig) -> Applier<Fake> {
@@ -478,4 +494,49 @@ fn requests_are_split_within_both_bounds() {
         keys.iter().map(PrimaryKeys::len).collect::<Vec<_>>(),
         vec![2, 2, 1]
     );
+}
+
+/// A 2-shard collection drops partition p1 (broadcast to both channels at ts 20) and
+/// re-creates and refills it (ts 30). Channel A is ahead; B still holds an insert into the
+/// old p1 (ts 15). Applied at once on A, the drop would let B's old row into the refilled
+/// partition and B's own copy of the drop would then remove the refill.
+#[tokio::test]
+async fn a_partition_drop_waits_for_every_channel_of_the_collection() {
+    const B: &str = "by-dev-rootcoord-dml_1";
+    let mut s = Setup::new();
+    s.log.init_position(B, ChannelPosition::default()).unwrap();
+    s.window(vec![td::insert(1, "p1", 10, &[1], 1.0)], 12);
+    s.window(vec![td::drop_partition(1, "p1", 20)], 21);
+    s.window(vec![td::insert(1, "p1", 30, &[2], 3.0)], 31);
+    let barriers = Barriers::new(
+        s.log.clone(),
+        HashMap::from([(1, BTreeSet::from([CH.to_string(), B.to_string()]))]),
+    );
+    let mut a = s.applier(fast()).with_barriers(barriers.clone());
+    let task_a = tokio::spawn(async move { a.apply_available().await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!task_a.is_finished(), "channel A passed the drop before B reached it");
+    assert!(
+        !s.fake.calls().iter().any(|c| c.starts_with("drop_partition")),
+        "{:?}",
+        s.fake.calls()
+    );
+    assert_eq!(s.log.cursor(CH).next_seq, 1, "A applied what precedes the drop and waits at it");
+
+    s.window_on(B, vec![td::insert(1, "p1", 15, &[3], 1.5)], 16);
+    s.window_on(B, vec![td::drop_partition(1, "p1", 20)], 21);
+    let routes = Routes::from([(1, route("t1", false)), (2, route("t2", true))]);
+    let mut b = Applier::new(B, s.log.clone(), s.fake.clone(), routes, fast()).with_barriers(barriers);
+    b.apply_available().await.unwrap();
+    task_a.await.unwrap().unwrap();
+
+    let drops = s.fake.calls().iter().filter(|c| c.starts_with("drop_partition")).count();
+    assert_eq!(drops, 1, "applied once: {:?}", s.fake.calls());
+    assert_eq!(
+        s.fake.partition_rows(),
+        BTreeMap::from([(("t1".to_string(), "p1".to_string(), PkValue::Int(2)), 3.0)]),
+        "only the refill is left in p1"
+    );
+    assert_eq!(s.log.cursor(CH).next_seq, s.log.end_seq(CH));
+    assert_eq!(s.log.cursor(B).next_seq, s.log.end_seq(B));
 }

@@ -1,0 +1,247 @@
+//! DDL while a job streams, against the real servers (`ferry run` on Milvus 2.3.5 with its
+//! WAL on the tansu broker):
+//! - a partition dropped, re-created and refilled while the application writes, with keys
+//!   in two partitions at once, converges partition by partition (the drop is a barrier
+//!   across the collection's two channels, and the loaded target partition is released
+//!   before it is dropped);
+//! - a collection dropped with `on_source_drop = "drop"` stops counting (status, lag), a
+//!   restart after it works, and a name re-created on the source while ferry was down is
+//!   refused with an error naming it.
+//!
+//! Needs the test environment (`scripts/testenv up`).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::data::{self, Shape};
+use common::stream;
+use ferry::milvus::{MilvusClient, PkValue};
+
+fn status(cfg: &str) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["status", "--json", "--config", cfg])
+        .env_remove("FERRY_CONTROL")
+        .env_remove("FERRY_CONTROL_TOKEN")
+        .output()
+        .expect("run ferry status");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "ferry status: {text}{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str::<serde_json::Value>(&text).unwrap_or_else(|e| panic!("{e}: {text}"))["jobs"][0].clone()
+}
+
+fn wait_state(cfg: &str, want: &str, within: Duration) -> serde_json::Value {
+    stream::endpoints(Path::new(cfg).parent().unwrap());
+    let deadline = Instant::now() + within;
+    loop {
+        let st = status(cfg);
+        if st["state"] == want {
+            return st;
+        }
+        assert!(Instant::now() < deadline, "job never reached {want}; status: {st:#}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn ids(r: std::ops::Range<i64>) -> Vec<i64> {
+    r.collect()
+}
+
+async fn loaded_target(target: &MilvusClient, dst: &str) {
+    for _ in 0..240 {
+        if !target.describe_indexes(dst).await.unwrap_or_default().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    target.load(dst, Duration::from_secs(120)).await.unwrap();
+}
+
+/// Polls until the target holds, partition by partition, exactly the source's rows.
+async fn converge_partitions(
+    source: &MilvusClient,
+    target: &MilvusClient,
+    src: &str,
+    dst: &str,
+    within: Duration,
+) -> (BTreeMap<(String, PkValue), u64>, BTreeMap<(String, PkValue), u64>) {
+    loaded_target(target, dst).await;
+    let fields = data::output_fields(&data::all_types_schema(src, Shape::default()));
+    let want = data::dump_partitions(source, src, "pk", fields.clone()).await;
+    let deadline = Instant::now() + within;
+    loop {
+        let got = data::dump_partitions(target, dst, "pk", fields.clone()).await;
+        if got == want || Instant::now() >= deadline {
+            return (want, got);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+fn differences(want: &BTreeMap<(String, PkValue), u64>, got: &BTreeMap<(String, PkValue), u64>) -> String {
+    let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(k)).take(5).collect();
+    let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(k)).take(5).collect();
+    let differ: Vec<_> = want.iter().filter(|(k, v)| got.get(k).is_some_and(|g| g != *v)).map(|(k, _)| k).take(5).collect();
+    format!(
+        "source {} rows, target {}; missing {missing:?}; extra {extra:?}; different {differ:?}",
+        want.len(),
+        got.len()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_drop_recreate_refill_and_keys_in_two_partitions_converge_under_load() {
+    let env = common::env();
+    let shape = Shape::default();
+    let source = common::client(&env.source_uri).await;
+    let target = common::client(&env.target_uri).await;
+    let src = common::unique("ddl_part_src");
+    let dst = common::unique("ddl_part_dst");
+    stream::make_source(&source, &src, 600).await;
+    for p in ["p1", "p2"] {
+        source.create_partition(&src, p).await.unwrap();
+    }
+    source.insert(&src, "p1", &data::rows(shape, &ids(1000..1100), 0)).await.unwrap();
+    // Keys already in _default: in two partitions before the job starts.
+    source.insert(&src, "p2", &data::rows(shape, &ids(0..50), 1)).await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = stream::job(dir.path(), &src, &dst);
+    let daemon = stream::spawn_daemon(&cfg, dir.path(), "");
+    tokio::task::block_in_place(|| wait_state(&cfg, "STREAMING", Duration::from_secs(240)));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = tokio::spawn(stream::writer(source.clone(), src.clone(), 600, stop.clone(), false));
+    for round in 0..3i64 {
+        let base = 2000 + round * 200;
+        // The same keys into p1 and p2 back to back (one window, so one batch), then an
+        // upsert of some in p1, which leaves their p2 rows alone.
+        let keys = ids(base..base + 40);
+        source.insert(&src, "p1", &data::rows(shape, &keys, round)).await.unwrap();
+        source.insert(&src, "p2", &data::rows(shape, &keys, round + 10)).await.unwrap();
+        source.upsert(&src, "p1", &data::rows(shape, &keys[..10], round + 20)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Milvus refuses to drop a loaded partition.
+        source.release_partition(&src, "p1").await.unwrap();
+        source.drop_partition(&src, "p1").await.unwrap();
+        source.create_partition(&src, "p1").await.unwrap();
+        // The refill: keys the dropped partition held, with other contents, and new ones.
+        source.insert(&src, "p1", &data::rows(shape, &ids(base..base + 20), round + 30)).await.unwrap();
+        source.insert(&src, "p1", &data::rows(shape, &ids(base + 100..base + 130), round + 40)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+
+    let (want, got) = converge_partitions(&source, &target, &src, &dst, Duration::from_secs(180)).await;
+    let two: usize = {
+        let mut by_key: BTreeMap<&PkValue, usize> = BTreeMap::new();
+        for (_, k) in want.keys() {
+            *by_key.entry(k).or_default() += 1;
+        }
+        by_key.values().filter(|n| **n > 1).count()
+    };
+    eprintln!("source: {} rows in {} partitions, {two} keys in more than one", want.len(), {
+        let mut p: Vec<&String> = want.keys().map(|(p, _)| p).collect();
+        p.dedup();
+        p.len()
+    });
+    assert!(two >= 100, "the test meant to hold keys in two partitions: {two}");
+    let st = tokio::task::block_in_place(|| status(&cfg));
+    let (exit, log) = daemon.terminate();
+    if want != got {
+        eprintln!("ferry's log (last 60 lines):\n{}", common::tail(&log, 60));
+    }
+    assert!(want == got, "target differs from source by partition: {}", differences(&want, &got));
+    assert_eq!(st["state"], "STREAMING", "{st:#}");
+    assert!(exit.success(), "{exit}");
+    let mut parts_src: Vec<String> = source.list_partitions(&src).await.unwrap().into_iter().map(|p| p.0).collect();
+    let mut parts_dst: Vec<String> = target.list_partitions(&dst).await.unwrap().into_iter().map(|p| p.0).collect();
+    parts_src.sort();
+    parts_dst.sort();
+    assert_eq!(parts_src, parts_dst);
+    source.drop_collection(&src).await.unwrap();
+    target.drop_collection(&dst).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_collection_stops_counting_a_restart_works_and_a_recreated_name_is_refused() {
+    let env = common::env();
+    let source = common::client(&env.source_uri).await;
+    let target = common::client(&env.target_uri).await;
+    let (a_src, a_dst) = (common::unique("ddl_drop_a_src"), common::unique("ddl_drop_a_dst"));
+    let (b_src, b_dst) = (common::unique("ddl_drop_b_src"), common::unique("ddl_drop_b_dst"));
+    stream::make_source(&source, &a_src, 300).await;
+    stream::make_source(&source, &b_src, 300).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = stream::job(dir.path(), &a_src, &a_dst);
+    let text = std::fs::read_to_string(&cfg).unwrap()
+        + &format!("\n[[collections]]\nsource = \"{b_src}\"\ntarget = \"{b_dst}\"\n\n[stream]\non_source_drop = \"drop\"\n");
+    std::fs::write(&cfg, text).unwrap();
+
+    let daemon = stream::spawn_daemon(&cfg, dir.path(), "");
+    tokio::task::block_in_place(|| wait_state(&cfg, "STREAMING", Duration::from_secs(240)));
+    source.drop_collection(&a_src).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while target.has_collection(&a_dst).await.unwrap() {
+        assert!(Instant::now() < deadline, "the target of the dropped collection was not dropped");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = tokio::spawn(stream::writer(source.clone(), b_src.clone(), 300, stop.clone(), false));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    let next = writer.await.unwrap();
+    let st = tokio::task::block_in_place(|| status(&cfg));
+    let phases: Vec<(String, String)> = st["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["source"].as_str().unwrap().to_string(), c["phase"].as_str().unwrap().to_string()))
+        .collect();
+    assert!(phases.contains(&(a_src.clone(), "dropped".into())), "{phases:?}");
+    assert!(phases.contains(&(b_src.clone(), "stream".into())), "{phases:?}");
+    let (exit, _) = daemon.terminate();
+    assert!(exit.success());
+
+    // A restart plans from the job's record: the dropped collection is not looked up.
+    let daemon = stream::spawn_daemon(&cfg, dir.path(), "");
+    tokio::task::block_in_place(|| wait_state(&cfg, "STREAMING", Duration::from_secs(120)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = tokio::spawn(stream::writer(source.clone(), b_src.clone(), next, stop.clone(), false));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+    let (want, got) = converge_partitions(&source, &target, &b_src, &b_dst, Duration::from_secs(120)).await;
+    assert!(want == got, "{}", differences(&want, &got));
+    // Lag: only the remaining collection's channels count, and they are caught up.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = tokio::task::block_in_place(|| status(&cfg));
+        let lag = st["lag_seconds"].as_f64().unwrap_or(f64::MAX);
+        if lag < 5.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "lag stays {lag}s after catching up: {st:#}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let (exit, _) = daemon.terminate();
+    assert!(exit.success());
+
+    // While ferry is down, B is dropped and another collection created under its name.
+    source.drop_collection(&b_src).await.unwrap();
+    stream::make_source(&source, &b_src, 10).await;
+    let daemon = stream::spawn_daemon(&cfg, dir.path(), "");
+    let st = tokio::task::block_in_place(|| wait_state(&cfg, "FAILED", Duration::from_secs(120)));
+    let err = st["last_error"]["message"].as_str().unwrap_or("").to_string();
+    assert!(err.contains(&b_src) && err.contains("not the one this job started with"), "{st:#}");
+    let (exit, _) = daemon.terminate();
+    assert!(exit.success());
+    source.drop_collection(&b_src).await.unwrap();
+    target.drop_collection(&b_dst).await.unwrap();
+}
