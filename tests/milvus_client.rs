@@ -223,3 +223,17 @@ fn bad_endpoints_fail_fast_and_say_what_answered() {
         eprintln!("{what}: failed in {took:?}: {last}");
     }
 }
+
+/// The snapshot's read timestamp comes from the source's own clock (its TSO), never from
+/// ferry's: Milvus 2.3.5 allocates one; Milvus Lite has no AllocTimestamp, and gets 0 (every
+/// page read at Strong consistency). A source that fails the call is an error, not a guess.
+#[tokio::test]
+async fn the_snapshot_timestamp_is_the_sources_or_strong_never_the_local_clock() {
+    let env = common::env();
+    let source = common::client(&env.source_uri).await;
+    let ts = ferry::snapshot::snapshot_timestamp(&source).await.expect("Milvus 2.3.5 allocates");
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    assert!(((ts >> 18) as i64 - now_ms).abs() < 60_000, "a TSO timestamp: {ts}");
+    let lite = common::client(&env.lite_uri).await;
+    assert_eq!(ferry::snapshot::snapshot_timestamp(&lite).await.expect("Lite: Strong"), 0);
+}

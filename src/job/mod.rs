@@ -328,7 +328,9 @@ async fn snapshot_all(
     index: IndexMode,
 ) -> Result<(), MigrateError> {
     migrate::load_sources(source, plan).await?;
-    let ts = snapshot::snapshot_timestamp(source).await;
+    let ts = snapshot::snapshot_timestamp(source)
+        .await
+        .map_err(|source| MigrateError::Connect { side: "source", source })?;
     for (c, fresh) in plan.collections.iter().zip(fresh) {
         let report = copier.copy_collection(c, ts, *fresh).await?;
         tracing::info!(collection = %c.target_name, rows = report.rows, seconds = report.seconds, "snapshot copied");

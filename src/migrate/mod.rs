@@ -325,7 +325,9 @@ async fn copy_by_query(
         progress: progress.clone(),
         shutdown,
     };
-    let snapshot_ts = snapshot::snapshot_timestamp(source).await;
+    let snapshot_ts = snapshot::snapshot_timestamp(source)
+        .await
+        .map_err(|source| MigrateError::Connect { side: "source", source })?;
     progress
         .while_running(async {
             let mut summaries = Vec::new();

@@ -356,17 +356,15 @@ impl Copier {
     }
 }
 
-/// A hybrid timestamp for "now" on the source: allocated by its TSO when it offers that,
-/// otherwise composed from this host's clock.
-pub async fn snapshot_timestamp(source: &MilvusClient) -> u64 {
+/// The source's "now" for a consistent read: a timestamp from its own TSO. A server
+/// without AllocTimestamp (Milvus Lite) gets 0, and every page is then read at Strong
+/// consistency, which sees at least as much. Never ferry's own clock: one behind the
+/// source's would read before writes a stream's start position already skips (lost rows),
+/// one ahead would make every read wait for the source to reach it.
+pub async fn snapshot_timestamp(source: &MilvusClient) -> Result<u64, crate::milvus::MilvusError> {
     match source.alloc_timestamp().await {
-        Ok(ts) if ts > 0 => ts,
-        _ => {
-            let ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0);
-            ms << 18
-        }
+        Ok(ts) => Ok(ts),
+        Err(crate::milvus::MilvusError::Rpc { code: tonic::Code::Unimplemented, .. }) => Ok(0),
+        Err(e) => Err(e),
     }
 }

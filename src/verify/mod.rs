@@ -74,6 +74,8 @@ pub enum VerifyError {
     NotQueryable { collection: String },
     #[error("verification interrupted by shutdown")]
     Interrupted,
+    #[error("allocating the {side}'s read timestamp: {source}")]
+    Timestamp { side: &'static str, source: MilvusError },
 }
 
 impl VerifyError {
@@ -261,8 +263,9 @@ async fn pass(
     shutdown: &watch::Receiver<bool>,
 ) -> Result<(PassReport, Option<RepairReport>), VerifyError> {
     let started = Instant::now();
-    let source_ts = snapshot::snapshot_timestamp(source).await;
-    let target_ts = snapshot::snapshot_timestamp(target).await;
+    let ts = |side| move |source| VerifyError::Timestamp { side, source };
+    let source_ts = snapshot::snapshot_timestamp(source).await.map_err(ts("source"))?;
+    let target_ts = snapshot::snapshot_timestamp(target).await.map_err(ts("target"))?;
     let mut collections = Vec::new();
     let mut repaired = Vec::new();
     for c in &plan.collections {

@@ -94,7 +94,9 @@ pub async fn snapshot(
         let collection = c.source_name.clone();
         move |source| ImportError::SourceStep { collection, step, source }
     };
-    let as_of = crate::snapshot::snapshot_timestamp(source).await;
+    // The binlogs are read as of a timestamp of the source's own clock (a Milvus that
+    // stores binlogs always has one).
+    let as_of = source.alloc_timestamp().await.map_err(step("allocate the read timestamp"))?;
     source
         .flush(std::slice::from_ref(&c.source_name), Duration::from_secs(900))
         .await
