@@ -169,6 +169,44 @@ async fn partition_drop_recreate_refill_and_keys_in_two_partitions_converge_unde
     target.drop_collection(&dst).await.unwrap();
 }
 
+/// kill -9 (failpoint `apply.after_ddl`) right after the target partition was dropped and
+/// before the barrier was marked done: the restarted daemon meets the drop again on both
+/// channels, repeats it harmlessly, and the target converges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_right_after_a_partition_drop_converges() {
+    let env = common::env();
+    let shape = Shape::default();
+    let source = common::client(&env.source_uri).await;
+    let target = common::client(&env.target_uri).await;
+    let src = common::unique("ddl_crash_src");
+    let dst = common::unique("ddl_crash_dst");
+    stream::make_source(&source, &src, 300).await;
+    source.create_partition(&src, "p1").await.unwrap();
+    source.insert(&src, "p1", &data::rows(shape, &ids(1000..1100), 0)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = stream::job(dir.path(), &src, &dst);
+    let daemon = stream::spawn_daemon(&cfg, dir.path(), "apply.after_ddl");
+    tokio::task::block_in_place(|| wait_state(&cfg, "STREAMING", Duration::from_secs(240)));
+    source.insert(&src, "p1", &data::rows(shape, &ids(1100..1150), 1)).await.unwrap();
+    source.release_partition(&src, "p1").await.unwrap();
+    source.drop_partition(&src, "p1").await.unwrap();
+    source.create_partition(&src, "p1").await.unwrap();
+    source.insert(&src, "p1", &data::rows(shape, &ids(1000..1030), 2)).await.unwrap();
+    tokio::task::block_in_place(|| stream::expect_abort(daemon, "apply.after_ddl"));
+    // Written while ferry is down.
+    source.insert(&src, "p1", &data::rows(shape, &ids(1200..1220), 3)).await.unwrap();
+    let daemon = stream::spawn_daemon(&cfg, dir.path(), "");
+    let (want, got) = converge_partitions(&source, &target, &src, &dst, Duration::from_secs(180)).await;
+    let (exit, log) = daemon.terminate();
+    if want != got {
+        eprintln!("ferry's log (last 60 lines):\n{}", common::tail(&log, 60));
+    }
+    assert!(want == got, "{}", differences(&want, &got));
+    assert!(exit.success());
+    source.drop_collection(&src).await.unwrap();
+    target.drop_collection(&dst).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_collection_stops_counting_a_restart_works_and_a_recreated_name_is_refused() {
     let env = common::env();

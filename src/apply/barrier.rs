@@ -109,6 +109,8 @@ impl Barriers {
                     }
                     return Err(e);
                 }
+                // A crash here repeats the DDL on restart (every channel meets it again).
+                crate::failpoint::hit("apply.after_ddl");
                 self.log.mark_ddl_done(&id)?;
                 self.lock().remove(&id);
                 self.notify.notify_waiters();
