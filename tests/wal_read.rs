@@ -132,11 +132,13 @@ async fn decodes_inserts_upserts_deletes_and_ticks_from_the_real_wal() {
         name: n,
         collection_id: id,
         schema,
+        channels,
         ..
     } = &create.event
     {
         assert_eq!((n.as_str(), *id), (name.as_str(), collection_id));
         assert!(!schema.is_empty());
+        assert!(channels.contains(&create.channel), "the record names its channels: {channels:?}");
     }
 
     let inserts: Vec<_> = data

@@ -1,7 +1,9 @@
 //! The apply loop of one DML channel: log → batches → target → cursor.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::barrier::{BarrierKey, Barriers};
@@ -26,6 +28,41 @@ pub struct CollectionRoute {
 
 /// Source collection ID → route. Entries of other collections are passed over.
 pub type Routes = HashMap<i64, CollectionRoute>;
+
+/// A collection created on the source while the job runs (its CreateCollection record).
+#[derive(Debug, Clone)]
+pub struct NewCollection {
+    pub collection_id: i64,
+    pub name: String,
+    /// Encoded `schemapb.CollectionSchema`.
+    pub schema: Vec<u8>,
+    pub ts: u64,
+}
+
+/// Decides whether the job takes on a new collection and, if so, creates its target and
+/// records it (so a restart routes it too); returns its route, or `None` to pass it over.
+pub type FollowFn = Arc<
+    dyn Fn(NewCollection) -> Pin<Box<dyn Future<Output = Result<Option<CollectionRoute>, ApplyError>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// How a job over a whole database follows collections created while it runs.
+#[derive(Clone)]
+pub struct Follow {
+    /// The channels the job reads: a new collection's CreateCollection barrier waits for
+    /// those of its channels among them.
+    pub channels: BTreeSet<String>,
+    pub create: FollowFn,
+    /// What the channel that ran `create` decided, for the collection's other channels.
+    decided: Arc<Mutex<HashMap<i64, Option<CollectionRoute>>>>,
+}
+
+impl Follow {
+    pub fn new(channels: BTreeSet<String>, create: FollowFn) -> Self {
+        Follow { channels, create, decided: Arc::default() }
+    }
+}
 
 /// Batch bounds and retry policy of the apply loop.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
@@ -95,6 +132,8 @@ pub struct Applier<T: Target> {
     /// Shared with the job's other channels: DDL Milvus broadcasts to every channel of a
     /// collection is applied once, when all of them reach it.
     barriers: Barriers,
+    /// Set for a job over a whole database: new collections are followed.
+    follow: Option<Follow>,
 }
 
 impl<T: Target> Applier<T> {
@@ -119,7 +158,14 @@ impl<T: Target> Applier<T> {
             routes,
             cfg,
             partitions: HashSet::new(),
+            follow: None,
         }
+    }
+
+    /// Follows collections created on the source while the job runs (see [`Follow`]).
+    pub fn with_follow(mut self, follow: Follow) -> Self {
+        self.follow = Some(follow);
+        self
     }
 
     /// Shares `barriers` with the job's other channels. Without it every collection is
@@ -207,6 +253,8 @@ impl<T: Target> Applier<T> {
             {
                 MetaKind::Barrier
             }
+            // A collection created while the job runs: a job over a whole database decides.
+            Ok(MsgType::CreateCollection) if !routed && self.follow.is_some() => MetaKind::Barrier,
             _ => MetaKind::Skip,
         };
         Ok(EventMeta {
@@ -281,6 +329,9 @@ impl<T: Target> Applier<T> {
         let Some(first) = metas.first() else {
             return Ok(());
         };
+        if first.kind == MetaKind::Barrier && !self.routes.contains_key(&first.collection_id) {
+            return self.follow_new(&entries[0]).await;
+        }
         let Some(route) = self.routes.get(&first.collection_id).cloned() else {
             return Ok(());
         };
@@ -394,6 +445,35 @@ impl<T: Target> Applier<T> {
                 Ok(())
             }
         }
+    }
+
+    /// A CreateCollection record of a collection the job does not route: once every channel
+    /// of the new collection this job reads has reached it, one of them asks the job's
+    /// [`Follow`] whether to take it on (creating its target); all of them then route it.
+    /// All its rows come after this record on those channels, so no snapshot is needed.
+    async fn follow_new(&mut self, e: &StoredEntry) -> Result<(), ApplyError> {
+        let Some(follow) = self.follow.clone() else {
+            return Ok(());
+        };
+        let WalEvent::CreateCollection { collection_id, name, schema, channels, ts } = self.decode(e)? else {
+            return Ok(());
+        };
+        let key = BarrierKey { collection_id, msg_type: e.entry.msg_type, partition_id: 0, ts };
+        let all: BTreeSet<String> = channels.into_iter().filter(|c| follow.channels.contains(c)).collect();
+        let barriers = self.barriers.clone();
+        barriers
+            .pass_on(&key, &self.channel, &all, || async {
+                let route = (follow.create)(NewCollection { collection_id, name: name.clone(), schema, ts }).await?;
+                follow.decided.lock().unwrap_or_else(|p| p.into_inner()).insert(collection_id, route);
+                Ok(())
+            })
+            .await?;
+        let decided = follow.decided.lock().unwrap_or_else(|p| p.into_inner()).get(&collection_id).cloned().flatten();
+        if let Some(route) = decided {
+            tracing::info!(channel = %self.channel, collection = %name, target = %route.target_collection, "following a collection created on the source");
+            self.routes.insert(collection_id, route);
+        }
+        Ok(())
     }
 
     /// Creates `partition` on the target unless it is known to exist.

@@ -76,6 +76,17 @@ impl Barriers {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<(), ApplyError>>,
     {
+        let all = self.channels.get(&key.collection_id).cloned().unwrap_or_default();
+        self.pass_on(key, channel, &all, apply).await
+    }
+
+    /// [`Barriers::pass`] for a collection the job did not know: `all` are its channels
+    /// (those of them this job reads); empty means `channel` alone.
+    pub async fn pass_on<F, Fut>(&self, key: &BarrierKey, channel: &str, all: &BTreeSet<String>, apply: F) -> Result<bool, ApplyError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(), ApplyError>>,
+    {
         let id = key.to_string();
         let mut said = false;
         loop {
@@ -93,11 +104,7 @@ impl Barriers {
                 if p.applying {
                     vec![String::from("(applying on another channel)")]
                 } else {
-                    let missing: Vec<String> = self
-                        .channels
-                        .get(&key.collection_id)
-                        .map(|all| all.iter().filter(|c| !p.arrived.contains(*c)).cloned().collect())
-                        .unwrap_or_default();
+                    let missing: Vec<String> = all.iter().filter(|c| !p.arrived.contains(*c)).cloned().collect();
                     p.applying = missing.is_empty();
                     missing
                 }

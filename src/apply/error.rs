@@ -40,6 +40,8 @@ pub enum ApplyError {
     },
     #[error("source collection {name} (ID {collection_id}) was dropped while being migrated; its target is left as it is")]
     SourceCollectionDropped { collection_id: i64, name: String },
+    #[error("following new source collection {collection:?}: {reason}")]
+    Follow { collection: String, reason: String },
     /// A failure injected by a test's failpoint (see [`crate::failpoint::fail_once`]).
     #[error("failpoint {0}: injected failure")]
     Injected(&'static str),
@@ -62,6 +64,7 @@ impl ApplyError {
             | ApplyError::Columns { .. } => "data",
             ApplyError::Target { .. } => "target",
             ApplyError::SourceCollectionDropped { .. } => "source_dropped",
+            ApplyError::Follow { .. } => "follow",
             ApplyError::Injected(_) => "injected",
         }
     }

@@ -21,7 +21,7 @@ mod error;
 pub mod plan;
 mod target;
 
-pub use applier::{Applier, ApplyConfig, CollectionRoute, Routes};
+pub use applier::{Applier, ApplyConfig, CollectionRoute, Follow, FollowFn, NewCollection, Routes};
 pub use barrier::{BarrierKey, Barriers};
 pub use error::ApplyError;
 pub use plan::{coalesce, cut, BatchLimits, Coalesced, Cut, EventMeta, MetaKind};

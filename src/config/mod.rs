@@ -246,6 +246,11 @@ pub struct WalConfig {
     /// the keys of the collection shards they carry. Absent: every channel the job's
     /// collections use.
     pub channels: Option<Vec<u32>>,
+    /// Milvus's `rootCoord.dmlChannelNum`: how many DML channels the source has. A job over
+    /// a whole database (no `[[collections]]`) reads them all, to follow collections created
+    /// while it runs.
+    #[serde(default = "default_dml_channel_count")]
+    pub dml_channel_count: u32,
     /// `PLAINTEXT` (default), `SSL`, `SASL_PLAINTEXT` or `SASL_SSL` (librdkafka's
     /// `security.protocol`).
     pub security_protocol: Option<String>,
@@ -338,6 +343,12 @@ impl WalConfig {
         self.security_protocol = Some(protocol);
         self.sasl_mechanism = self.sasl_mechanism.as_ref().map(|m| m.to_ascii_uppercase());
         Ok(())
+    }
+
+    /// Every DML channel of the source, or those `channels` selects.
+    pub fn all_channels(&self) -> Vec<String> {
+        self.selected_channels()
+            .unwrap_or_else(|| crate::wal::dml_channels(&self.topic_prefix, self.dml_channel_count as usize))
     }
 
     /// The topics `channels` selects (`None`: no selection, every channel).
@@ -439,6 +450,9 @@ fn default_database() -> String {
 }
 fn default_request_timeout_s() -> u64 {
     120
+}
+fn default_dml_channel_count() -> u32 {
+    16
 }
 fn default_topic_prefix() -> String {
     "by-dev".into()
@@ -552,6 +566,9 @@ impl JobConfig {
         }
         if let Some(wal) = &mut cfg.source.wal {
             wal.check_security().map_err(|(field, m)| invalid(field, m))?;
+        }
+        if let Some(w) = cfg.source.wal.as_ref().filter(|w| !(1..=1024).contains(&w.dml_channel_count)) {
+            return Err(invalid("source.wal.dml_channel_count", format!("{} is out of range 1..=1024 (Milvus's rootCoord.dmlChannelNum, 16 by default)", w.dml_channel_count)));
         }
         if let Some(channels) = cfg.source.wal.as_ref().and_then(|w| w.channels.as_ref()) {
             if channels.is_empty() {

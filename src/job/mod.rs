@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::apply::{Applier, ApplyConfig, ApplyError, Barriers, CollectionRoute, Routes};
+use crate::apply::{Applier, ApplyConfig, ApplyError, Barriers, CollectionRoute, Follow, Routes};
 use crate::config::JobConfig;
 use crate::daemon::handle::{HandleError, JobHandle, Live, LiveCollection};
 use crate::daemon::lifecycle::{Event, JobState};
@@ -31,6 +31,7 @@ use crate::snapshot::{self, progress::Progress, CopyOptions, Copier, SnapshotErr
 use crate::state::StateError;
 use crate::wal::{self, CollectionFilter, IngestConfig, WalError, WalReader};
 
+pub mod follow;
 pub mod record;
 
 /// Errors that stop a job.
@@ -127,49 +128,30 @@ pub async fn run(cfg: &JobConfig, opts: &RunOptions, handle: &JobHandle, shutdow
         Some(live) => live.log,
         None => DurableLog::open(&log_cfg)?,
     };
-    let plan = record::plan(
-        &source,
-        &target,
-        cfg,
-        PlanOptions { allow_autoid_off: opts.allow_autoid_off },
-        &state,
-        &log.dropped(),
-        state.get::<bool>(SNAPSHOT_DONE)?.unwrap_or(false),
-    )
-    .await?;
+    let plan_opts = PlanOptions { allow_autoid_off: opts.allow_autoid_off };
+    // A job over a whole database reads every DML channel (a collection created while it
+    // runs may use any) and records its start positions before it lists the collections:
+    // one created after the listing has its CreateCollection on the WAL past them.
+    let whole_database = cfg.collections.is_empty();
+    let progress = Progress::new(opts.quiet);
+    let plan = if whole_database {
+        let channels = wal_cfg.all_channels();
+        record_start(&WalReader::new(wal_cfg.brokers.clone(), channels.clone()).with_security(&wal_cfg), &source, &log, &state, &channels).await?;
+        record::plan(&source, &target, cfg, plan_opts, &state, &log, state.get::<bool>(SNAPSHOT_DONE)?.unwrap_or(false)).await?
+    } else {
+        record::plan(&source, &target, cfg, plan_opts, &state, &log, state.get::<bool>(SNAPSHOT_DONE)?.unwrap_or(false)).await?
+    };
     let fresh = migrate::prepare_targets(&target, &plan, &state, opts.if_exists).await?;
     metrics::gauge!(crate::metrics::LOG_MAX_BYTES).set(cfg.stream.log_max_bytes as f64);
-
-    let channels: Vec<String> = plan
-        .collections
-        .iter()
-        .flat_map(|c| c.channels())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let channels: Vec<String> = if whole_database {
+        wal_cfg.all_channels()
+    } else {
+        plan.collections.iter().flat_map(|c| c.channels()).collect::<BTreeSet<_>>().into_iter().collect()
+    };
     let reader = WalReader::new(wal_cfg.brokers.clone(), channels.clone()).with_security(&wal_cfg);
-    let progress = Progress::new(opts.quiet);
     let plan = Arc::new(plan);
     // 1. Start positions, before the snapshot reads anything.
-    if !state.get::<bool>(STARTED)?.unwrap_or(false) {
-        // The end of each topic may fall inside an upsert whose Insert is already there and
-        // whose Delete is not (Milvus produces them one after the other, same timestamp):
-        // replaying that Delete alone would delete the row the snapshot copies. Every record
-        // before these offsets got its timestamp before `skip` is allocated, so dropping all
-        // records with a timestamp <= `skip` drops every such half, and the snapshot, which
-        // reads at a timestamp allocated later still, holds their effect. Records with a
-        // later timestamp were produced after the offsets were read: all of them are read.
-        let marks = reader.high_watermarks().await?;
-        let skip = source.alloc_timestamp().await.map_err(|e| MigrateError::Connect { side: "source", source: e })?;
-        for ch in &channels {
-            let offset = marks.get(ch).copied().unwrap_or(0);
-            log.init_position(ch, ChannelPosition { next_offset: offset, skip_through_ts: skip })?;
-            tracing::info!(channel = %ch, offset, skip_through_ts = skip, "stream start position recorded");
-        }
-        log.flush().await?;
-        state.put(STARTED_MS, &(crate::daemon::lifecycle::now_ms() as u64))?;
-        state.put(STARTED, &true)?;
-    }
+    record_start(&reader, &source, &log, &state, &channels).await?;
     handle.set_live(Live {
         log: log.clone(),
         channels: channels.clone(),
@@ -195,12 +177,31 @@ pub async fn run(cfg: &JobConfig, opts: &RunOptions, handle: &JobHandle, shutdow
 
     // 2. Ingest runs from now on, whatever the phase (paused included: the log buffers up to
     //    its bound), until the job stops for good or the daemon shuts down.
-    let ids: HashSet<i64> = plan.collections.iter().map(|c| c.source_id()).collect();
+    // A job over a whole database keeps every record: which collections are its own is
+    // decided at apply time (a CreateCollection record names no database).
+    let filter = if whole_database {
+        CollectionFilter::All
+    } else {
+        CollectionFilter::Only(plan.collections.iter().map(|c| c.source_id()).collect::<HashSet<i64>>())
+    };
+    let follow = whole_database.then(|| {
+        Follow::new(
+            channels.iter().cloned().collect(),
+            follow::hook(follow::Context {
+                source: source.clone(),
+                target: target.clone(),
+                state: state.clone(),
+                log: log.clone(),
+                opts: plan_opts,
+                index: opts.index,
+            }),
+        )
+    });
     let ingest_stop = phase_stop(handle, &shutdown, |s| !matches!(s, JobState::Failed | JobState::Successful | JobState::Cancelled));
     let mut ingest = {
         let (reader, log, stop) = (reader.clone(), log.clone(), stopped(ingest_stop));
         tokio::spawn(async move {
-            wal::ingest(&reader, &log, CollectionFilter::Only(ids), &IngestConfig::default(), stop).await
+            wal::ingest(&reader, &log, filter, &IngestConfig::default(), stop).await
         })
     };
     let routes: Routes = plan
@@ -265,6 +266,9 @@ pub async fn run(cfg: &JobConfig, opts: &RunOptions, handle: &JobHandle, shutdow
                     for ch in &channels {
                         let mut applier = Applier::new(ch.clone(), log.clone(), target.clone(), routes.clone(), apply_cfg.clone())
                             .with_barriers(barriers.clone());
+                        if let Some(f) = &follow {
+                            applier = applier.with_follow(f.clone());
+                        }
                         let stop = stopped(stop.clone());
                         tasks.spawn(async move { applier.run(stop).await });
                     }
@@ -316,6 +320,42 @@ pub async fn run(cfg: &JobConfig, opts: &RunOptions, handle: &JobHandle, shutdow
     reporter.abort();
     log.flush().await?;
     result
+}
+
+/// Records where reading each channel starts (once; a restart keeps the positions, and a
+/// channel that has none yet starts at its end).
+async fn record_start(
+    reader: &WalReader,
+    source: &MilvusClient,
+    log: &DurableLog,
+    state: &crate::state::StateStore,
+    channels: &[String],
+) -> Result<(), JobError> {
+    let started = state.get::<bool>(STARTED)?.unwrap_or(false);
+    if started && channels.iter().all(|ch| log.position(ch).is_some()) {
+        return Ok(());
+    }
+    // The end of each topic may fall inside an upsert whose Insert is already there and
+    // whose Delete is not (Milvus produces them one after the other, same timestamp):
+    // replaying that Delete alone would delete the row the snapshot copies. Every record
+    // before these offsets got its timestamp before `skip` is allocated, so dropping all
+    // records with a timestamp <= `skip` drops every such half, and the snapshot, which
+    // reads at a timestamp allocated later still, holds their effect. Records with a
+    // later timestamp were produced after the offsets were read: all of them are read.
+    let marks = reader.high_watermarks().await?;
+    let skip = source.alloc_timestamp().await.map_err(|e| MigrateError::Connect { side: "source", source: e })?;
+    for ch in channels {
+        let offset = marks.get(ch).copied().unwrap_or(0);
+        // init_position keeps a position already recorded.
+        let pos = log.init_position(ch, ChannelPosition { next_offset: offset, skip_through_ts: skip })?;
+        tracing::info!(channel = %ch, offset = pos.next_offset, skip_through_ts = pos.skip_through_ts, "stream start position");
+    }
+    log.flush().await?;
+    if !started {
+        state.put(STARTED_MS, &(crate::daemon::lifecycle::now_ms() as u64))?;
+        state.put(STARTED, &true)?;
+    }
+    Ok(())
 }
 
 /// Copies every collection, then builds the indexes the snapshot defers.

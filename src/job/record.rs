@@ -39,7 +39,7 @@ pub struct RecordedCollection {
 }
 
 impl RecordedCollection {
-    fn of(c: &plan::CollectionPlan, description: Option<String>) -> Self {
+    pub fn of(c: &plan::CollectionPlan, description: Option<String>) -> Self {
         RecordedCollection {
             source: c.source_name.clone(),
             target: c.target_name.clone(),
@@ -51,6 +51,12 @@ impl RecordedCollection {
             row_estimate: c.row_estimate,
             load_source: c.load_source,
         }
+    }
+
+    /// The collection's plan, as recorded.
+    pub fn plan(&self, target_version: &str, opts: PlanOptions) -> Result<plan::CollectionPlan, JobError> {
+        plan::plan_described(self.source_collection()?, &self.target, self.description.as_deref(), target_version, opts)
+            .map_err(|e| JobError::Migrate(e.into()))
     }
 
     fn source_collection(&self) -> Result<SourceCollection, JobError> {
@@ -71,6 +77,15 @@ impl RecordedCollection {
     }
 }
 
+/// Collections the stream took on while the job ran (a job over a whole database), from the
+/// log's records.
+pub fn followed(log: &crate::log::DurableLog) -> Result<Vec<RecordedCollection>, JobError> {
+    log.followed()?
+        .iter()
+        .map(|b| serde_json::from_slice(b).map_err(|e| JobError::Record(format!("a followed collection's record: {e}"))))
+        .collect()
+}
+
 /// The job's plan: built from the source and recorded on the first run; from the record on
 /// every later one, after checking the source's names still point to the recorded IDs.
 /// `dropped`: collections whose drop the stream applied (they are not checked).
@@ -80,9 +95,10 @@ pub async fn plan(
     cfg: &JobConfig,
     opts: PlanOptions,
     state: &StateStore,
-    dropped: &std::collections::BTreeSet<i64>,
+    log: &crate::log::DurableLog,
     snapshot_done: bool,
 ) -> Result<Plan, JobError> {
+    let dropped = log.dropped();
     let Some(recorded) = state.get::<Vec<RecordedCollection>>(COLLECTIONS_KEY)? else {
         let plan = plan::build(source, target, cfg, opts).await.map_err(crate::migrate::MigrateError::from)?;
         let description = |name: &str| cfg.collections.iter().find(|c| c.source == name).and_then(|c| c.description.clone());
@@ -98,14 +114,13 @@ pub async fn plan(
     let plan_err = |e: PlanError| JobError::Migrate(e.into());
     let target_version = target.server_version().await.unwrap_or_default();
     let mut collections = Vec::new();
-    for r in &recorded {
+    // Collections followed since the start need no snapshot: their rows are on the WAL.
+    let followed = followed(log)?;
+    for (r, snapshotted) in recorded.iter().map(|r| (r, true)).chain(followed.iter().map(|r| (r, false))) {
         if !dropped.contains(&r.collection_id) {
-            check_source(source, r, snapshot_done).await?;
+            check_source(source, r, snapshot_done || !snapshotted).await?;
         }
-        collections.push(
-            plan::plan_described(r.source_collection()?, &r.target, r.description.as_deref(), &target_version, opts)
-                .map_err(plan_err)?,
-        );
+        collections.push(r.plan(&target_version, opts)?);
     }
     if let Some(selected) = cfg.source.wal.as_ref().and_then(|w| w.selected_channels()) {
         plan::select_shards(&mut collections, &selected).map_err(plan_err)?;

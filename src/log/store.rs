@@ -93,6 +93,7 @@ struct Inner {
 }
 
 const DONE: &str = "done/";
+const FOLLOWED: &str = "followed/";
 const DROPPED: &str = "dropped/";
 
 /// The durable log. Cheap to clone; clones share one database.
@@ -540,6 +541,26 @@ impl DurableLog {
             .unwrap_or_else(|p| p.into_inner())
             .insert(id);
         Ok(())
+    }
+
+    /// Records a collection the stream took on while running (a job over a whole
+    /// database); `record` is the caller's description of it. Durable before it returns.
+    pub fn put_followed(&self, id: i64, record: &[u8]) -> Result<(), LogError> {
+        self.inner
+            .ddl
+            .insert(format!("{FOLLOWED}{id:020}"), record)
+            .map_err(|e| self.storage(e))?;
+        self.inner.db.flush().map_err(|e| self.storage(e))?;
+        Ok(())
+    }
+
+    /// The records of [`DurableLog::put_followed`], in ID order.
+    pub fn followed(&self) -> Result<Vec<Vec<u8>>, LogError> {
+        self.inner
+            .ddl
+            .scan_prefix(FOLLOWED)
+            .map(|kv| kv.map(|(_, v)| v.to_vec()).map_err(|e| self.storage(e)))
+            .collect()
     }
 
     /// Source collections whose drop the stream applied.

@@ -94,6 +94,8 @@ pub enum WalEvent {
         name: String,
         /// Encoded `schemapb.CollectionSchema`.
         schema: Vec<u8>,
+        /// The physical DML channels of the new collection (the record is on each).
+        channels: Vec<String>,
         ts: u64,
     },
     DropCollection {
@@ -305,6 +307,7 @@ pub fn decode(value: &[u8]) -> Result<WalEvent, DecodeError> {
                 collection_id: m.collection_id,
                 name,
                 schema: m.schema,
+                channels: m.physical_channel_names,
                 ts: base_ts,
             }
         }

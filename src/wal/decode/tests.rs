@@ -147,6 +147,7 @@ fn decodes_time_tick_and_ddl() {
         name,
         schema,
         ts,
+        ..
     } = decode(&td::create_collection(4, "books", 11)).unwrap()
     else {
         panic!("not a create collection")
