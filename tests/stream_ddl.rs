@@ -283,3 +283,90 @@ async fn a_dropped_collection_stops_counting_a_restart_works_and_a_recreated_nam
     source.drop_collection(&b_src).await.unwrap();
     target.drop_collection(&b_dst).await.unwrap();
 }
+
+async fn client_in(uri: &str, database: &str) -> MilvusClient {
+    let mut opts = ferry::milvus::ConnectOptions::new(uri);
+    opts.database = database.to_string();
+    opts.retry_max_elapsed = Duration::from_secs(20);
+    MilvusClient::connect(&opts).await.expect("connect")
+}
+
+/// A job over a whole database (no `[[collections]]`) takes on a collection created in that
+/// database while it streams: created on the target from its CreateCollection record, its
+/// rows (the first ones written right after its creation) streamed, partitions included, and
+/// still routed after a restart. A collection of the same name created in another database
+/// is not followed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_database_job_follows_collections_created_while_it_runs() {
+    let env = common::env();
+    let shape = Shape::default();
+    let db = common::unique("ferrydb");
+    let (source_default, target_default) = (common::client(&env.source_uri).await, common::client(&env.target_uri).await);
+    source_default.create_database(&db).await.unwrap();
+    target_default.create_database(&db).await.unwrap();
+    let source = client_in(&env.source_uri, &db).await;
+    let target = client_in(&env.target_uri, &db).await;
+    let old = common::unique("fold");
+    let new = common::unique("fnew");
+    stream::make_source(&source, &old, 300).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = stream::job(dir.path(), &old, &old);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let text = text
+        .replace(&format!("[[collections]]\nsource = \"{old}\"\ntarget = \"{old}\"\n"), "")
+        .replacen("[source]\n", &format!("[source]\ndatabase = \"{db}\"\n"), 1)
+        .replacen("[target]\n", &format!("[target]\ndatabase = \"{db}\"\n"), 1);
+    assert!(!text.contains("[[collections]]"), "{text}");
+    std::fs::write(&cfg, text).unwrap();
+    let daemon = stream::spawn_daemon(&cfg, dir.path(), "");
+    tokio::task::block_in_place(|| wait_state(&cfg, "STREAMING", Duration::from_secs(240)));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer_old = tokio::spawn(stream::writer(source.clone(), old.clone(), 300, stop.clone(), false));
+    // Created, filled at once, then written to like any collection.
+    stream::make_source(&source, &new, 200).await;
+    source.create_partition(&new, "p1").await.unwrap();
+    source.insert(&new, "p1", &data::rows(shape, &ids(0..30), 5)).await.unwrap();
+    let writer_new = tokio::spawn(stream::writer(source.clone(), new.clone(), 200, stop.clone(), false));
+    // The same name in another database: not this job's.
+    stream::make_source(&source_default, &new, 20).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    writer_old.await.unwrap();
+    let next_new = writer_new.await.unwrap();
+
+    for name in [&old, &new] {
+        let (want, got) = converge_partitions(&source, &target, name, name, Duration::from_secs(180)).await;
+        assert!(want == got, "{name}: {}", differences(&want, &got));
+    }
+    assert!(!target_default.has_collection(&new).await.unwrap(), "the other database's collection was followed");
+    let st = tokio::task::block_in_place(|| status(&cfg));
+    let followed = st["collections"].as_array().unwrap().iter().any(|c| c["source"] == new.as_str() && c["phase"] == "stream");
+    assert!(followed, "status shows the followed collection: {st:#}");
+    let (exit, _) = daemon.terminate();
+    assert!(exit.success());
+
+    // After a restart the followed collection is still routed.
+    let daemon = stream::spawn_daemon(&cfg, dir.path(), "");
+    tokio::task::block_in_place(|| wait_state(&cfg, "STREAMING", Duration::from_secs(120)));
+    source.insert(&new, "p1", &data::rows(shape, &ids(next_new..next_new + 50), 7)).await.unwrap();
+    source.delete(&new, "", "pk", &ferry::milvus::PrimaryKeys::Int(vec![match data::key(shape, 3) {
+        PkValue::Int(k) => k,
+        PkValue::Str(_) => unreachable!(),
+    }])).await.unwrap();
+    let (want, got) = converge_partitions(&source, &target, &new, &new, Duration::from_secs(120)).await;
+    let (exit, log) = daemon.terminate();
+    if want != got {
+        eprintln!("ferry's log (last 60 lines):\n{}", common::tail(&log, 60));
+    }
+    assert!(want == got, "after a restart: {}", differences(&want, &got));
+    assert!(exit.success());
+
+    for (c, name) in [(&source, &old), (&source, &new), (&target, &old), (&target, &new)] {
+        c.drop_collection(name).await.unwrap();
+    }
+    source_default.drop_collection(&new).await.unwrap();
+    source_default.drop_database(&db).await.unwrap();
+    target_default.drop_database(&db).await.unwrap();
+}

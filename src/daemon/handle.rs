@@ -60,31 +60,61 @@ pub struct Live {
 }
 
 impl Live {
-    /// Collections still moving: those whose source drop the stream applied
-    /// (`on_source_drop = "drop"`) are done.
-    pub fn active_collections(&self) -> Vec<&LiveCollection> {
-        let dropped = self.log.dropped();
-        self.collections.iter().filter(|c| !dropped.contains(&c.source_id)).collect()
+    /// Every collection of the job: planned at its start, then those followed since (a job
+    /// over a whole database), dropped ones included.
+    pub fn all_collections(&self) -> Vec<LiveCollection> {
+        use prost::Message;
+        let mut all = self.collections.clone();
+        let followed = crate::job::record::followed(&self.log).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "reading the followed collections");
+            Vec::new()
+        });
+        for r in followed {
+            if all.iter().any(|c| c.source_id == r.collection_id) {
+                continue;
+            }
+            let channels = crate::proto::milvus::DescribeCollectionResponse::decode(&r.describe[..])
+                .map(|d| d.physical_channel_names)
+                .unwrap_or_default();
+            all.push(LiveCollection { source_id: r.collection_id, source: r.source, target: r.target, channels });
+        }
+        all
     }
 
-    /// The job's plan less the collections the stream dropped: what verification checks.
+    /// Collections still moving: those whose source drop the stream applied
+    /// (`on_source_drop = "drop"`) are done.
+    pub fn active_collections(&self) -> Vec<LiveCollection> {
+        let dropped = self.log.dropped();
+        let mut all = self.all_collections();
+        all.retain(|c| !dropped.contains(&c.source_id));
+        all
+    }
+
+    /// The job's plan as it is now: less the collections the stream dropped, plus those it
+    /// followed. What verification checks.
     pub fn active_plan(&self) -> crate::plan::Plan {
         let dropped = self.log.dropped();
         let mut plan = (*self.context.plan).clone();
+        for r in crate::job::record::followed(&self.log).unwrap_or_default() {
+            if plan.collections.iter().any(|c| c.source_id() == r.collection_id) {
+                continue;
+            }
+            // The autoID policy does not matter to verification.
+            match r.plan(&plan.target_version, crate::plan::PlanOptions { allow_autoid_off: true }) {
+                Ok(c) => plan.collections.push(c),
+                Err(e) => tracing::warn!(collection = %r.source, error = %e, "a followed collection's record does not plan"),
+            }
+        }
         plan.collections.retain(|c| !dropped.contains(&c.source_id()));
         plan
     }
 
-    /// Channels of the collections still moving. A channel only dropped collections used
-    /// gets no time ticks any more: it must not hold back the lag, the stall gauge or a
-    /// cutover's end position.
+    /// Channels of the collections still moving. A channel no such collection uses gets no
+    /// time ticks (Milvus ticks only channels in use): it must not hold back the lag, the
+    /// stall gauge or a cutover's end position.
     pub fn active_channels(&self) -> Vec<String> {
-        let dropped = self.log.dropped();
-        if dropped.is_empty() {
-            return self.channels.clone();
-        }
-        let used: std::collections::BTreeSet<&String> =
-            self.active_collections().into_iter().flat_map(|c| c.channels.iter()).collect();
+        let active = self.active_collections();
+        let used: std::collections::BTreeSet<&String> = active.iter().flat_map(|c| c.channels.iter()).collect();
         self.channels.iter().filter(|ch| used.contains(ch)).cloned().collect()
     }
 }
@@ -428,7 +458,8 @@ impl JobHandle {
             s => s.as_str(),
         };
         let dropped = live.log.dropped();
-        for c in &live.collections {
+        let all = live.all_collections();
+        for c in &all {
             let (done, expected) = progress.get(&c.target).copied().unwrap_or_default();
             let phase = if dropped.contains(&c.source_id) { "dropped" } else { phase };
             st.collections.push(api::CollectionStatus {
@@ -446,11 +477,11 @@ impl JobHandle {
         metrics::gauge!(m::APPLIED_POSITION).set(st.applied_position_ms as f64 / 1000.0);
         metrics::gauge!(m::LOG_PENDING_EVENTS).set(st.log_pending_events as f64);
         metrics::gauge!(m::LOG_PENDING_BYTES).set(st.log_pending_bytes as f64);
-        for c in live.collections.iter().filter(|c| dropped.contains(&c.source_id)) {
+        for c in all.iter().filter(|c| dropped.contains(&c.source_id)) {
             // Nothing is owed for a dropped collection: its last value must not linger.
             metrics::gauge!(m::LAG_SECONDS, "collection" => c.target.clone()).set(0.0);
         }
-        for c in live.active_collections() {
+        for c in all.iter().filter(|c| !dropped.contains(&c.source_id)) {
             let lag = c.channels.iter().filter_map(|ch| views.get(ch.as_str())).map(|v| v.lag_s).fold(0.0, f64::max);
             metrics::gauge!(m::LAG_SECONDS, "collection" => c.target.clone()).set(lag);
             let (done, expected) = progress.get(&c.target).copied().unwrap_or_default();
