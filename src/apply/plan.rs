@@ -60,6 +60,12 @@ pub fn cut(events: &[EventMeta], at_end: bool, limits: &BatchLimits) -> Cut {
     let Some(first) = events.first() else {
         return Cut::NeedMore;
     };
+    if first.kind == MetaKind::Skip {
+        // Records of collections the job does not move (a job over a whole database keeps
+        // every record of its channels): passed over together, one cursor move.
+        let n = events.iter().take_while(|e| e.kind == MetaKind::Skip).count();
+        return Cut::Take(n);
+    }
     if first.kind != MetaKind::Dml {
         return Cut::Take(1);
     }

@@ -287,8 +287,15 @@ fn cut_table() {
             Cut::Take(1),
         ),
         (
-            "skips go alone",
-            vec![meta(9, 2, MetaKind::Skip, 1), dml(3, 1)],
+            "skips go together, never with DML",
+            vec![meta(9, 2, MetaKind::Skip, 1), meta(8, 2, MetaKind::Skip, 1), dml(3, 1)],
+            false,
+            NO_LIMIT,
+            Cut::Take(2),
+        ),
+        (
+            "a skip before DDL",
+            vec![meta(9, 2, MetaKind::Skip, 1), meta(1, 2, MetaKind::Barrier, 0)],
             false,
             NO_LIMIT,
             Cut::Take(1),
