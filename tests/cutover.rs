@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -29,20 +29,10 @@ fn ferry(args: &[&str], cfg: &str) -> (bool, String, String) {
     (out.status.success(), stdout, stderr)
 }
 
-fn state(cfg: &str) -> serde_json::Value {
-    let (ok, out, err) = ferry(&["status", "--json"], cfg);
-    assert!(ok, "{err}");
-    serde_json::from_str::<serde_json::Value>(&out).unwrap()["jobs"][0].clone()
-}
+use stream::status as state;
 
 fn wait_state(cfg: &str, want: &str) {
-    let dir = Path::new(cfg).parent().unwrap();
-    stream::endpoints(dir);
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while state(cfg)["state"] != want {
-        assert!(Instant::now() < deadline, "job never reached {want}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    stream::wait_state(cfg, want, Duration::from_secs(180));
 }
 
 /// The cutover's JSON report (stdout of `ferry cutover --json`).

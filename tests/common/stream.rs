@@ -216,6 +216,33 @@ pub fn stop_and_assert_same(
     assert!(status.success(), "ferry run should exit 0 on SIGTERM ({status}); last 80 log lines:\n{tail}");
 }
 
+/// The job's status (`ferry status --json`, the daemon's generated control token).
+pub fn status(cfg: &str) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["status", "--json", "--config", cfg])
+        .env_remove("FERRY_CONTROL")
+        .env_remove("FERRY_CONTROL_TOKEN")
+        .output()
+        .expect("run ferry status");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "ferry status: {text}{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str::<serde_json::Value>(&text).unwrap_or_else(|e| panic!("{e}: {text}"))["jobs"][0].clone()
+}
+
+/// Polls [`status`] until the job is in state `want`; returns that status.
+pub fn wait_state(cfg: &str, want: &str, within: Duration) -> serde_json::Value {
+    endpoints(Path::new(cfg).parent().unwrap());
+    let deadline = Instant::now() + within;
+    loop {
+        let st = status(cfg);
+        if st["state"] == want {
+            return st;
+        }
+        assert!(Instant::now() < deadline, "job never reached {want}; status: {st:#}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// The addresses a running daemon of the job file in `dir` wrote (waits up to 60 s).
 pub fn endpoints(dir: &Path) -> ferry::daemon::Endpoints {
     let path = dir.join("state").join("daemon.json");
