@@ -334,21 +334,6 @@ async fn a_failed_job_resumes_in_the_same_process() {
     target.drop_collection(&dst).await.unwrap();
 }
 
-/// Runs openssl (the test machine's; no crate builds certificates here) and fails the test
-/// with its output when it fails.
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl (install it to run this test)");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A CA and a server certificate for 127.0.0.1 signed by it, in `dir`.
-fn make_certs(dir: &Path) {
-    openssl(dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=ferry test CA"]);
-    openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n").unwrap();
-    openssl(dir, &["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf"]);
-}
-
 /// With `[control] tls_cert`/`tls_key` the control API speaks TLS only: the CLI reaches it with
 /// the CA (`--control-ca`), a plaintext client and a client that does not trust the CA are
 /// refused, and every call still needs the token. Without `[control] token` the daemon's
@@ -362,7 +347,7 @@ async fn control_api_over_tls_with_a_generated_token() {
     let dst = common::unique("tls_dst");
     stream::make_source(&source, &src, 200).await;
     let dir = tempfile::tempdir().unwrap();
-    make_certs(dir.path());
+    common::make_certs(dir.path());
     let cfg = stream::job(dir.path(), &src, &dst);
     let d = dir.path().display();
     let text = std::fs::read_to_string(&cfg).unwrap().replace(

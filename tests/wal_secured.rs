@@ -1,9 +1,13 @@
-//! `[source.wal]` against a Kafka that requires SASL/SCRAM: a second tansu broker (the binary
-//! `scripts/testenv install` built) with `--authentication` and a SCRAM-SHA-512 user. The
-//! job file's security settings reach librdkafka: the right password reads the topic's
-//! positions, a wrong one and none are refused, and the password is in no error or Debug
-//! print. (tansu 0.6 accepted `--cert` but no TLS client reached it here; TLS to Kafka is
-//! configured the same way and not tested against a broker.)
+//! `[source.wal]` against a secured Kafka: tansu brokers (the binary `scripts/testenv install`
+//! built) with `--authentication` and a SCRAM-SHA-512 user, and behind TLS. The job file's
+//! security settings reach librdkafka: the right password reads the topic's positions, a
+//! wrong one and none are refused, and the password is in no error or Debug print.
+//!
+//! TLS: tansu 0.6 accepted `--cert` but no TLS client reached it here, so each TLS broker is
+//! a tansu advertising the address of a TLS terminator this test runs in front of it
+//! (rustls; optionally requiring client certificates). librdkafka then speaks TLS to every
+//! address the broker gives it: `SSL` with the CA, with a client certificate where one is
+//! required, and `SASL_SSL` with SCRAM.
 
 mod common;
 
@@ -37,11 +41,17 @@ struct Broker(Child);
 
 impl Broker {
     fn start(dir: &Path, port: u16, auth: bool) -> Self {
+        Self::advertising(dir, port, port, auth)
+    }
+
+    /// A broker listening on `port` that tells clients to reach it at `advertised`.
+    fn advertising(dir: &Path, port: u16, advertised: u16, auth: bool) -> Self {
         let url = format!("tcp://127.0.0.1:{port}");
+        let public = format!("tcp://127.0.0.1:{advertised}");
         let mut cmd = Command::new(tansu());
         cmd.current_dir(dir)
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "sqlite://auth.db"])
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &public, "--storage-engine", "sqlite://auth.db"])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if auth {
@@ -106,4 +116,90 @@ async fn sasl_scram_settings_reach_the_broker_and_secrets_stay_hidden() {
     assert!(!e.contains("not-the-password") && !e.contains(PASSWORD), "{e}");
     let none = reader(port, "");
     none.high_watermarks().await.expect_err("no authentication must be refused");
+}
+
+/// A TLS terminator on `port` forwarding to the plaintext broker on `upstream`; with
+/// `client_ca`, it requires a client certificate signed by it. Runs until the test ends.
+async fn tls_terminator(certs: &Path, port: u16, upstream: u16, client_ca: bool) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::sync::Arc;
+    ferry::install_tls_provider();
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(certs.join("server.pem")).unwrap().collect::<Result<_, _>>().unwrap();
+    let key = PrivateKeyDer::from_pem_file(certs.join("server.key")).unwrap();
+    let builder = rustls::ServerConfig::builder();
+    let cfg = if client_ca {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(certs.join("ca.pem")).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots)).build().unwrap();
+        builder.with_client_cert_verifier(verifier).with_single_cert(chain, key).unwrap()
+    } else {
+        builder.with_no_client_auth().with_single_cert(chain, key).unwrap()
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((sock, _)) = listener.accept().await else { return };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(sock).await else { return };
+                let Ok(mut up) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else { return };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+            });
+        }
+    });
+}
+
+/// A broker behind a TLS terminator: returns the TLS port (the one clients use).
+async fn tls_broker(dir: &Path, certs: &Path, auth_user: bool, client_ca: bool) -> (u16, Broker) {
+    let (plain, tls) = (free_port(), free_port());
+    let broker = format!("tcp://127.0.0.1:{plain}");
+    if auth_user {
+        let _open = Broker::advertising(dir, plain, tls, false);
+        tansu_cli(&["user", "create", "--broker", &broker, "--mechanism", "scram512", USER, PASSWORD]);
+        tansu_cli(&["topic", "create", TOPIC, "--partitions", "1", "--broker", &broker]);
+    }
+    let b = Broker::advertising(dir, plain, tls, auth_user);
+    if !auth_user {
+        tansu_cli(&["topic", "create", TOPIC, "--partitions", "1", "--broker", &broker]);
+    }
+    tls_terminator(certs, tls, plain, client_ca).await;
+    (tls, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_client_certificates_and_sasl_ssl_reach_the_broker() {
+    let certs = tempfile::tempdir().unwrap();
+    common::make_certs(certs.path());
+    let pem = |f: &str| certs.path().join(f).display().to_string();
+    let ssl = format!("security_protocol = \"SSL\"\nssl_ca_location = \"{}\"", pem("ca.pem"));
+
+    // SSL with the CA: reads; without it (system roots) or in plaintext: refused.
+    let d1 = tempfile::tempdir().unwrap();
+    let (port, _b1) = tls_broker(d1.path(), certs.path(), false, false).await;
+    let marks = reader(port, &ssl).high_watermarks().await.unwrap_or_else(|e| panic!("SSL with the CA: {e}"));
+    assert_eq!(marks.get(TOPIC), Some(&0), "{marks:?}");
+    reader(port, "security_protocol = \"SSL\"").high_watermarks().await.expect_err("a CA the client does not trust");
+    reader(port, "").high_watermarks().await.expect_err("plaintext to a TLS listener");
+
+    // A broker that requires client certificates: with one, reads; without, refused.
+    let d2 = tempfile::tempdir().unwrap();
+    let (port, _b2) = tls_broker(d2.path(), certs.path(), false, true).await;
+    let mtls = format!("{ssl}\nssl_certificate_location = \"{}\"\nssl_key_location = \"{}\"", pem("client.pem"), pem("client.key"));
+    reader(port, &mtls).high_watermarks().await.unwrap_or_else(|e| panic!("SSL with a client certificate: {e}"));
+    reader(port, &ssl).high_watermarks().await.expect_err("no client certificate where one is required");
+
+    // SASL_SSL with SCRAM-SHA-512.
+    let d3 = tempfile::tempdir().unwrap();
+    let (port, _b3) = tls_broker(d3.path(), certs.path(), true, false).await;
+    let sasl_ssl = |password: &str| {
+        format!("security_protocol = \"SASL_SSL\"\nssl_ca_location = \"{}\"\nsasl_mechanism = \"SCRAM-SHA-512\"\nsasl_username = \"{USER}\"\nsasl_password = \"{password}\"", pem("ca.pem"))
+    };
+    reader(port, &sasl_ssl(PASSWORD)).high_watermarks().await.unwrap_or_else(|e| panic!("SASL_SSL: {e}"));
+    let e = reader(port, &sasl_ssl("not-the-password")).high_watermarks().await.expect_err("a wrong password over TLS").to_string();
+    assert!(!e.contains("not-the-password"), "{e}");
 }

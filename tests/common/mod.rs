@@ -204,3 +204,28 @@ pub fn metric_sum(exposition: &str, metric: &str) -> f64 {
 pub fn metric_max(exposition: &str, metric: &str) -> Option<f64> {
     samples(exposition, metric).reduce(f64::max)
 }
+
+/// Runs openssl (the test machine's; no crate builds certificates here) and fails the test
+/// with its output when it fails.
+pub fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (install it to run this test)");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// In `dir`: a CA (`ca.pem`), a server certificate for 127.0.0.1 (`server.pem`,
+/// `server.key`) and a client certificate (`client.pem`, `client.key`), both signed by it.
+pub fn make_certs(dir: &std::path::Path) {
+    openssl(dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=ferry test CA"]);
+    for (name, cn, ext) in [
+        ("server", "127.0.0.1", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"),
+        ("client", "ferry-client", "extendedKeyUsage=clientAuth\n"),
+    ] {
+        openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &format!("{name}.key"), "-out", &format!("{name}.csr"), "-subj", &format!("/CN={cn}")]);
+        std::fs::write(dir.join(format!("{name}.cnf")), format!("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n{ext}")).unwrap();
+        openssl(dir, &["x509", "-req", "-in", &format!("{name}.csr"), "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", &format!("{name}.pem"), "-days", "2", "-extfile", &format!("{name}.cnf")]);
+    }
+}
