@@ -21,6 +21,22 @@ use common::data::{self, Shape};
 use common::stream::{self, status, wait_state};
 use ferry::milvus::{MilvusClient, PkValue};
 
+/// Inserts into a partition just created: Milvus 2.3.5's proxy can answer "partition not
+/// found" for a moment after CreatePartition returned (seen in a CI run), as an application
+/// would see it too; retried for up to 10 s.
+async fn insert_new(source: &MilvusClient, collection: &str, partition: &str, rows: &ferry::milvus::Rows) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match source.insert(collection, partition, rows).await {
+            Ok(_) => return,
+            Err(e) if e.to_string().contains("partition not found") && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("insert into {collection}/{partition}: {e}"),
+        }
+    }
+}
+
 fn ids(r: std::ops::Range<i64>) -> Vec<i64> {
     r.collect()
 }
@@ -79,9 +95,9 @@ async fn partition_drop_recreate_refill_and_keys_in_two_partitions_converge_unde
     for p in ["p1", "p2"] {
         source.create_partition(&src, p).await.unwrap();
     }
-    source.insert(&src, "p1", &data::rows(shape, &ids(1000..1100), 0)).await.unwrap();
+    insert_new(&source, &src, "p1", &data::rows(shape, &ids(1000..1100), 0)).await;
     // Keys already in _default: in two partitions before the job starts.
-    source.insert(&src, "p2", &data::rows(shape, &ids(0..50), 1)).await.unwrap();
+    insert_new(&source, &src, "p2", &data::rows(shape, &ids(0..50), 1)).await;
 
     let dir = tempfile::tempdir().unwrap();
     let cfg = stream::job(dir.path(), &src, &dst);
@@ -104,7 +120,7 @@ async fn partition_drop_recreate_refill_and_keys_in_two_partitions_converge_unde
         source.drop_partition(&src, "p1").await.unwrap();
         source.create_partition(&src, "p1").await.unwrap();
         // The refill: keys the dropped partition held, with other contents, and new ones.
-        source.insert(&src, "p1", &data::rows(shape, &ids(base..base + 20), round + 30)).await.unwrap();
+        insert_new(&source, &src, "p1", &data::rows(shape, &ids(base..base + 20), round + 30)).await;
         source.insert(&src, "p1", &data::rows(shape, &ids(base + 100..base + 130), round + 40)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -162,7 +178,7 @@ async fn a_crash_right_after_a_partition_drop_converges() {
     let dst = common::unique("ddl_crash_dst");
     stream::make_source(&source, &src, 300).await;
     source.create_partition(&src, "p1").await.unwrap();
-    source.insert(&src, "p1", &data::rows(shape, &ids(1000..1100), 0)).await.unwrap();
+    insert_new(&source, &src, "p1", &data::rows(shape, &ids(1000..1100), 0)).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = stream::job(dir.path(), &src, &dst);
     let daemon = stream::spawn_daemon(&cfg, dir.path(), "apply.after_ddl");
@@ -171,7 +187,7 @@ async fn a_crash_right_after_a_partition_drop_converges() {
     source.release_partition(&src, "p1").await.unwrap();
     source.drop_partition(&src, "p1").await.unwrap();
     source.create_partition(&src, "p1").await.unwrap();
-    source.insert(&src, "p1", &data::rows(shape, &ids(1000..1030), 2)).await.unwrap();
+    insert_new(&source, &src, "p1", &data::rows(shape, &ids(1000..1030), 2)).await;
     tokio::task::block_in_place(|| stream::expect_abort(daemon, "apply.after_ddl"));
     // Written while ferry is down.
     source.insert(&src, "p1", &data::rows(shape, &ids(1200..1220), 3)).await.unwrap();
@@ -307,7 +323,7 @@ async fn a_whole_database_job_follows_collections_created_while_it_runs() {
     // Created, filled at once, then written to like any collection.
     stream::make_source(&source, &new, 200).await;
     source.create_partition(&new, "p1").await.unwrap();
-    source.insert(&new, "p1", &data::rows(shape, &ids(0..30), 5)).await.unwrap();
+    insert_new(&source, &new, "p1", &data::rows(shape, &ids(0..30), 5)).await;
     let writer_new = tokio::spawn(stream::writer(source.clone(), new.clone(), 200, stop.clone(), false));
     // The same name in another database: not this job's.
     stream::make_source(&source_default, &new, 20).await;
