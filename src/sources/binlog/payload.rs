@@ -229,21 +229,7 @@ impl Column {
         ev: &DataEvent,
         budget: &mut u64,
     ) -> Result<(), BinlogError> {
-        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.decode_checked(file, ev, budget)
-        }));
-        caught.unwrap_or_else(|panic| {
-            let msg = panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("unknown failure");
-            Err(BinlogError::BadPayload {
-                file: file.to_string(),
-                offset: ev.payload_offset,
-                what: format!("the Parquet reader failed on a malformed payload: {msg}"),
-            })
-        })
+        catch_reader_panic(file, ev, || self.decode_checked(file, ev, budget))
     }
 
     fn decode_checked(
@@ -313,12 +299,14 @@ impl Column {
             offset: ev.payload_offset,
             field: &self.field,
         };
-        let builder = reader_builder(ev).map_err(|source| BinlogError::Parquet {
-            file: file.to_string(),
-            offset: ev.payload_offset,
-            source,
-        })?;
-        self.plan(&ctx, builder.metadata(), &ev.payload, budget)
+        catch_reader_panic(file, ev, || {
+            let builder = reader_builder(ev).map_err(|source| BinlogError::Parquet {
+                file: file.to_string(),
+                offset: ev.payload_offset,
+                source,
+            })?;
+            self.plan(&ctx, builder.metadata(), &ev.payload, budget)
+        })
     }
 
     fn plan(
@@ -591,6 +579,27 @@ fn check_footer(
         }
     }
     Ok(out)
+}
+
+/// Runs `f`, turning a panic of the Parquet reader into an error naming the payload.
+fn catch_reader_panic<T>(
+    file: &str,
+    ev: &DataEvent,
+    f: impl FnOnce() -> Result<T, BinlogError>,
+) -> Result<T, BinlogError> {
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    caught.unwrap_or_else(|panic| {
+        let msg = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("unknown failure");
+        Err(BinlogError::BadPayload {
+            file: file.to_string(),
+            offset: ev.payload_offset,
+            what: format!("the Parquet reader failed on a malformed payload: {msg}"),
+        })
+    })
 }
 
 /// Milvus's writer stores no Arrow schema; types come from the Parquet schema, and an
