@@ -201,13 +201,62 @@ fn samples() -> Vec<(FieldSchema, FieldData)> {
     );
     out.push((f, c));
     let scalars: [(i64, &str, DataType, Scalar); 7] = [
-        (105, "b", DataType::Bool, Scalar::BoolData(BoolArray { data: (0..64).map(|i| i % 3 == 0).collect() })),
-        (106, "i8", DataType::Int8, Scalar::IntData(IntArray { data: (0..64).map(|i| i % 5 - 2).collect() })),
-        (107, "i16", DataType::Int16, Scalar::IntData(IntArray { data: (0..64).map(|i| i * 300 - 9000).collect() })),
-        (108, "i32", DataType::Int32, Scalar::IntData(IntArray { data: (0..64).map(|i| i % 7).collect() })),
-        (109, "f", DataType::Float, Scalar::FloatData(FloatArray { data: (0..64).map(|i| (i % 3) as f32).collect() })),
-        (110, "d", DataType::Double, Scalar::DoubleData(DoubleArray { data: (0..64).map(|i| i as f64 / 3.0).collect() })),
-        (111, "str", DataType::String, Scalar::StringData(StringArray { data: (0..64).map(|i| "s".repeat(i % 9)).collect() })),
+        (
+            105,
+            "b",
+            DataType::Bool,
+            Scalar::BoolData(BoolArray {
+                data: (0..64).map(|i| i % 3 == 0).collect(),
+            }),
+        ),
+        (
+            106,
+            "i8",
+            DataType::Int8,
+            Scalar::IntData(IntArray {
+                data: (0..64).map(|i| i % 5 - 2).collect(),
+            }),
+        ),
+        (
+            107,
+            "i16",
+            DataType::Int16,
+            Scalar::IntData(IntArray {
+                data: (0..64).map(|i| i * 300 - 9000).collect(),
+            }),
+        ),
+        (
+            108,
+            "i32",
+            DataType::Int32,
+            Scalar::IntData(IntArray {
+                data: (0..64).map(|i| i % 7).collect(),
+            }),
+        ),
+        (
+            109,
+            "f",
+            DataType::Float,
+            Scalar::FloatData(FloatArray {
+                data: (0..64).map(|i| (i % 3) as f32).collect(),
+            }),
+        ),
+        (
+            110,
+            "d",
+            DataType::Double,
+            Scalar::DoubleData(DoubleArray {
+                data: (0..64).map(|i| i as f64 / 3.0).collect(),
+            }),
+        ),
+        (
+            111,
+            "str",
+            DataType::String,
+            Scalar::StringData(StringArray {
+                data: (0..64).map(|i| "s".repeat(i % 9)).collect(),
+            }),
+        ),
     ];
     for (id, name, t, data) in scalars {
         let f = field(id, name, t, None);
@@ -215,13 +264,37 @@ fn samples() -> Vec<(FieldSchema, FieldData)> {
         out.push((f, c));
     }
     let vectors: [(i64, &str, DataType, i64, Vector); 3] = [
-        (112, "bv", DataType::BinaryVector, 16, Vector::BinaryVector((0..128).map(|i| i as u8).collect())),
-        (113, "hv", DataType::Float16Vector, 2, Vector::Float16Vector((0..256).map(|i| (i % 4) as u8).collect())),
-        (114, "bf", DataType::BFloat16Vector, 2, Vector::Bfloat16Vector((0..256).map(|i| i as u8).collect())),
+        (
+            112,
+            "bv",
+            DataType::BinaryVector,
+            16,
+            Vector::BinaryVector((0..128).map(|i| i as u8).collect()),
+        ),
+        (
+            113,
+            "hv",
+            DataType::Float16Vector,
+            2,
+            Vector::Float16Vector((0..256).map(|i| (i % 4) as u8).collect()),
+        ),
+        (
+            114,
+            "bf",
+            DataType::BFloat16Vector,
+            2,
+            Vector::Bfloat16Vector((0..256).map(|i| i as u8).collect()),
+        ),
     ];
     for (id, name, t, dim, data) in vectors {
         let f = field(id, name, t, Some(dim));
-        let c = col(&f, Field::Vectors(VectorField { dim, data: Some(data) }));
+        let c = col(
+            &f,
+            Field::Vectors(VectorField {
+                dim,
+                data: Some(data),
+            }),
+        );
         out.push((f, c));
     }
     out
@@ -241,7 +314,11 @@ fn backup_files() -> (Vec<(String, Vec<u8>)>, Vec<usize>) {
         fields.push(f);
         cols.push(c);
     }
-    let schema = CollectionSchema { name: "c".into(), fields, ..Default::default() };
+    let schema = CollectionSchema {
+        name: "c".into(),
+        fields,
+        ..Default::default()
+    };
     let rows = Rows::new(cols).unwrap();
     let ts: Vec<u64> = (100..164).collect();
     let seg = write_segment(
@@ -284,13 +361,20 @@ fn backup_files() -> (Vec<(String, Vec<u8>)>, Vec<usize>) {
             if p.is_dir() {
                 stack.push(p);
             } else {
-                let rel = p.strip_prefix(dir.path()).unwrap().to_str().unwrap().to_string();
+                let rel = p
+                    .strip_prefix(dir.path())
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_string();
                 files.push((rel, std::fs::read(&p).unwrap()));
             }
         }
     }
     files.sort();
-    let logs = (0..files.len()).filter(|&i| files[i].0.contains("/binlogs/")).collect();
+    let logs = (0..files.len())
+        .filter(|&i| files[i].0.contains("/binlogs/"))
+        .collect();
     (files, logs)
 }
 
@@ -313,12 +397,20 @@ fn seeds_cover_every_type_and_dictionary_pages() {
         binlog::read_insert_log("seed", Bytes::from(b.clone()), f, &limits()).unwrap();
         let log = binlog::parse("seed", Bytes::from(b)).unwrap();
         let r = SerializedFileReader::new(log.events[0].payload.clone()).unwrap();
-        if r.metadata().row_group(0).column(0).dictionary_page_offset().is_some() {
+        if r.metadata()
+            .row_group(0)
+            .column(0)
+            .dictionary_page_offset()
+            .is_some()
+        {
             dictionary.push(f.name.clone());
         }
     }
     for name in ["s", "pk", "i32"] {
-        assert!(dictionary.iter().any(|n| n == name), "{name} has no dictionary page: {dictionary:?}");
+        assert!(
+            dictionary.iter().any(|n| n == name),
+            "{name} has no dictionary page: {dictionary:?}"
+        );
     }
     let (files, logs) = backup_files();
     assert!(logs.len() > SAMPLES, "{}", logs.len());
@@ -329,10 +421,14 @@ fn seeds_cover_every_type_and_dictionary_pages() {
     block_on(async {
         use object_store::ObjectStoreExt;
         for (path, b) in files {
-            mem.put(&object_store::path::Path::from(path), b.into()).await.unwrap();
+            mem.put(&object_store::path::Path::from(path), b.into())
+                .await
+                .unwrap();
         }
         let root = ferry::sources::Store::from_object_store(mem.clone(), "", "fuzz");
-        let src = ferry::sources::BackupSource::open_store(root, Some("bk")).await.unwrap();
+        let src = ferry::sources::BackupSource::open_store(root, Some("bk"))
+            .await
+            .unwrap();
         let src = src.with_budget(budget.clone());
         let coll = src.collections()[0].clone();
         let seg = coll.segments().next().unwrap();

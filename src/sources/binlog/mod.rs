@@ -128,7 +128,11 @@ pub enum BinlogError {
         "{file}: decoding may need {need} bytes, more than the whole decode budget of \
          {budget} bytes (copy.decode_budget_bytes)"
     )]
-    OverBudget { file: String, need: u64, budget: u64 },
+    OverBudget {
+        file: String,
+        need: u64,
+        budget: u64,
+    },
     #[error("{file}: byte {offset}: delete record {row}: {what}")]
     BadDelete {
         file: String,

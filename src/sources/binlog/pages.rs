@@ -226,11 +226,12 @@ mod tests {
     fn sums_pages_and_refuses_oversized_claims() {
         let mut chunk = page(100, 5);
         chunk.extend(page(50, 0));
-        assert_eq!(declared(&chunk, 1 << 20).map(|d| (d.total, d.max_page)), Ok((150, 100)));
+        assert_eq!(
+            declared(&chunk, 1 << 20).map(|d| (d.total, d.max_page)),
+            Ok((150, 100))
+        );
         let huge = page(1 << 30, 3);
-        assert!(declared(&huge, 1 << 20)
-            .unwrap_err()
-            .contains("more than"));
+        assert!(declared(&huge, 1 << 20).unwrap_err().contains("more than"));
         assert_eq!(declared(&huge, 1 << 31).map(|d| d.total), Ok(1 << 30));
         assert!(declared(&page(-1, 0), 10).is_err());
         let cut = page(10, 8);

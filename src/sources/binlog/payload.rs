@@ -96,10 +96,14 @@ impl Values {
             Values::Float(_) => (Physical::FLOAT, 4),
             Values::Double(_) => (Physical::DOUBLE, 8),
             Values::Str(_) | Values::Json(_) | Values::Array(_) => (Physical::BYTE_ARRAY, 0),
-            Values::FloatVector(_) => (Physical::FIXED_LEN_BYTE_ARRAY, vector_bytes(ctx, 4, 1)? as u64),
-            Values::ByteVector(_, num, den) => {
-                (Physical::FIXED_LEN_BYTE_ARRAY, vector_bytes(ctx, *num, *den)? as u64)
-            }
+            Values::FloatVector(_) => (
+                Physical::FIXED_LEN_BYTE_ARRAY,
+                vector_bytes(ctx, 4, 1)? as u64,
+            ),
+            Values::ByteVector(_, num, den) => (
+                Physical::FIXED_LEN_BYTE_ARRAY,
+                vector_bytes(ctx, *num, *den)? as u64,
+            ),
         })
     }
 
@@ -261,7 +265,8 @@ impl Column {
         // The batch is sized from what is left once the kept values and the reader's own
         // buffers are accounted for, so even values that all repeat the largest dictionary
         // entry stay within the budget; the columns are sized once, not grown by doubling.
-        let batch = ((*budget - plan.kept - plan.internal) / (2 * plan.row_bound)).clamp(1, BATCH_ROWS as u64);
+        let batch = ((*budget - plan.kept - plan.internal) / (2 * plan.row_bound))
+            .clamp(1, BATCH_ROWS as u64);
         self.values.reserve(plan.rows as usize, plan.width);
         let reader = builder
             .with_batch_size(batch as usize)
@@ -293,7 +298,12 @@ impl Column {
 
     /// What decoding `ev` needs, from its footer and page headers, checked before any value
     /// is decoded: the column's physical type and width against the field, and the chunks.
-    pub(super) fn estimate(&self, file: &str, ev: &DataEvent, budget: u64) -> Result<Plan, BinlogError> {
+    pub(super) fn estimate(
+        &self,
+        file: &str,
+        ev: &DataEvent,
+        budget: u64,
+    ) -> Result<Plan, BinlogError> {
         let ctx = Ctx {
             file,
             offset: ev.payload_offset,
@@ -618,12 +628,15 @@ fn vector_bytes(ctx: &Ctx<'_>, num: i64, den: i64) -> Result<i64, BinlogError> {
     let bytes = dim
         .checked_mul(num)
         .filter(|_| dim > 0 && dim <= i64::from(i32::MAX));
-    bytes.filter(|b| b % den == 0).map(|b| b / den).ok_or_else(|| {
-        ctx.bad(format!(
-            "vector field {:?} has no usable dim type parameter (got {dim})",
-            ctx.field.name
-        ))
-    })
+    bytes
+        .filter(|b| b % den == 0)
+        .map(|b| b / den)
+        .ok_or_else(|| {
+            ctx.bad(format!(
+                "vector field {:?} has no usable dim type parameter (got {dim})",
+                ctx.field.name
+            ))
+        })
 }
 
 /// Checks a vector column's byte width against the field's dim: `width = dim * num / den`.

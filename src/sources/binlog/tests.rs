@@ -300,7 +300,10 @@ fn bad_inputs_name_file_offset_and_problem() {
 
     // A vector width that does not match the schema's dim.
     let wide = field(110, "fv", DataType::FloatVector, Some(3));
-    check(read(&wide, good.clone()), "FloatVector (parquet FIXED_LEN_BYTE_ARRAY(12))");
+    check(
+        read(&wide, good.clone()),
+        "FloatVector (parquet FIXED_LEN_BYTE_ARRAY(12))",
+    );
 
     // next_position pointing backwards.
     let mut b = good.clone();
@@ -363,7 +366,10 @@ fn dictionary_expansion_is_refused_before_decoding() {
         max_decoded_bytes: 16 << 20,
     };
     let e = read_insert_log("t", Bytes::from(b.clone()), &f, &limits).unwrap_err();
-    assert!(e.to_string().contains("more than the whole decode budget"), "{e}");
+    assert!(
+        e.to_string().contains("more than the whole decode budget"),
+        "{e}"
+    );
     // Within a budget that holds it, it reads back.
     let limits = ReadLimits {
         max_decoded_bytes: 1 << 30,
