@@ -1,37 +1,85 @@
-//! Fuzzes the file-source parsers (binlogs, delta logs, Milvus 1.x files) with arbitrary
-//! bytes and with mutations and truncations of valid files, under an allocator that records
-//! the largest single allocation: the parsers must neither panic nor size an allocation from
-//! a corrupt length field.
+//! Fuzzes the file-source parsers (binlogs, delta logs, whole backup segments, Milvus 1.x
+//! files) with arbitrary bytes and with mutations and truncations of valid files (written by
+//! the testdata writers, which `sources_real_binlogs` checks against what Milvus 2.3.5
+//! writes, so mutations reach past the magic and header checks), under an allocator that
+//! records the largest single allocation and, per thread, the live bytes and their peak:
+//! the parsers must neither panic, nor size an allocation from a corrupt length field, nor
+//! hold more memory than the decode budget they are given allows (dictionary and
+//! run-length pages included).
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
 
 use bytes::Bytes;
+use ferry::milvus::{PkValue, Rows};
 use ferry::proto::common::KeyValuePair;
 use ferry::proto::schema::{
     field_data::Field, scalar_field::Data as Scalar, vector_field::Data as Vector, ArrayArray,
-    DataType, FieldData, FieldSchema, FloatArray, JsonArray, LongArray, ScalarField, StringArray,
-    VectorField,
+    BoolArray, CollectionSchema, DataType, DoubleArray, FieldData, FieldSchema, FloatArray,
+    IntArray, JsonArray, LongArray, ScalarField, StringArray, VectorField,
 };
-use ferry::sources::binlog::{self, testdata, ReadLimits};
+use ferry::sources::backup::meta::{
+    BackupInfo, CollectionBackupInfo, PartitionBackupInfo, SchemaJson,
+};
+use ferry::sources::backup::testdata::{write_meta, write_segment, SegmentSpec};
+use ferry::sources::binlog::{self, testdata, DecodeBudget, ReadLimits};
 use ferry::sources::v1x;
 use proptest::prelude::*;
 
 struct Tracking;
 
-static LARGEST: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    /// The largest single allocation this thread made (tests run on several threads, and
+    /// the dictionary bombs build large inputs on theirs).
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
+    /// Bytes this thread has allocated and not freed, and their peak since [`reset_peak`].
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+    static PEAK: Cell<isize> = const { Cell::new(0) };
+}
+
+fn largest(size: usize) {
+    let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
+}
+
+fn track(delta: isize) {
+    let _ = LIVE.try_with(|l| {
+        let now = l.get() + delta;
+        l.set(now);
+        let _ = PEAK.try_with(|p| p.set(p.get().max(now)));
+    });
+}
 
 unsafe impl GlobalAlloc for Tracking {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
+        largest(layout.size());
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            track(layout.size() as isize);
+        }
+        p
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        largest(layout.size());
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            track(layout.size() as isize);
+        }
+        p
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        track(-(layout.size() as isize));
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LARGEST.fetch_max(new_size, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
+        largest(new_size);
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            // Counted as the new block arriving before the old one leaves (a moving realloc
+            // holds both for a moment).
+            track(new_size as isize);
+            track(-(layout.size() as isize));
+        }
+        p
     }
 }
 
@@ -41,10 +89,34 @@ static ALLOC: Tracking = Tracking;
 /// Inputs here are at most a few KiB; anything past this came from a length field.
 const MAX_ALLOCATION: usize = 64 << 20;
 
+/// What the parsers here may decode one file to (and a segment read may reserve).
+const DECODE_LIMIT: u64 = 16 << 20;
+
+/// The most a case may hold over its baseline: the decode limit, plus room for the inputs
+/// (a few KiB, or a small backup folder) and the reader's own fixed costs.
+const MEMORY_BOUND: isize = DECODE_LIMIT as isize + (8 << 20);
+
 fn limits() -> ReadLimits {
     ReadLimits {
-        max_decoded_bytes: 16 << 20,
+        max_decoded_bytes: DECODE_LIMIT,
     }
+}
+
+/// Starts a case: the peak becomes this thread's live bytes now, returned as the baseline.
+fn reset_peak() -> isize {
+    let live = LIVE.with(Cell::get);
+    PEAK.with(|p| p.set(live));
+    live
+}
+
+fn check_memory(baseline: isize) -> Result<(), TestCaseError> {
+    let over = PEAK.with(Cell::get) - baseline;
+    prop_assert!(
+        over < MEMORY_BOUND,
+        "the case held {over} bytes over its baseline, more than {MEMORY_BOUND} \
+         (decode limit {DECODE_LIMIT})"
+    );
+    Ok(())
 }
 
 fn field(id: i64, name: &str, t: DataType, dim: Option<i64>) -> FieldSchema {
@@ -84,10 +156,11 @@ fn samples() -> Vec<(FieldSchema, FieldData)> {
     );
     out.push((f, c));
     let f = field(101, "s", DataType::VarChar, None);
+    // Repeated values: the writer dictionary-encodes them (see `seeds_have_dictionary_pages`).
     let c = col(
         &f,
         s(Scalar::StringData(StringArray {
-            data: (0..64).map(|i| format!("value-{i}")).collect(),
+            data: (0..64).map(|i| format!("value-{}", i % 4)).collect(),
         })),
     );
     out.push((f, c));
@@ -127,7 +200,182 @@ fn samples() -> Vec<(FieldSchema, FieldData)> {
         }),
     );
     out.push((f, c));
+    let scalars: [(i64, &str, DataType, Scalar); 7] = [
+        (
+            105,
+            "b",
+            DataType::Bool,
+            Scalar::BoolData(BoolArray {
+                data: (0..64).map(|i| i % 3 == 0).collect(),
+            }),
+        ),
+        (
+            106,
+            "i8",
+            DataType::Int8,
+            Scalar::IntData(IntArray {
+                data: (0..64).map(|i| i % 5 - 2).collect(),
+            }),
+        ),
+        (
+            107,
+            "i16",
+            DataType::Int16,
+            Scalar::IntData(IntArray {
+                data: (0..64).map(|i| i * 300 - 9000).collect(),
+            }),
+        ),
+        (
+            108,
+            "i32",
+            DataType::Int32,
+            Scalar::IntData(IntArray {
+                data: (0..64).map(|i| i % 7).collect(),
+            }),
+        ),
+        (
+            109,
+            "f",
+            DataType::Float,
+            Scalar::FloatData(FloatArray {
+                data: (0..64).map(|i| (i % 3) as f32).collect(),
+            }),
+        ),
+        (
+            110,
+            "d",
+            DataType::Double,
+            Scalar::DoubleData(DoubleArray {
+                data: (0..64).map(|i| i as f64 / 3.0).collect(),
+            }),
+        ),
+        (
+            111,
+            "str",
+            DataType::String,
+            Scalar::StringData(StringArray {
+                data: (0..64).map(|i| "s".repeat(i % 9)).collect(),
+            }),
+        ),
+    ];
+    for (id, name, t, data) in scalars {
+        let f = field(id, name, t, None);
+        let c = col(&f, s(data));
+        out.push((f, c));
+    }
+    let vectors: [(i64, &str, DataType, i64, Vector); 3] = [
+        (
+            112,
+            "bv",
+            DataType::BinaryVector,
+            16,
+            Vector::BinaryVector((0..128).map(|i| i as u8).collect()),
+        ),
+        (
+            113,
+            "hv",
+            DataType::Float16Vector,
+            2,
+            Vector::Float16Vector((0..256).map(|i| (i % 4) as u8).collect()),
+        ),
+        (
+            114,
+            "bf",
+            DataType::BFloat16Vector,
+            2,
+            Vector::Bfloat16Vector((0..256).map(|i| i as u8).collect()),
+        ),
+    ];
+    for (id, name, t, dim, data) in vectors {
+        let f = field(id, name, t, Some(dim));
+        let c = col(
+            &f,
+            Field::Vectors(VectorField {
+                dim,
+                data: Some(data),
+            }),
+        );
+        out.push((f, c));
+    }
     out
+}
+
+/// Number of [`samples`]: every type the binlog reader supports.
+const SAMPLES: usize = 15;
+
+/// A backup folder (one collection of every sample type, one segment with deletes, written
+/// by the backup testdata writers) as (path, bytes) pairs, and the binlog paths among them.
+fn backup_files() -> (Vec<(String, Vec<u8>)>, Vec<usize>) {
+    let dir = tempfile::tempdir().unwrap();
+    let bk = dir.path().join("bk");
+    let (mut fields, mut cols) = (Vec::new(), Vec::new());
+    for (mut f, c) in samples() {
+        f.is_primary_key = f.name == "pk";
+        fields.push(f);
+        cols.push(c);
+    }
+    let schema = CollectionSchema {
+        name: "c".into(),
+        fields,
+        ..Default::default()
+    };
+    let rows = Rows::new(cols).unwrap();
+    let ts: Vec<u64> = (100..164).collect();
+    let seg = write_segment(
+        &bk,
+        &SegmentSpec {
+            collection_id: 7,
+            partition_id: 8,
+            group: Some(1),
+            segment_id: 9001,
+            schema: &schema,
+            rows: &rows,
+            timestamps: &ts,
+            deletes: &[(PkValue::Int(3), 500)],
+        },
+    )
+    .unwrap();
+    let info = BackupInfo {
+        name: "bk".into(),
+        collection_backups: vec![CollectionBackupInfo {
+            collection_id: 7,
+            collection_name: "c".into(),
+            schema: Some(SchemaJson::from_proto(&schema)),
+            partition_backups: vec![PartitionBackupInfo {
+                partition_id: 8,
+                partition_name: "_default".into(),
+                collection_id: 7,
+                segment_backups: vec![seg],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    write_meta(&bk, &info, true).unwrap();
+    let mut files = Vec::new();
+    let mut stack = vec![dir.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p
+                    .strip_prefix(dir.path())
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_string();
+                files.push((rel, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    files.sort();
+    let logs = (0..files.len())
+        .filter(|&i| files[i].0.contains("/binlogs/"))
+        .collect();
+    (files, logs)
 }
 
 /// Cases per property; `FERRY_FUZZ_CASES` raises it for a longer run.
@@ -138,8 +386,62 @@ fn fuzz_cases() -> u32 {
         .unwrap_or(3000)
 }
 
+#[test]
+fn seeds_cover_every_type_and_dictionary_pages() {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let samples = samples();
+    assert_eq!(samples.len(), SAMPLES);
+    let mut dictionary = Vec::new();
+    for (f, c) in &samples {
+        let b = testdata::insert_log(f, c, Default::default(), (1, 2)).unwrap();
+        binlog::read_insert_log("seed", Bytes::from(b.clone()), f, &limits()).unwrap();
+        let log = binlog::parse("seed", Bytes::from(b)).unwrap();
+        let r = SerializedFileReader::new(log.events[0].payload.clone()).unwrap();
+        if r.metadata()
+            .row_group(0)
+            .column(0)
+            .dictionary_page_offset()
+            .is_some()
+        {
+            dictionary.push(f.name.clone());
+        }
+    }
+    for name in ["s", "pk", "i32"] {
+        assert!(
+            dictionary.iter().any(|n| n == name),
+            "{name} has no dictionary page: {dictionary:?}"
+        );
+    }
+    let (files, logs) = backup_files();
+    assert!(logs.len() > SAMPLES, "{}", logs.len());
+    assert!(files.iter().any(|(p, _)| p.contains("delta_log")));
+    // Unmutated, the backup reads back whole, holding part of the budget until dropped.
+    let mem = std::sync::Arc::new(object_store::memory::InMemory::new());
+    let budget = DecodeBudget::new(DECODE_LIMIT);
+    block_on(async {
+        use object_store::ObjectStoreExt;
+        for (path, b) in files {
+            mem.put(&object_store::path::Path::from(path), b.into())
+                .await
+                .unwrap();
+        }
+        let root = ferry::sources::Store::from_object_store(mem.clone(), "", "fuzz");
+        let src = ferry::sources::BackupSource::open_store(root, Some("bk"))
+            .await
+            .unwrap();
+        let src = src.with_budget(budget.clone());
+        let coll = src.collections()[0].clone();
+        let seg = coll.segments().next().unwrap();
+        let (data, held) = src.read_segment_held(&coll, seg).await.unwrap();
+        assert_eq!(data.rows.len(), 64);
+        assert!(held.bytes() > 0 && budget.available() < budget.total());
+        drop(held);
+        assert_eq!(budget.available(), budget.total());
+    });
+}
+
 fn check_allocations() -> Result<(), TestCaseError> {
-    let largest = LARGEST.load(Ordering::Relaxed);
+    let largest = LARGEST.with(Cell::get);
     prop_assert!(
         largest < MAX_ALLOCATION,
         "an allocation of {largest} bytes was made while parsing a small input"
@@ -158,11 +460,41 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 }
 
 proptest! {
+    // Each bomb writes its (large) uncompressed column first: fewer cases.
+    #![proptest_config(ProptestConfig { cases: fuzz_cases() / 15, ..ProptestConfig::default() })]
+
+    /// Dictionary bombs: one long entry repeated by every row (a few bytes of run-length
+    /// indices), then mutated; whatever they claim, decoding stays within the limit.
+    #[test]
+    fn dictionary_bombs(
+        entry in 1usize..(64 << 10),
+        rows in 1usize..800,
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
+    ) {
+        let f = field(101, "s", DataType::VarChar, None);
+        let big = "x".repeat(entry);
+        let a = arrow_array::StringArray::from(vec![big.as_str(); rows]);
+        let p = testdata::parquet_payload(std::sync::Arc::new(a)).unwrap();
+        let mut b = testdata::binlog(1, DataType::VarChar as i32, 101, Default::default(), (1, 1), &[p]);
+        for (i, v) in edits {
+            let i = i.index(b.len());
+            b[i] = v;
+        }
+        let base = reset_peak();
+        let r = binlog::read_insert_log("fuzz", Bytes::from(b), &f, &limits());
+        check_memory(base)?;
+        if (entry * rows) as u64 > DECODE_LIMIT {
+            prop_assert!(r.is_err(), "{} bytes decoded within a {DECODE_LIMIT}-byte limit", entry * rows);
+        }
+    }
+}
+
+proptest! {
     #![proptest_config(ProptestConfig { cases: fuzz_cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn binlog_mutations_and_truncations(
-        which in 0usize..5,
+        which in 0usize..SAMPLES,
         edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6),
         cut in any::<prop::sample::Index>(),
         truncate in any::<bool>(),
@@ -176,8 +508,53 @@ proptest! {
         if truncate {
             b.truncate(cut.index(b.len()));
         }
+        let base = reset_peak();
         let _ = binlog::read_insert_log("fuzz", Bytes::from(b.clone()), &f, &limits());
         let _ = binlog::read_delta_log("fuzz", Bytes::from(b), &limits());
+        check_memory(base)?;
+        check_allocations()?;
+    }
+
+    /// Whole segments through `BackupSource`: a backup of every type with one binlog (insert,
+    /// timestamp or delta log) changed or cut, read under a shared decode budget.
+    #[test]
+    fn backup_segment_with_one_mutated_binlog(
+        which in any::<prop::sample::Index>(),
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..5),
+        cut in proptest::option::of(any::<prop::sample::Index>()),
+    ) {
+        thread_local! {
+            static FILES: (Vec<(String, Vec<u8>)>, Vec<usize>) = backup_files();
+        }
+        let mut files = FILES.with(|f| f.0.clone());
+        let target = FILES.with(|f| f.1[which.index(f.1.len())]);
+        let b = &mut files[target].1;
+        for (i, v) in edits {
+            let i = i.index(b.len());
+            b[i] = v;
+        }
+        if let Some(c) = cut {
+            b.truncate(c.index(b.len()));
+        }
+        let mem = std::sync::Arc::new(object_store::memory::InMemory::new());
+        let budget = DecodeBudget::new(DECODE_LIMIT);
+        let base = reset_peak();
+        block_on(async {
+            use object_store::ObjectStoreExt;
+            for (path, b) in files {
+                mem.put(&object_store::path::Path::from(path), b.into()).await.unwrap();
+            }
+            let root = ferry::sources::Store::from_object_store(mem.clone(), "", "fuzz");
+            let src = ferry::sources::BackupSource::open_store(root, Some("bk")).await.unwrap();
+            let src = src.with_budget(budget.clone());
+            let coll = src.collections()[0].clone();
+            for seg in coll.segments() {
+                let _ = src.read_segment_held(&coll, seg).await;
+            }
+            let _ = src.collection_deletes(&coll).await;
+        });
+        check_memory(base)?;
+        prop_assert_eq!(budget.available(), budget.total(), "a reservation outlived its rows");
         check_allocations()?;
     }
 
@@ -198,7 +575,7 @@ proptest! {
     }
 
     #[test]
-    fn arbitrary_bytes(which in 0usize..5, bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+    fn arbitrary_bytes(which in 0usize..SAMPLES, bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
         let (f, _) = samples().swap_remove(which);
         let _ = binlog::read_insert_log("fuzz", Bytes::from(bytes.clone()), &f, &limits());
         let _ = binlog::read_delta_log("fuzz", Bytes::from(bytes.clone()), &limits());

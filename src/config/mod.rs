@@ -407,6 +407,10 @@ pub struct CopyConfig {
     /// Int64 primary-key ranges each partition is split into for parallel reads.
     #[serde(default = "default_key_splits")]
     pub key_splits: u32,
+    /// Bytes of decoded binlog data that imports and binlog reads (`import-backup`,
+    /// `[source.storage]`) may hold at once, over all segments read in parallel.
+    #[serde(default = "default_decode_budget_bytes")]
+    pub decode_budget_bytes: u64,
 }
 
 impl Default for CopyConfig {
@@ -416,6 +420,7 @@ impl Default for CopyConfig {
             page_rows: default_page_rows(),
             batch_bytes: default_batch_bytes(),
             key_splits: default_key_splits(),
+            decode_budget_bytes: default_decode_budget_bytes(),
         }
     }
 }
@@ -465,6 +470,9 @@ fn default_parallelism() -> usize {
 }
 fn default_page_rows() -> u64 {
     4000
+}
+fn default_decode_budget_bytes() -> u64 {
+    crate::sources::binlog::DEFAULT_DECODE_BUDGET
 }
 fn default_batch_bytes() -> usize {
     8 << 20
@@ -608,6 +616,9 @@ impl JobConfig {
         }
         if cfg.copy.page_rows == 0 || cfg.copy.page_rows > crate::milvus::MAX_QUERY_ROWS {
             return Err(invalid("copy.page_rows", format!("must be 1..={}", crate::milvus::MAX_QUERY_ROWS)));
+        }
+        if cfg.copy.decode_budget_bytes < 1 << 20 {
+            return Err(invalid("copy.decode_budget_bytes", "must be at least 1 MiB".into()));
         }
         if cfg.copy.batch_bytes < 1024 || cfg.copy.batch_bytes > 60 << 20 {
             return Err(invalid("copy.batch_bytes", "must be 1 KiB..=60 MiB (Milvus caps a request at 64 MiB)".into()));

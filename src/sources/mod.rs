@@ -35,6 +35,6 @@ pub mod store;
 pub mod v1x;
 
 pub use backup::{BackupCollection, BackupError, BackupSource, SegmentData};
-pub use binlog::{BinlogError, Deletes, ReadLimits};
+pub use binlog::{BinlogError, DecodeBudget, Deletes, ReadLimits};
 pub use store::{Store, StoreError};
 pub use v1x::{V1xError, V1xSource};

@@ -28,7 +28,10 @@
 //! segment with [`SegmentData::apply_deletes`].
 //!
 //! A segment is held in memory whole while it is read; Milvus seals segments at about
-//! 512 MB, and [`ReadLimits`] caps what one file may decode to.
+//! 512 MB. Before decoding, a segment reserves what its files' page headers say they can
+//! decode to from the source's [`DecodeBudget`] (shared by the segments read in parallel;
+//! see [`BackupSource::with_budget`]), waiting while others hold it, and
+//! [`BackupSource::read_segment_held`] hands the reservation on with the rows.
 
 pub mod layout;
 pub mod meta;
@@ -39,7 +42,7 @@ use bytes::Bytes;
 use crate::milvus::data::append_column;
 use crate::milvus::Rows;
 use crate::proto::schema::{CollectionSchema, FieldData, FieldSchema};
-use crate::sources::binlog::{self, BinlogError, Deletes, ReadLimits};
+use crate::sources::binlog::{self, BinlogError, DecodeBudget, Deletes, ReadLimits, Reservation};
 use crate::sources::store::{Store, StoreError};
 use meta::{BackupInfo, CollectionBackupInfo, Level, SegmentBackupInfo};
 
@@ -301,6 +304,8 @@ pub struct BackupSource {
     info: BackupInfo,
     collections: Vec<BackupCollection>,
     limits: ReadLimits,
+    /// Shared by every clone: what all segments being read may decode to together.
+    budget: DecodeBudget,
     /// Read as of this timestamp: rows inserted and deletes made after it are left out.
     as_of: Option<u64>,
 }
@@ -380,14 +385,32 @@ impl BackupSource {
             info,
             collections,
             limits: ReadLimits::default(),
+            budget: DecodeBudget::default(),
             as_of,
         })
     }
 
-    /// Replaces the decode limits.
-    pub fn with_limits(mut self, limits: ReadLimits) -> Self {
-        self.limits = limits;
+    /// Replaces the decode budget (and with it the per-file limit: all of it).
+    pub fn with_budget(mut self, budget: DecodeBudget) -> Self {
+        self.limits = budget.limits();
+        self.budget = budget;
         self
+    }
+
+    pub fn budget(&self) -> &DecodeBudget {
+        &self.budget
+    }
+
+    /// Reserves `need` bytes of the budget for `what`, waiting while others hold it.
+    async fn reserve(&self, need: u64, what: String) -> Result<Reservation, BackupError> {
+        self.budget.reserve(need).await.ok_or_else(|| {
+            BinlogError::OverBudget {
+                file: what,
+                need,
+                budget: self.budget.total(),
+            }
+            .into()
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -427,6 +450,18 @@ impl BackupSource {
         coll: &BackupCollection,
         seg: &BackupSegment,
     ) -> Result<SegmentData, BackupError> {
+        Ok(self.read_segment_held(coll, seg).await?.0)
+    }
+
+    /// As [`BackupSource::read_segment`], with the part of the decode budget the rows hold:
+    /// keep it until the rows are dropped or handed on. All the segment's insert logs are
+    /// fetched and their page headers checked first, then the budget they need is reserved
+    /// at once (so segments read in parallel never hold part of it while waiting for more).
+    pub async fn read_segment_held(
+        &self,
+        coll: &BackupCollection,
+        seg: &BackupSegment,
+    ) -> Result<(SegmentData, Reservation), BackupError> {
         let files = self.segment_files(coll, seg).await?;
         let seg_err = |what: String| BackupError::Segment {
             collection: coll.name.clone(),
@@ -435,10 +470,11 @@ impl BackupSource {
         };
         let deletes = self.read_delta_files(&files, &seg_err).await?;
         if files.fields.is_empty() {
-            return Ok(SegmentData {
+            let data = SegmentData {
                 deletes,
                 ..Default::default()
-            });
+            };
+            return Ok((data, Reservation::default()));
         }
         let dir = self.store.display(&layout::insert_dir(
             seg.collection_id,
@@ -446,40 +482,51 @@ impl BackupSource {
             files.group,
             seg.segment_id,
         ));
-        let mut columns = Vec::with_capacity(coll.schema.fields.len() + 1);
-        for field in coll.row_fields() {
-            let logs =
-                files
-                    .fields
-                    .get(&field.field_id)
-                    .ok_or_else(|| BackupError::MissingFieldLog {
-                        collection: coll.name.clone(),
-                        segment: seg.segment_id,
-                        field: field.name.clone(),
-                        field_id: field.field_id,
-                        dir: dir.clone(),
-                    })?;
-            let mut column = FieldData::default();
+        let missing = |name: &str, field_id: i64| BackupError::MissingFieldLog {
+            collection: coll.name.clone(),
+            segment: seg.segment_id,
+            field: name.to_string(),
+            field_id,
+            dir: dir.clone(),
+        };
+        let ts_field = binlog::timestamp_field();
+        let mut fields = coll.row_fields().collect::<Vec<_>>();
+        fields.push(&ts_field);
+        let mut fetched = Vec::with_capacity(fields.len());
+        let mut need = 0u64;
+        for field in &fields {
+            let logs = files
+                .fields
+                .get(&field.field_id)
+                .ok_or_else(|| missing(&field.name, field.field_id))?;
+            let mut parts = Vec::with_capacity(logs.len());
             for log in logs {
                 let (label, bytes) = self.fetch(&log.path).await?;
+                need = need.saturating_add(binlog::insert_log_reservation(
+                    &label,
+                    bytes.clone(),
+                    field,
+                    &self.limits,
+                )?);
+                parts.push((label, bytes));
+            }
+            fetched.push(parts);
+        }
+        let held = self
+            .reserve(need, format!("{dir} (segment {})", seg.segment_id))
+            .await?;
+        let ts_parts = fetched.pop().unwrap_or_default();
+        let mut columns = Vec::with_capacity(fields.len());
+        for (field, parts) in fields.iter().zip(fetched) {
+            let mut column = FieldData::default();
+            for (label, bytes) in parts {
                 let part = binlog::read_insert_log(&label, bytes, field, &self.limits)?;
                 append_column(&mut column, &part).map_err(|e| seg_err(e.to_string()))?;
             }
             columns.push(column);
         }
-        let ts_logs = files
-            .fields
-            .get(&binlog::TIMESTAMP_FIELD_ID)
-            .ok_or_else(|| BackupError::MissingFieldLog {
-                collection: coll.name.clone(),
-                segment: seg.segment_id,
-                field: "Timestamp".into(),
-                field_id: binlog::TIMESTAMP_FIELD_ID,
-                dir: dir.clone(),
-            })?;
         let mut timestamps = Vec::new();
-        for log in ts_logs {
-            let (label, bytes) = self.fetch(&log.path).await?;
+        for (label, bytes) in ts_parts {
             timestamps.extend(binlog::read_timestamps(&label, bytes, &self.limits)?);
         }
         let rows = Rows::new(columns).map_err(|e| seg_err(e.to_string()))?;
@@ -504,7 +551,7 @@ impl BackupSource {
                 (data.rows, data.timestamps) = select_rows(&data.rows, &data.timestamps, &keep);
             }
         }
-        Ok(data)
+        Ok((data, held))
     }
 
     async fn read_delta_files(
@@ -515,7 +562,10 @@ impl BackupSource {
         let mut deletes = Deletes::default();
         for log in &files.deltas {
             let (label, bytes) = self.fetch(&log.path).await?;
+            let need = binlog::delta_log_reservation(&label, bytes.clone(), &self.limits)?;
+            let held = self.reserve(need, label.clone()).await?;
             let mut d = binlog::read_delta_log(&label, bytes, &self.limits)?;
+            drop(held);
             if let Some(as_of) = self.as_of {
                 d.retain_up_to(as_of);
             }

@@ -91,19 +91,20 @@ impl Deletes {
     }
 }
 
-/// Reads a delta log. `label` names the file in errors.
-pub fn read_delta_log(
-    label: &str,
-    data: Bytes,
-    limits: &ReadLimits,
-) -> Result<Deletes, BinlogError> {
-    let log = parse(label, data)?;
-    super::require_events(&log)?;
-    let string_field = FieldSchema {
+/// The pseudo-field delete records are read as.
+fn delete_field() -> FieldSchema {
+    FieldSchema {
         name: "delete records".into(),
         data_type: DataType::String as i32,
         ..Default::default()
-    };
+    }
+}
+
+/// Parses a delta log and checks its descriptor and event types.
+fn open_delta_log(label: &str, data: Bytes) -> Result<super::Binlog, BinlogError> {
+    let log = parse(label, data)?;
+    super::require_events(&log)?;
+    let string_field = delete_field();
     if !same_type(log.descriptor.payload_type, string_field.data_type) {
         return Err(BinlogError::TypeMismatch {
             file: label.to_string(),
@@ -114,8 +115,6 @@ pub fn read_delta_log(
             want: "String".into(),
         });
     }
-    let mut out = Deletes::default();
-    let mut budget = limits.max_decoded_bytes;
     for ev in &log.events {
         if ev.type_code != DELETE_EVENT {
             return Err(BinlogError::BadEvent {
@@ -124,6 +123,33 @@ pub fn read_delta_log(
                 what: format!("event type {} in a delta log", ev.type_code),
             });
         }
+    }
+    Ok(log)
+}
+
+/// Bytes reading the delta log `data` may take (see [`super::DecodeBudget`]).
+pub fn delta_log_reservation(
+    label: &str,
+    data: Bytes,
+    limits: &ReadLimits,
+) -> Result<u64, BinlogError> {
+    super::reservation_of(&open_delta_log(label, data)?, &delete_field(), limits)
+}
+
+/// Reads a delta log. `label` names the file in errors.
+pub fn read_delta_log(
+    label: &str,
+    data: Bytes,
+    limits: &ReadLimits,
+) -> Result<Deletes, BinlogError> {
+    let log = open_delta_log(label, data)?;
+    let string_field = delete_field();
+    let limits = &ReadLimits {
+        max_decoded_bytes: super::reservation_of(&log, &string_field, limits)?,
+    };
+    let mut out = Deletes::default();
+    let mut budget = limits.max_decoded_bytes;
+    for ev in &log.events {
         let mut column = Column::new(label, &string_field)?;
         column.decode(label, ev, &mut budget)?;
         let records = match column.finish().field {

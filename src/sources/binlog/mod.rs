@@ -26,9 +26,12 @@
 //! - Input is untrusted. Every length read from the file is checked against the bytes that
 //!   are actually there before it is used, so a corrupt file fails with an error naming the
 //!   file, the byte offset and the problem; nothing is allocated from a length field.
-//! - Payload slices share the input buffer ([`Bytes`]); decoding is bounded by
-//!   [`ReadLimits`] (decoded bytes per file), which also caps what a small Parquet payload
-//!   can expand to.
+//! - Payload slices share the input buffer ([`Bytes`]). Before a payload is decoded, its
+//!   column's physical type and width are checked against the field, and what it can
+//!   decode to is bounded from its page headers (a dictionary page lets a few bytes of
+//!   indices repeat long values); that bound must fit [`ReadLimits`] (per file), batches
+//!   are sized from what is left, and readers that hold decoded rows reserve it first from
+//!   a process-wide [`DecodeBudget`].
 //! - The descriptor's payload type must match the schema field the caller expects, and a
 //!   Parquet column whose Arrow type cannot hold that Milvus type is rejected, never coerced.
 //! - Payloads are decoded by the `parquet` crate, which is trusted less than the framing:
@@ -46,7 +49,7 @@ use bytes::Bytes;
 
 use crate::proto::schema::{DataType, FieldData, FieldSchema};
 
-pub use delta::{read_delta_log, surviving_rows, Deletes};
+pub use delta::{delta_log_reservation, read_delta_log, surviving_rows, Deletes};
 
 /// First four bytes of every binlog.
 pub const MAGIC: i32 = 0xfffabc;
@@ -121,6 +124,15 @@ pub enum BinlogError {
         offset: usize,
         what: String,
     },
+    #[error(
+        "{file}: decoding may need {need} bytes, more than the whole decode budget of \
+         {budget} bytes (copy.decode_budget_bytes)"
+    )]
+    OverBudget {
+        file: String,
+        need: u64,
+        budget: u64,
+    },
     #[error("{file}: byte {offset}: delete record {row}: {what}")]
     BadDelete {
         file: String,
@@ -140,16 +152,93 @@ impl BinlogError {
 /// Bounds on what decoding one binlog may produce.
 #[derive(Debug, Clone, Copy)]
 pub struct ReadLimits {
-    /// Most bytes of decoded values one binlog file may yield (Parquet can expand a few
-    /// compressed bytes into gigabytes; a real Milvus segment is well under this).
+    /// Most bytes one binlog file may decode to, kept values and the reader's buffers
+    /// together (Parquet can expand a few compressed bytes into gigabytes). Decoding checks
+    /// the page headers against it first and sizes its batches from what is left.
     pub max_decoded_bytes: u64,
 }
+
+/// Default decode budget: well under the 4 GiB the shipped deployment allows the process.
+pub const DEFAULT_DECODE_BUDGET: u64 = 1 << 30;
 
 impl Default for ReadLimits {
     fn default() -> Self {
         ReadLimits {
-            max_decoded_bytes: 4 << 30,
+            max_decoded_bytes: DEFAULT_DECODE_BUDGET,
         }
+    }
+}
+
+/// Bytes of decoded binlog data the whole process may hold at once, shared by every reader
+/// that clones it (the segments an import reads in parallel). A reader reserves what a
+/// segment's page headers say it can decode to before decoding it, and waits while others
+/// hold the budget; the [`Reservation`] returns it when dropped.
+#[derive(Debug, Clone)]
+pub struct DecodeBudget {
+    total: u64,
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+/// Budget accounting unit (a permit), so a u32 permit count covers terabytes.
+const BUDGET_UNIT: u64 = 1024;
+
+impl DecodeBudget {
+    /// A budget of `total` bytes (rounded down to whole KiB, at least 1 KiB).
+    pub fn new(total: u64) -> DecodeBudget {
+        let units = (total / BUDGET_UNIT).clamp(1, u64::from(u32::MAX));
+        DecodeBudget {
+            total: units * BUDGET_UNIT,
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(units as usize)),
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Bytes not reserved now.
+    pub fn available(&self) -> u64 {
+        self.permits.available_permits() as u64 * BUDGET_UNIT
+    }
+
+    /// The per-file limits this budget implies: no file may need more than all of it.
+    pub fn limits(&self) -> ReadLimits {
+        ReadLimits {
+            max_decoded_bytes: self.total,
+        }
+    }
+
+    /// Reserves `bytes`, waiting until that much is free; `None` when `bytes` exceeds the
+    /// whole budget (it could never be granted).
+    pub async fn reserve(&self, bytes: u64) -> Option<Reservation> {
+        if bytes > self.total {
+            return None;
+        }
+        let units = bytes.div_ceil(BUDGET_UNIT) as u32;
+        let permit = self.permits.clone().acquire_many_owned(units).await.ok()?;
+        Some(Reservation {
+            bytes,
+            _permit: Some(permit),
+        })
+    }
+}
+
+impl Default for DecodeBudget {
+    fn default() -> Self {
+        DecodeBudget::new(DEFAULT_DECODE_BUDGET)
+    }
+}
+
+/// Part of a [`DecodeBudget`], held while the rows decoded under it are alive.
+#[derive(Debug, Default)]
+pub struct Reservation {
+    bytes: u64,
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Reservation {
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 }
 
@@ -432,14 +521,9 @@ pub(crate) fn type_name(t: i32) -> String {
         .unwrap_or_else(|_| format!("unknown type {t}"))
 }
 
-/// Reads an insert log of `field` into one column, checking the descriptor against the
-/// field (same field id and type) and every value against the field's type and dim.
-pub fn read_insert_log(
-    label: &str,
-    data: Bytes,
-    field: &FieldSchema,
-    limits: &ReadLimits,
-) -> Result<FieldData, BinlogError> {
+/// Parses an insert log of `field`, checking the descriptor against the field (same field
+/// id and type) and that it holds insert events.
+fn open_insert_log(label: &str, data: Bytes, field: &FieldSchema) -> Result<Binlog, BinlogError> {
     let log = parse(label, data)?;
     let d = &log.descriptor;
     if d.field_id != field.field_id {
@@ -463,8 +547,6 @@ pub fn read_insert_log(
         });
     }
     require_events(&log)?;
-    let mut column = payload::Column::new(label, field)?;
-    let mut budget = limits.max_decoded_bytes;
     for ev in &log.events {
         if ev.type_code != INSERT_EVENT {
             return Err(BinlogError::BadEvent {
@@ -473,6 +555,61 @@ pub fn read_insert_log(
                 what: format!("event type {} in an insert log", ev.type_code),
             });
         }
+    }
+    Ok(log)
+}
+
+/// Bytes decoding `log` as `field` may take, from its footers and page headers (each
+/// event's kept values, plus the largest event's reader buffers and batch); an error when
+/// a column's type or width does not fit the field, or the total exceeds `limits`.
+fn reservation_of(
+    log: &Binlog,
+    field: &FieldSchema,
+    limits: &ReadLimits,
+) -> Result<u64, BinlogError> {
+    let column = payload::Column::new(&log.label, field)?;
+    let (mut kept, mut extra) = (0u64, 0u64);
+    for ev in &log.events {
+        let plan = column.estimate(&log.label, ev, limits.max_decoded_bytes)?;
+        kept = kept.saturating_add(plan.kept);
+        extra = extra.max(plan.reservation() - plan.kept);
+    }
+    let need = kept.saturating_add(extra);
+    if need > limits.max_decoded_bytes {
+        return Err(BinlogError::OverBudget {
+            file: log.label.clone(),
+            need,
+            budget: limits.max_decoded_bytes,
+        });
+    }
+    Ok(need)
+}
+
+/// Bytes reading the insert log `data` of `field` may take (see [`DecodeBudget`]); checks
+/// the framing, the descriptor and each payload's column type and width, decoding nothing.
+pub fn insert_log_reservation(
+    label: &str,
+    data: Bytes,
+    field: &FieldSchema,
+    limits: &ReadLimits,
+) -> Result<u64, BinlogError> {
+    reservation_of(&open_insert_log(label, data, field)?, field, limits)
+}
+
+/// Reads an insert log of `field` into one column, checking the descriptor against the
+/// field (same field id and type), each payload's column against the field's type and
+/// width before decoding it, and every value against the field's type and dim. Decoding
+/// stays within `limits`.
+pub fn read_insert_log(
+    label: &str,
+    data: Bytes,
+    field: &FieldSchema,
+    limits: &ReadLimits,
+) -> Result<FieldData, BinlogError> {
+    let log = open_insert_log(label, data, field)?;
+    let mut budget = reservation_of(&log, field, limits)?;
+    let mut column = payload::Column::new(label, field)?;
+    for ev in &log.events {
         column.decode(label, ev, &mut budget)?;
     }
     Ok(column.finish())

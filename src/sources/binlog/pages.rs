@@ -4,7 +4,9 @@
 //! `uncompressed_page_size` (an i32) before it decompresses anything, so one corrupt header
 //! can make it reserve up to 2 GiB. This walk reads just the headers (Thrift compact
 //! protocol, `PageHeader` fields 2 and 3) and refuses a chunk whose pages declare more
-//! uncompressed bytes than the decode budget allows, before the crate sees it.
+//! uncompressed bytes than the decode budget allows, before the crate sees it. It also
+//! notes the largest page and the dictionary's size, from which the reader bounds what the
+//! chunk can decode to (a dictionary page lets a few bytes of indices repeat long values).
 
 /// Why a walk stopped.
 pub(super) type WalkError = String;
@@ -127,13 +129,25 @@ impl Thrift<'_> {
     }
 }
 
-/// Sums the uncompressed sizes the page headers of a column chunk declare, failing as soon
-/// as they exceed `budget`. `chunk` is the chunk's bytes.
-pub(super) fn declared_uncompressed(chunk: &[u8], budget: u64) -> Result<u64, WalkError> {
+/// What a column chunk's page headers declare.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(super) struct Declared {
+    /// Uncompressed bytes of all pages.
+    pub total: u64,
+    /// The largest page's uncompressed bytes: no single value can be longer.
+    pub max_page: u64,
+    /// Uncompressed bytes and entry count of the dictionary pages.
+    pub dict_bytes: u64,
+    pub dict_values: u64,
+}
+
+/// Walks the page headers of a column chunk, failing as soon as the uncompressed sizes they
+/// declare exceed `budget`. `chunk` is the chunk's bytes.
+pub(super) fn declared(chunk: &[u8], budget: u64) -> Result<Declared, WalkError> {
     let mut r = Thrift { buf: chunk, pos: 0 };
-    let mut total = 0u64;
+    let mut d = Declared::default();
     while r.pos < chunk.len() {
-        let (mut uncompressed, mut compressed) = (None, None);
+        let (mut uncompressed, mut compressed, mut dict) = (None, None, None);
         r.skip_struct(0, |r, id, t| match (id, t) {
             (2, 5) => {
                 uncompressed = Some(r.zigzag()?);
@@ -143,23 +157,40 @@ pub(super) fn declared_uncompressed(chunk: &[u8], budget: u64) -> Result<u64, Wa
                 compressed = Some(r.zigzag()?);
                 Ok(true)
             }
+            // dictionary_page_header { 1: i32 num_values, ... }
+            (7, 12) => {
+                r.skip_struct(1, |r, id, t| match (id, t) {
+                    (1, 5) => {
+                        dict = Some(r.zigzag()?);
+                        Ok(true)
+                    }
+                    _ => Ok(false),
+                })?;
+                Ok(true)
+            }
             _ => Ok(false),
         })?;
         let (Some(u), Some(c)) = (uncompressed, compressed) else {
             return Err("page header lacks its sizes".into());
         };
-        if u < 0 || c < 0 {
+        if u < 0 || c < 0 || dict.is_some_and(|n| n < 0) {
             return Err(format!("page header declares sizes {u} and {c}"));
         }
-        total = total.saturating_add(u as u64);
-        if total > budget {
+        d.total = d.total.saturating_add(u as u64);
+        d.max_page = d.max_page.max(u as u64);
+        if let Some(n) = dict {
+            d.dict_bytes = d.dict_bytes.saturating_add(u as u64);
+            d.dict_values = d.dict_values.saturating_add(n as u64);
+        }
+        if d.total > budget {
             return Err(format!(
-                "pages declare {total} uncompressed bytes, more than the {budget} allowed"
+                "pages declare {} uncompressed bytes, more than the {budget} allowed",
+                d.total
             ));
         }
         r.skip_bytes(c as u64)?;
     }
-    Ok(total)
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -195,18 +226,19 @@ mod tests {
     fn sums_pages_and_refuses_oversized_claims() {
         let mut chunk = page(100, 5);
         chunk.extend(page(50, 0));
-        assert_eq!(declared_uncompressed(&chunk, 1 << 20), Ok(150));
+        assert_eq!(
+            declared(&chunk, 1 << 20).map(|d| (d.total, d.max_page)),
+            Ok((150, 100))
+        );
         let huge = page(1 << 30, 3);
-        assert!(declared_uncompressed(&huge, 1 << 20)
-            .unwrap_err()
-            .contains("more than"));
-        assert_eq!(declared_uncompressed(&huge, 1 << 31), Ok(1 << 30));
-        assert!(declared_uncompressed(&page(-1, 0), 10).is_err());
+        assert!(declared(&huge, 1 << 20).unwrap_err().contains("more than"));
+        assert_eq!(declared(&huge, 1 << 31).map(|d| d.total), Ok(1 << 30));
+        assert!(declared(&page(-1, 0), 10).is_err());
         let cut = page(10, 8);
-        assert!(declared_uncompressed(&cut[..cut.len() - 1], 100).is_err());
+        assert!(declared(&cut[..cut.len() - 1], 100).is_err());
         // A list claiming 2^60 boolean elements ends at the chunk's end instead of spinning.
         let mut spin = vec![0x19, 0xf1];
         varint(1 << 60, &mut spin);
-        assert!(declared_uncompressed(&spin, 100).is_err());
+        assert!(declared(&spin, 100).is_err());
     }
 }

@@ -14,6 +14,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type};
 use arrow_array::{Array, ArrayRef};
 use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::basic::Type as Physical;
 use parquet::file::metadata::ParquetMetaData;
 use prost::Message;
 
@@ -46,6 +47,111 @@ enum Values {
     FloatVector(Vec<f32>),
     /// Binary, Float16 and BFloat16 vectors: raw bytes, `dim * num / den` bytes a row.
     ByteVector(Vec<u8>, i64, i64),
+}
+
+/// What decoding one payload needs, from its footer and page headers.
+pub(super) struct Plan {
+    /// Rows the footer declares.
+    pub rows: u64,
+    /// Bytes the decoded rows are kept in (an upper bound for plain pages, the dictionary's
+    /// mean entry length for dictionary pages).
+    pub kept: u64,
+    /// The reader's own buffers: decompressed pages and the decoded dictionary.
+    pub internal: u64,
+    /// Most bytes one row of a decoded batch can take.
+    pub row_bound: u64,
+    /// Bytes of one fixed-width value (0 for variable-length ones).
+    width: u64,
+}
+
+impl Plan {
+    /// Bytes to set aside for decoding a payload: its kept values, the reader's buffers, and
+    /// room for a batch as large as the kept values (at least one row).
+    pub(super) fn reservation(&self) -> u64 {
+        let batch = self
+            .kept
+            .min(self.row_bound.saturating_mul(2 * BATCH_ROWS as u64))
+            .max(2 * self.row_bound);
+        self.kept
+            .saturating_add(self.internal)
+            .saturating_add(batch)
+    }
+}
+
+/// Bytes a decoded `String`/`Vec<u8>` row holds besides its value.
+const ROW_OVERHEAD: u64 = std::mem::size_of::<Vec<u8>>() as u64;
+/// An Array row: the `ScalarField` and its vector; values decode from varints of at least
+/// one byte to at most 8 bytes each.
+const ARRAY_ROW_OVERHEAD: u64 = 64;
+const ARRAY_EXPANSION: u64 = 8;
+
+impl Values {
+    /// The Parquet physical type the field's values are stored as, and their width (bytes
+    /// of one value; for fixed_len_byte_array, the exact length the field's dim requires).
+    fn physical(&self, ctx: &Ctx<'_>) -> Result<(Physical, u64), BinlogError> {
+        Ok(match self {
+            Values::Bool(_) => (Physical::BOOLEAN, 1),
+            Values::Int(..) => (Physical::INT32, 4),
+            Values::Long(_) => (Physical::INT64, 8),
+            Values::Float(_) => (Physical::FLOAT, 4),
+            Values::Double(_) => (Physical::DOUBLE, 8),
+            Values::Str(_) | Values::Json(_) | Values::Array(_) => (Physical::BYTE_ARRAY, 0),
+            Values::FloatVector(_) => (
+                Physical::FIXED_LEN_BYTE_ARRAY,
+                vector_bytes(ctx, 4, 1)? as u64,
+            ),
+            Values::ByteVector(_, num, den) => (
+                Physical::FIXED_LEN_BYTE_ARRAY,
+                vector_bytes(ctx, *num, *den)? as u64,
+            ),
+        })
+    }
+
+    /// Variable-length values: bytes per row besides the value, and the value's expansion.
+    fn byte_costs(&self) -> (u64, u64) {
+        match self {
+            Values::Array(_) => (ARRAY_ROW_OVERHEAD, ARRAY_EXPANSION),
+            _ => (ROW_OVERHEAD, 1),
+        }
+    }
+
+    /// Sets aside room for `rows` more rows of `width` bytes (fixed-width values).
+    fn reserve(&mut self, rows: usize, width: u64) {
+        match self {
+            Values::Bool(v) => v.reserve_exact(rows),
+            Values::Int(v, ..) => v.reserve_exact(rows),
+            Values::Long(v) => v.reserve_exact(rows),
+            Values::Float(v) => v.reserve_exact(rows),
+            Values::Double(v) => v.reserve_exact(rows),
+            Values::Str(v) => v.reserve_exact(rows),
+            Values::Json(v) => v.reserve_exact(rows),
+            Values::Array(v) => v.reserve_exact(rows),
+            Values::FloatVector(v) => v.reserve_exact(rows.saturating_mul(width as usize / 4)),
+            Values::ByteVector(v, ..) => v.reserve_exact(rows.saturating_mul(width as usize)),
+        }
+    }
+
+    /// Bytes the rows of `col` take once kept, as [`Plan::kept`] counts them.
+    fn cost(&self, col: &ArrayRef) -> u64 {
+        let rows = col.len() as u64;
+        let (per_row, factor) = self.byte_costs();
+        match self {
+            Values::Str(_) | Values::Json(_) | Values::Array(_) => {
+                let mut bytes = 0u64;
+                let _ = for_each_bytes(col, |_, b| {
+                    bytes += b.len() as u64;
+                    Ok(())
+                });
+                rows * per_row + bytes * factor
+            }
+            Values::Bool(_) => rows,
+            Values::Int(..) | Values::Float(_) => rows * 4,
+            Values::Long(_) | Values::Double(_) => rows * 8,
+            Values::FloatVector(_) | Values::ByteVector(..) => col
+                .as_fixed_size_binary_opt()
+                .map_or(0, |a| rows * a.value_length().max(0) as u64),
+        }
+    }
 }
 
 /// What the decoder needs to name a problem: the file, the event payload's offset.
@@ -127,21 +233,7 @@ impl Column {
         ev: &DataEvent,
         budget: &mut u64,
     ) -> Result<(), BinlogError> {
-        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.decode_checked(file, ev, budget)
-        }));
-        caught.unwrap_or_else(|panic| {
-            let msg = panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("unknown failure");
-            Err(BinlogError::BadPayload {
-                file: file.to_string(),
-                offset: ev.payload_offset,
-                what: format!("the Parquet reader failed on a malformed payload: {msg}"),
-            })
-        })
+        catch_reader_panic(file, ev, || self.decode_checked(file, ev, budget))
     }
 
     fn decode_checked(
@@ -161,22 +253,29 @@ impl Column {
             offset: ev.payload_offset,
             source,
         };
-        // Milvus's writer stores no Arrow schema; types come from the Parquet schema, and an
-        // embedded (untrusted) IPC schema is never parsed.
-        let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
-        let builder =
-            ParquetRecordBatchReaderBuilder::try_new_with_options(ev.payload.clone(), options)
-                .map_err(pq)?;
-        check_footer(&ctx, builder.metadata(), &ev.payload, *budget)?;
-        let columns = builder.schema().fields().len();
-        if columns != 1 {
-            return Err(ctx.bad(format!("Parquet payload has {columns} columns, want 1")));
+        let builder = reader_builder(ev).map_err(pq)?;
+        let plan = self.plan(&ctx, builder.metadata(), &ev.payload, *budget)?;
+        let need = plan.kept + plan.internal + 2 * plan.row_bound;
+        if need > *budget {
+            return Err(ctx.bad(format!(
+                "{} rows may decode to {need} bytes, more than the {} left for this file",
+                plan.rows, *budget
+            )));
         }
-        let reader = builder.with_batch_size(BATCH_ROWS).build().map_err(pq)?;
+        // The batch is sized from what is left once the kept values and the reader's own
+        // buffers are accounted for, so even values that all repeat the largest dictionary
+        // entry stay within the budget; the columns are sized once, not grown by doubling.
+        let batch = ((*budget - plan.kept - plan.internal) / (2 * plan.row_bound))
+            .clamp(1, BATCH_ROWS as u64);
+        self.values.reserve(plan.rows as usize, plan.width);
+        let reader = builder
+            .with_batch_size(batch as usize)
+            .build()
+            .map_err(pq)?;
         for batch in reader {
             let batch = batch.map_err(|e| pq(e.into()))?;
             let col = batch.column(0);
-            let cost = col.get_array_memory_size() as u64;
+            let cost = self.values.cost(col);
             if cost > *budget {
                 return Err(ctx.bad(format!(
                     "decoded values exceed the limit for one binlog file ({} bytes left)",
@@ -195,6 +294,95 @@ impl Column {
             self.rows += col.len();
         }
         Ok(())
+    }
+
+    /// What decoding `ev` needs, from its footer and page headers, checked before any value
+    /// is decoded: the column's physical type and width against the field, and the chunks.
+    pub(super) fn estimate(
+        &self,
+        file: &str,
+        ev: &DataEvent,
+        budget: u64,
+    ) -> Result<Plan, BinlogError> {
+        let ctx = Ctx {
+            file,
+            offset: ev.payload_offset,
+            field: &self.field,
+        };
+        catch_reader_panic(file, ev, || {
+            let builder = reader_builder(ev).map_err(|source| BinlogError::Parquet {
+                file: file.to_string(),
+                offset: ev.payload_offset,
+                source,
+            })?;
+            self.plan(&ctx, builder.metadata(), &ev.payload, budget)
+        })
+    }
+
+    fn plan(
+        &self,
+        ctx: &Ctx<'_>,
+        meta: &ParquetMetaData,
+        payload: &[u8],
+        budget: u64,
+    ) -> Result<Plan, BinlogError> {
+        let schema = meta.file_metadata().schema_descr();
+        let columns = schema.num_columns();
+        if columns != 1 {
+            return Err(ctx.bad(format!("Parquet payload has {columns} columns, want 1")));
+        }
+        let c = schema.column(0);
+        let (want, width) = self.values.physical(ctx)?;
+        let got = c.physical_type();
+        let got_width = (got == Physical::FIXED_LEN_BYTE_ARRAY).then(|| c.type_length() as u64);
+        if got != want || (want == Physical::FIXED_LEN_BYTE_ARRAY && got_width != Some(width)) {
+            let show = |t: Physical, w: Option<u64>| match w {
+                Some(w) => format!("{t}({w})"),
+                None => t.to_string(),
+            };
+            let want_width = (want == Physical::FIXED_LEN_BYTE_ARRAY).then_some(width);
+            return Err(BinlogError::TypeMismatch {
+                file: ctx.file.to_string(),
+                offset: ctx.offset,
+                field: ctx.field.name.clone(),
+                field_id: ctx.field.field_id,
+                got: format!("parquet {}", show(got, got_width)),
+                want: format!(
+                    "{} (parquet {})",
+                    type_name(ctx.field.data_type),
+                    show(want, want_width)
+                ),
+            });
+        }
+        let d = check_footer(ctx, meta, payload, budget)?;
+        let rows = d.rows;
+        let (kept, row_bound) = if want == Physical::BYTE_ARRAY {
+            // Plain pages hold each value once; dictionary pages let every row repeat an
+            // entry, taken at the dictionary's mean entry length.
+            let mean = d.dict_bytes.div_ceil(d.dict_values.max(1));
+            let values = (d.total - d.dict_bytes).saturating_add(rows.saturating_mul(mean));
+            let (per_row, factor) = self.values.byte_costs();
+            (
+                rows.saturating_mul(per_row)
+                    .saturating_add(values.saturating_mul(factor)),
+                d.max_page.saturating_add(8),
+            )
+        } else {
+            (rows.saturating_mul(width), width.max(1).saturating_add(8))
+        };
+        let internal = d
+            .max_page
+            .saturating_mul(2)
+            .saturating_add(d.dict_bytes)
+            .saturating_add(d.dict_values.saturating_mul(8))
+            .saturating_add(64 << 10);
+        Ok(Plan {
+            rows,
+            kept,
+            internal,
+            row_bound,
+            width,
+        })
     }
 
     fn push(&mut self, ctx: &Ctx<'_>, col: &ArrayRef) -> Result<(), BinlogError> {
@@ -347,6 +535,16 @@ impl Column {
     }
 }
 
+/// What a payload's footer and page headers declare, summed over its column chunks.
+#[derive(Default)]
+struct Footer {
+    rows: u64,
+    total: u64,
+    max_page: u64,
+    dict_bytes: u64,
+    dict_values: u64,
+}
+
 /// Checks the footer's row counts and column chunk ranges: chunks must lie inside the
 /// payload, and their declared uncompressed sizes, in the footer and in every page header,
 /// within the decode budget.
@@ -355,12 +553,14 @@ fn check_footer(
     meta: &ParquetMetaData,
     payload: &[u8],
     budget: u64,
-) -> Result<(), BinlogError> {
+) -> Result<Footer, BinlogError> {
     let payload_len = payload.len() as u64;
+    let mut out = Footer::default();
     for (g, rg) in meta.row_groups().iter().enumerate() {
         if rg.num_rows() < 0 {
             return Err(ctx.bad(format!("row group {g} has {} rows", rg.num_rows())));
         }
+        out.rows = out.rows.saturating_add(rg.num_rows() as u64);
         for c in rg.columns() {
             let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset());
             let (len, raw) = (c.compressed_size(), c.uncompressed_size());
@@ -380,11 +580,63 @@ fn check_footer(
             }
             // Both ends were checked against the payload above.
             let chunk = &payload[start as usize..(start + len) as usize];
-            pages::declared_uncompressed(chunk, budget)
+            let d = pages::declared(chunk, budget.saturating_sub(out.total))
                 .map_err(|e| ctx.bad(format!("row group {g}: {e}")))?;
+            out.total = out.total.saturating_add(d.total);
+            out.max_page = out.max_page.max(d.max_page);
+            out.dict_bytes = out.dict_bytes.saturating_add(d.dict_bytes);
+            out.dict_values = out.dict_values.saturating_add(d.dict_values);
         }
     }
-    Ok(())
+    Ok(out)
+}
+
+/// Runs `f`, turning a panic of the Parquet reader into an error naming the payload.
+fn catch_reader_panic<T>(
+    file: &str,
+    ev: &DataEvent,
+    f: impl FnOnce() -> Result<T, BinlogError>,
+) -> Result<T, BinlogError> {
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    caught.unwrap_or_else(|panic| {
+        let msg = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("unknown failure");
+        Err(BinlogError::BadPayload {
+            file: file.to_string(),
+            offset: ev.payload_offset,
+            what: format!("the Parquet reader failed on a malformed payload: {msg}"),
+        })
+    })
+}
+
+/// Milvus's writer stores no Arrow schema; types come from the Parquet schema, and an
+/// embedded (untrusted) IPC schema is never parsed.
+fn reader_builder(
+    ev: &DataEvent,
+) -> Result<ParquetRecordBatchReaderBuilder<bytes::Bytes>, parquet::errors::ParquetError> {
+    let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
+    ParquetRecordBatchReaderBuilder::try_new_with_options(ev.payload.clone(), options)
+}
+
+/// The bytes a vector field's rows take: `dim * num / den`.
+fn vector_bytes(ctx: &Ctx<'_>, num: i64, den: i64) -> Result<i64, BinlogError> {
+    let dim = field_dim(ctx.field).unwrap_or(0);
+    // The dim comes from an untrusted schema: keep the arithmetic from overflowing.
+    let bytes = dim
+        .checked_mul(num)
+        .filter(|_| dim > 0 && dim <= i64::from(i32::MAX));
+    bytes
+        .filter(|b| b % den == 0)
+        .map(|b| b / den)
+        .ok_or_else(|| {
+            ctx.bad(format!(
+                "vector field {:?} has no usable dim type parameter (got {dim})",
+                ctx.field.name
+            ))
+        })
 }
 
 /// Checks a vector column's byte width against the field's dim: `width = dim * num / den`.
@@ -395,18 +647,9 @@ fn vector_width(
     den: i64,
     dt: &arrow_schema::DataType,
 ) -> Result<(), BinlogError> {
-    let dim = field_dim(ctx.field).unwrap_or(0);
-    // The dim comes from an untrusted schema: keep the arithmetic from overflowing.
-    let bytes = dim
-        .checked_mul(num)
-        .filter(|_| dim > 0 && dim <= i64::from(i32::MAX));
-    let Some(want) = bytes.filter(|b| b % den == 0).map(|b| b / den) else {
-        return Err(ctx.bad(format!(
-            "vector field {:?} has no usable dim type parameter (got {dim})",
-            ctx.field.name
-        )));
-    };
+    let want = vector_bytes(ctx, num, den)?;
     if width as i64 != want {
+        let dim = field_dim(ctx.field).unwrap_or(0);
         return Err(ctx.mismatch(dt, &format!("fixed_size_binary({want}) for dim {dim}")));
     }
     Ok(())

@@ -272,7 +272,19 @@ fn bad_inputs_name_file_offset_and_problem() {
     let b = testdata::binlog(1, DataType::Float as i32, 105, IDS, (1, 1), &[p]);
     check(
         read(&f32f, b),
-        "payload holds arrow Int64 but field \"f\" (id 105) is Float",
+        "payload holds parquet INT64 but field \"f\" (id 105) is Float (parquet FLOAT)",
+    );
+
+    // A vector column whose width is not the field's dim: found before any value decodes.
+    let fv = field(106, "v", DataType::FloatVector, Some(4));
+    let mut w = arrow_array::builder::FixedSizeBinaryBuilder::new(12);
+    w.append_value([0u8; 12]).unwrap();
+    let p = testdata::parquet_payload(std::sync::Arc::new(w.finish())).unwrap();
+    let b = testdata::binlog(1, DataType::FloatVector as i32, 106, IDS, (1, 1), &[p]);
+    check(
+        read(&fv, b),
+        "payload holds parquet FIXED_LEN_BYTE_ARRAY(12) but field \"v\" (id 106) is \
+         FloatVector (parquet FIXED_LEN_BYTE_ARRAY(16))",
     );
 
     // Garbage where the Parquet file should be.
@@ -288,7 +300,10 @@ fn bad_inputs_name_file_offset_and_problem() {
 
     // A vector width that does not match the schema's dim.
     let wide = field(110, "fv", DataType::FloatVector, Some(3));
-    check(read(&wide, good.clone()), "fixed_size_binary(12) for dim 3");
+    check(
+        read(&wide, good.clone()),
+        "FloatVector (parquet FIXED_LEN_BYTE_ARRAY(12))",
+    );
 
     // next_position pointing backwards.
     let mut b = good.clone();
@@ -329,6 +344,61 @@ fn decoded_size_is_bounded() {
     };
     let e = read_insert_log("t", Bytes::from(good), &f, &limits).unwrap_err();
     assert!(e.to_string().contains("limit"), "{e}");
+}
+
+/// A VarChar log whose dictionary holds one `entry`-byte string that all `rows` rows
+/// repeat: a few bytes of run-length indices that decode to `rows * entry` bytes.
+pub(crate) fn dictionary_bomb(entry: usize, rows: usize) -> (FieldSchema, Vec<u8>) {
+    let f = field(101, "s", DataType::VarChar, None);
+    let big = "x".repeat(entry);
+    let a = arrow_array::StringArray::from(vec![big.as_str(); rows]);
+    let p = testdata::parquet_payload(std::sync::Arc::new(a)).unwrap();
+    let b = testdata::binlog(1, DataType::VarChar as i32, 101, IDS, (1, 1), &[p]);
+    (f, b)
+}
+
+#[test]
+fn dictionary_expansion_is_refused_before_decoding() {
+    // 2000 rows of one 64 KiB string: 128 MiB decoded from a payload of a few KiB.
+    let (f, b) = dictionary_bomb(64 << 10, 2000);
+    assert!(b.len() < 64 << 10, "{}", b.len());
+    let limits = ReadLimits {
+        max_decoded_bytes: 16 << 20,
+    };
+    let e = read_insert_log("t", Bytes::from(b.clone()), &f, &limits).unwrap_err();
+    assert!(
+        e.to_string().contains("more than the whole decode budget"),
+        "{e}"
+    );
+    // Within a budget that holds it, it reads back.
+    let limits = ReadLimits {
+        max_decoded_bytes: 1 << 30,
+    };
+    let need = insert_log_reservation("t", Bytes::from(b.clone()), &f, &limits).unwrap();
+    assert!((128 << 20..300 << 20).contains(&need), "{need}");
+    let col = read_insert_log("t", Bytes::from(b), &f, &limits).unwrap();
+    let Some(Field::Scalars(ScalarField {
+        data: Some(Scalar::StringData(a)),
+    })) = col.field
+    else {
+        panic!("{col:?}")
+    };
+    assert_eq!(a.data.len(), 2000);
+}
+
+#[tokio::test]
+async fn budget_waits_while_held_and_refuses_what_never_fits() {
+    let budget = DecodeBudget::new(1 << 20);
+    assert!(budget.reserve(2 << 20).await.is_none());
+    let a = budget.reserve(700 << 10).await.unwrap();
+    assert_eq!(budget.available(), 324 << 10);
+    let b2 = budget.clone();
+    let waiting = tokio::spawn(async move { b2.reserve(500 << 10).await.map(|r| r.bytes()) });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(!waiting.is_finished(), "granted while the budget was held");
+    drop(a);
+    assert_eq!(waiting.await.unwrap(), Some(500 << 10));
+    assert_eq!(budget.available(), 1 << 20);
 }
 
 proptest! {

@@ -21,7 +21,7 @@ use crate::plan::{self, CollectionPlan, Plan, PlanOptions, SourceCollection};
 use crate::proto::common::KeyValuePair;
 use crate::proto::milvus::DescribeCollectionResponse;
 use crate::sources::backup::{BackupCollection, BackupSegment, BackupSource};
-use crate::sources::binlog::Deletes;
+use crate::sources::binlog::{DecodeBudget, Deletes};
 use crate::state::StateStore;
 
 /// State key of one segment of one backup imported into `target`.
@@ -119,7 +119,9 @@ pub async fn import_backup(
     opts: &ImportOptions,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Vec<ImportSummary>, ImportError> {
-    let src = BackupSource::open(&opts.path, opts.backup.as_deref()).await?;
+    let src = BackupSource::open(&opts.path, opts.backup.as_deref())
+        .await?
+        .with_budget(DecodeBudget::new(cfg.copy.decode_budget_bytes));
     let location = opts.path.trim_end_matches('/').to_string();
     let target = connect_target(cfg).await?;
     plan::check_database("target", &target).await?;
@@ -238,8 +240,9 @@ async fn import_segment(
     if importer.stopping() {
         return Err(ImportError::Interrupted);
     }
-    // Parsed and checked whole before anything of it is written.
-    let mut data = src.read_segment(coll, seg).await?;
+    // Parsed and checked whole before anything of it is written; `_held` is the part of the
+    // decode budget the rows take, returned once they are written.
+    let (mut data, _held) = src.read_segment_held(coll, seg).await?;
     let deleted = data.apply_deletes(deletes, &c.pk_field)? as u64;
     let rows = data.rows.len() as u64;
     if st.rows_done > 0 && (st.rows, st.deleted) != (rows, deleted) {

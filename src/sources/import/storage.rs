@@ -47,6 +47,7 @@ use crate::sources::backup::meta::{
     BackupInfo, CollectionBackupInfo, PartitionBackupInfo, SchemaJson, SegmentBackupInfo,
 };
 use crate::sources::backup::{BackupError, BackupSource};
+use crate::sources::binlog::DecodeBudget;
 use crate::sources::store::Store;
 use crate::state::StateStore;
 
@@ -215,11 +216,12 @@ impl StorageSnapshots {
             .expect("StorageSnapshots::take needs [source.storage]")
             .location;
         let store = Store::open(location).map_err(BackupError::from)?;
+        let budget = DecodeBudget::new(cfg.copy.decode_budget_bytes);
         let mut sources = Vec::new();
         for c in &plan.collections {
             let snap = snapshot(source, state, c).await?;
             let info = as_backup(c, &cfg.source.database, &snap);
-            let src = BackupSource::live(store.clone(), info, snap.as_of)?;
+            let src = BackupSource::live(store.clone(), info, snap.as_of)?.with_budget(budget.clone());
             let coll = &src.collections()[0];
             for seg in coll.segments() {
                 src.segment_files(coll, seg).await?;
