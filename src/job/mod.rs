@@ -134,23 +134,22 @@ pub async fn run(cfg: &JobConfig, opts: &RunOptions, handle: &JobHandle, shutdow
     // one created after the listing has its CreateCollection on the WAL past them.
     let whole_database = cfg.collections.is_empty();
     let progress = Progress::new(opts.quiet);
-    let plan = if whole_database {
-        let channels = wal_cfg.all_channels();
-        record_start(&WalReader::new(wal_cfg.brokers.clone(), channels.clone()).with_security(&wal_cfg), &source, &log, &state, &channels).await?;
-        record::plan(&source, &target, cfg, plan_opts, &state, &log, state.get::<bool>(SNAPSHOT_DONE)?.unwrap_or(false)).await?
-    } else {
-        record::plan(&source, &target, cfg, plan_opts, &state, &log, state.get::<bool>(SNAPSHOT_DONE)?.unwrap_or(false)).await?
-    };
+    let every_channel = whole_database.then(|| wal_cfg.all_channels());
+    if let Some(channels) = &every_channel {
+        let reader = WalReader::new(wal_cfg.brokers.clone(), channels.clone()).with_security(&wal_cfg);
+        record_start(&reader, &source, &log, &state, channels).await?;
+    }
+    let snapshot_done = state.get::<bool>(SNAPSHOT_DONE)?.unwrap_or(false);
+    let plan = record::plan(&source, &target, cfg, plan_opts, &state, &log, snapshot_done).await?;
     let fresh = migrate::prepare_targets(&target, &plan, &state, opts.if_exists).await?;
     metrics::gauge!(crate::metrics::LOG_MAX_BYTES).set(cfg.stream.log_max_bytes as f64);
-    let channels: Vec<String> = if whole_database {
-        wal_cfg.all_channels()
-    } else {
+    let channels: Vec<String> = every_channel.unwrap_or_else(|| {
         plan.collections.iter().flat_map(|c| c.channels()).collect::<BTreeSet<_>>().into_iter().collect()
-    };
+    });
     let reader = WalReader::new(wal_cfg.brokers.clone(), channels.clone()).with_security(&wal_cfg);
     let plan = Arc::new(plan);
-    // 1. Start positions, before the snapshot reads anything.
+    // 1. Start positions, before the snapshot reads anything (a whole database's are
+    //    recorded already: this finds them).
     record_start(&reader, &source, &log, &state, &channels).await?;
     handle.set_live(Live {
         log: log.clone(),
