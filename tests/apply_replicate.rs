@@ -119,6 +119,7 @@ async fn streams_source_writes_to_the_target() {
             target_collection: name.clone(),
             pk_field: "id".into(),
             partition_key: false,
+            partitions: Vec::new(),
         },
     )]);
     let mut applier = Applier::new(

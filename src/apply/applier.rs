@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::barrier::{BarrierKey, Barriers};
+use super::partitions::{SourcePartitions, Verdict};
 use super::plan::{coalesce, cut, BatchLimits, Cut, EventMeta, MetaKind};
 use super::{ApplyError, Target};
 use crate::failpoint;
@@ -24,6 +25,9 @@ pub struct CollectionRoute {
     pub pk_field: String,
     /// Partition-key collection: partitions are Milvus's business, names are ignored.
     pub partition_key: bool,
+    /// (name, source ID) of its partitions when the job recorded it: what the target
+    /// partitions hold until the stream says otherwise (see [`super::partitions`]).
+    pub partitions: Vec<(String, i64)>,
 }
 
 /// Source collection ID → route. Entries of other collections are passed over.
@@ -127,8 +131,8 @@ pub struct Applier<T: Target> {
     target: T,
     routes: Routes,
     cfg: ApplyConfig,
-    /// (target collection, partition) known to exist on the target.
-    partitions: HashSet<(String, String)>,
+    /// Which source partition each target partition holds.
+    partitions: SourcePartitions,
     /// Shared with the job's other channels: DDL Milvus broadcasts to every channel of a
     /// collection is applied once, when all of them reach it.
     barriers: Barriers,
@@ -150,14 +154,15 @@ impl<T: Target> Applier<T> {
         for id in log.dropped() {
             routes.remove(&id);
         }
+        let recorded = routes.iter().map(|(id, r)| (*id, r.partitions.clone())).collect();
         Applier {
             channel: channel.into(),
             barriers: Barriers::new(log.clone(), HashMap::new()),
+            partitions: SourcePartitions::new(log.clone(), recorded),
             log,
             target,
             routes,
             cfg,
-            partitions: HashSet::new(),
             follow: None,
         }
     }
@@ -350,21 +355,12 @@ impl<T: Target> Applier<T> {
                 let barriers = self.barriers.clone();
                 let msg_type = entries[0].entry.msg_type;
                 match event {
-                    WalEvent::CreatePartition { partition_name, .. } if !route.partition_key => {
-                        self.ensure_partition(coll, &partition_name).await
+                    WalEvent::CreatePartition { collection_id, partition_name, partition_id, .. } if !route.partition_key => {
+                        let pairs = BTreeSet::from([(partition_name, partition_id)]);
+                        self.admit(collection_id, coll, &pairs).await.map(|_| ())
                     }
-                    WalEvent::DropPartition { collection_id, partition_name, partition_id, ts } if !route.partition_key => {
-                        let key = BarrierKey { collection_id, msg_type, partition_id, ts };
-                        barriers
-                            .pass(&key, &self.channel, || async {
-                                tracing::info!(channel = %self.channel, collection = coll, partition = %partition_name, partition_id, "source partition dropped: dropping it on the target");
-                                self.retry("drop_partition", coll, || self.target.drop_partition(coll, &partition_name)).await
-                            })
-                            .await?;
-                        // Every channel forgets it: a partition re-created under the name
-                        // is created again on first use.
-                        self.partitions.remove(&(coll.to_string(), partition_name));
-                        Ok(())
+                    WalEvent::DropPartition { collection_id, partition_name, partition_id, .. } if !route.partition_key => {
+                        self.drop_partition(collection_id, coll, &partition_name, partition_id).await
                     }
                     WalEvent::DropCollection { collection_id, ts, .. } if self.cfg.drop_on_source_drop => {
                         let key = BarrierKey { collection_id, msg_type, partition_id: 0, ts };
@@ -394,23 +390,38 @@ impl<T: Target> Applier<T> {
                 let inserts = events.iter().filter(|e| matches!(e, WalEvent::Insert(_))).count();
                 events_applied("insert", inserts);
                 events_applied("delete", events.len() - inserts);
-                let refs: Vec<&WalEvent> = events.iter().collect();
-                let plan = coalesce(&refs, coll, &route.pk_field, route.partition_key)?;
-                // Milvus 2.3 does not put CreatePartition on the WAL (only 2.5's streaming
-                // service does): a partition the target lacks is created on first use.
-                if !route.partition_key {
-                    let needed: Vec<String> = plan
-                        .deletes
+                // Held shared until the batch is written: no other channel drops or
+                // re-creates a partition of the collection meanwhile. Milvus 2.3 does not put
+                // CreatePartition on the WAL (only 2.5's streaming service does): a
+                // partition the target lacks is created on first use.
+                let (_writing, skipped) = if route.partition_key {
+                    (None, HashSet::new())
+                } else {
+                    let pairs: BTreeSet<(String, i64)> = events
                         .iter()
-                        .map(|(p, _)| p)
-                        .chain(plan.upserts.iter().map(|(p, _)| p))
-                        .filter(|p| !p.is_empty())
-                        .cloned()
+                        .filter_map(|e| match e {
+                            WalEvent::Insert(i) => Some((i.partition_name.clone(), i.partition_id)),
+                            WalEvent::Delete(d) if !d.partition_name.is_empty() => {
+                                Some((d.partition_name.clone(), d.partition_id))
+                            }
+                            _ => None,
+                        })
                         .collect();
-                    for p in needed {
-                        self.ensure_partition(coll, &p).await?;
-                    }
+                    let (guard, skipped) = self.admit(first.collection_id, coll, &pairs).await?;
+                    (Some(guard), skipped)
+                };
+                let refs: Vec<&WalEvent> = events
+                    .iter()
+                    .filter(|e| match e {
+                        WalEvent::Insert(i) => !skipped.contains(&i.partition_id),
+                        WalEvent::Delete(d) => d.partition_name.is_empty() || !skipped.contains(&d.partition_id),
+                        _ => true,
+                    })
+                    .collect();
+                if refs.len() < events.len() {
+                    tracing::debug!(channel = %self.channel, collection = coll, skipped = events.len() - refs.len(), partitions = ?skipped, "writes to dropped source partitions skipped");
                 }
+                let plan = coalesce(&refs, coll, &route.pk_field, route.partition_key)?;
                 let (mut deleted, mut upserted) = (0usize, 0usize);
                 // Deletes first: see `Coalesced`.
                 for (partition, keys) in &plan.deletes {
@@ -471,22 +482,77 @@ impl<T: Target> Applier<T> {
         let decided = follow.decided.lock().unwrap_or_else(|p| p.into_inner()).get(&collection_id).cloned().flatten();
         if let Some(route) = decided {
             tracing::info!(channel = %self.channel, collection = %name, target = %route.target_collection, "following a collection created on the source");
+            self.partitions.record(collection_id, &route.partitions);
             self.routes.insert(collection_id, route);
         }
         Ok(())
     }
 
-    /// Creates `partition` on the target unless it is known to exist.
-    async fn ensure_partition(&mut self, coll: &str, partition: &str) -> Result<(), ApplyError> {
-        let key = (coll.to_string(), partition.to_string());
-        if self.partitions.contains(&key) {
+    /// Makes the target ready for writes to the source partitions `pairs` (name, ID) of
+    /// `collection_id` (target `coll`): binds, and if need be drops and re-creates, target
+    /// partitions (see [`super::partitions`]). Returns the shared lock to hold while
+    /// writing, and the source partition IDs whose writes are to be skipped (dropped).
+    async fn admit(
+        &self,
+        collection_id: i64,
+        coll: &str,
+        pairs: &BTreeSet<(String, i64)>,
+    ) -> Result<(tokio::sync::OwnedRwLockReadGuard<()>, HashSet<i64>), ApplyError> {
+        let lock = self.barriers.partition_lock(collection_id);
+        loop {
+            let shared = lock.clone().read_owned().await;
+            let mut skipped = HashSet::new();
+            let mut rebind = false;
+            for (name, id) in pairs {
+                match self.partitions.verdict(collection_id, name, *id)? {
+                    Verdict::Write => {}
+                    Verdict::Skip => {
+                        skipped.insert(*id);
+                    }
+                    Verdict::Bind { .. } => rebind = true,
+                }
+            }
+            if !rebind {
+                return Ok((shared, skipped));
+            }
+            drop(shared);
+            let _exclusive = lock.write().await;
+            // Judged again: another channel may have done it meanwhile.
+            for (name, id) in pairs {
+                let Verdict::Bind { drop_first } = self.partitions.verdict(collection_id, name, *id)? else {
+                    continue;
+                };
+                if let Some(old) = drop_first {
+                    // A newer source partition under the name: the old one was dropped,
+                    // even if its DropPartition record is still to come.
+                    tracing::info!(channel = %self.channel, collection = coll, partition = %name, old_id = old, new_id = id, "source partition re-created: replacing it on the target");
+                    self.partitions.mark_dropped(collection_id, old)?;
+                    self.retry("drop_partition", coll, || self.target.drop_partition(coll, name)).await?;
+                }
+                self.retry("create_partition", coll, || self.target.create_partition(coll, name)).await?;
+                self.partitions.bind(collection_id, name, *id)?;
+            }
+        }
+    }
+
+    /// A source partition dropped: the target partition goes too while it holds that
+    /// partition's rows (or an older one's); later writes of it are skipped. Applied by the
+    /// first channel to meet it; repeated harmlessly by the others and after a crash.
+    async fn drop_partition(&self, collection_id: i64, coll: &str, name: &str, id: i64) -> Result<(), ApplyError> {
+        let lock = self.barriers.partition_lock(collection_id);
+        let _exclusive = lock.write().await;
+        self.partitions.mark_dropped(collection_id, id)?;
+        let bound = self.partitions.bound(collection_id, name)?;
+        if bound == 0 || bound > id {
+            // Already gone, or the target holds a newer partition under the name.
             return Ok(());
         }
-        self.retry("create_partition", coll, || {
-            self.target.create_partition(coll, partition)
-        })
-        .await?;
-        self.partitions.insert(key);
+        tracing::info!(channel = %self.channel, collection = coll, partition = %name, partition_id = id, "source partition dropped: dropping it on the target");
+        self.partitions.mark_dropped(collection_id, bound)?;
+        self.retry("drop_partition", coll, || self.target.drop_partition(coll, name)).await?;
+        // A crash here repeats the drop on restart (the binding still names it).
+        crate::failpoint::hit("apply.after_ddl");
+        self.partitions.bind(collection_id, name, 0)?;
         Ok(())
     }
 

@@ -1,20 +1,22 @@
 //! Collection-wide DDL on a sharded collection, applied once, in order with every channel.
 //!
-//! Milvus broadcasts DropPartition and DropCollection to every DML channel of the
-//! collection, with one timestamp (seen on 2.3.5: a 2-shard collection's DropPartition is
-//! on both channels at the same ts, carrying the partition's ID). Each channel's applier
-//! reaches its copy at its own pace. Applying the first copy at once is wrong both ways:
-//! a channel still behind would then write rows older than the drop into the dropped
-//! partition (creating it again, with rows the source no longer has), and a channel ahead
-//! may already have written rows of a partition re-created under the same name, which the
-//! drop then removes.
+//! Milvus broadcasts DropCollection (and DropPartition) to every DML channel of the
+//! collection with one timestamp, and a new collection's CreateCollection to each of its
+//! channels. Each channel's applier reaches its copy at its own pace. Applying a
+//! collection's drop at the first copy would cut off rows a channel still behind has yet to
+//! write (the source had them until the drop), and a new collection must exist on the
+//! target before any of its channels writes to it.
 //!
 //! So such DDL is a barrier: the last channel of the collection to reach it applies it,
 //! when every channel has applied everything stamped before it, and no channel passes it
 //! before it is applied. The barrier is keyed by collection, message type, partition ID and
-//! timestamp, so two drops of one partition name are two barriers. A done marker, durable
-//! before any channel moves past, means a crash between the apply and the cursors'
-//! advances neither waits for channels that already passed nor applies it twice.
+//! timestamp. A done marker, durable before any channel moves past, means a crash between
+//! the apply and the cursors' advances neither waits for channels that already passed nor
+//! applies it twice.
+//!
+//! Partition drops are not barriers: they are judged by partition ID (see
+//! [`super::partitions`]), because Milvus puts a DropPartition on the WAL asynchronously,
+//! possibly after writes to a partition re-created under the same name.
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -57,11 +59,30 @@ pub struct Barriers {
     channels: Arc<HashMap<i64, BTreeSet<String>>>,
     pending: Arc<Mutex<HashMap<String, Pending>>>,
     notify: Arc<Notify>,
+    /// Per source collection: writes hold it shared, a partition drop or re-create
+    /// exclusively (see [`super::partitions`]).
+    partition_locks: Arc<Mutex<HashMap<i64, Arc<tokio::sync::RwLock<()>>>>>,
 }
 
 impl Barriers {
     pub fn new(log: DurableLog, channels: HashMap<i64, BTreeSet<String>>) -> Self {
-        Barriers { log, channels: Arc::new(channels), pending: Arc::default(), notify: Arc::new(Notify::new()) }
+        Barriers {
+            log,
+            channels: Arc::new(channels),
+            pending: Arc::default(),
+            notify: Arc::new(Notify::new()),
+            partition_locks: Arc::default(),
+        }
+    }
+
+    /// The lock that orders writes to `collection_id`'s partitions against their drops.
+    pub fn partition_lock(&self, collection_id: i64) -> Arc<tokio::sync::RwLock<()>> {
+        self.partition_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(collection_id)
+            .or_default()
+            .clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {

@@ -6,7 +6,10 @@
 //! - `applier`: [`Applier`], the loop: read from the cursor, plan, write with retries,
 //!   then advance the cursor.
 //! - `barrier`: [`Barriers`], DDL Milvus broadcasts to every channel of a collection
-//!   (partition and collection drops), applied once when all of them reach it.
+//!   (collection drops and creates), applied once when all of them reach it.
+//! - `partitions`: [`SourcePartitions`], which source partition (by ID) each target
+//!   partition holds: writes of dropped partitions are skipped, re-created ones replace
+//!   the old.
 //! - `target`: the [`Target`] trait the loop writes through, implemented by
 //!   `MilvusClient`.
 //! - `error`: [`ApplyError`].
@@ -18,12 +21,14 @@
 mod applier;
 pub mod barrier;
 mod error;
+pub mod partitions;
 pub mod plan;
 mod target;
 
 pub use applier::{Applier, ApplyConfig, CollectionRoute, Follow, FollowFn, NewCollection, Routes};
 pub use barrier::{BarrierKey, Barriers};
 pub use error::ApplyError;
+pub use partitions::SourcePartitions;
 pub use plan::{coalesce, cut, BatchLimits, Coalesced, Cut, EventMeta, MetaKind};
 pub use target::Target;
 

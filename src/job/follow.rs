@@ -95,5 +95,6 @@ async fn create(ctx: &Context, nc: NewCollection) -> Result<Option<CollectionRou
         target_collection: cp.target_name.clone(),
         pk_field: cp.pk_field.clone(),
         partition_key: cp.partition_key,
+        partitions: cp.partitions.clone(),
     }))
 }

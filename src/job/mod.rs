@@ -213,6 +213,7 @@ pub async fn run(cfg: &JobConfig, opts: &RunOptions, handle: &JobHandle, shutdow
                     target_collection: c.target_name.clone(),
                     pk_field: c.pk_field.clone(),
                     partition_key: c.partition_key,
+                    partitions: c.partitions.clone(),
                 },
             )
         })

@@ -95,6 +95,7 @@ struct Inner {
 const DONE: &str = "done/";
 const FOLLOWED: &str = "followed/";
 const DROPPED: &str = "dropped/";
+const PARTITION: &str = "partition/";
 
 /// The durable log. Cheap to clone; clones share one database.
 #[derive(Clone)]
@@ -540,6 +541,46 @@ impl DurableLog {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id);
+        Ok(())
+    }
+
+    /// The source partition ID the target partition `name` of source collection
+    /// `collection_id` holds the rows of: `Some(0)` when it holds none (its source partition
+    /// was dropped), `None` when the stream never said (the job's record does).
+    pub fn partition_bound(&self, collection_id: i64, name: &str) -> Result<Option<i64>, LogError> {
+        let v = self
+            .inner
+            .ddl
+            .get(format!("{PARTITION}{collection_id}/bound/{name}"))
+            .map_err(|e| self.storage(e))?;
+        Ok(v.and_then(|b| <[u8; 8]>::try_from(&b[..]).ok()).map(i64::from_be_bytes))
+    }
+
+    /// Records what [`DurableLog::partition_bound`] returns; durable before it returns.
+    pub fn bind_partition(&self, collection_id: i64, name: &str, partition_id: i64) -> Result<(), LogError> {
+        self.inner
+            .ddl
+            .insert(format!("{PARTITION}{collection_id}/bound/{name}"), &partition_id.to_be_bytes()[..])
+            .map_err(|e| self.storage(e))?;
+        self.inner.db.flush().map_err(|e| self.storage(e))?;
+        Ok(())
+    }
+
+    /// Whether source partition `partition_id` is known dropped.
+    pub fn partition_dropped(&self, collection_id: i64, partition_id: i64) -> Result<bool, LogError> {
+        self.inner
+            .ddl
+            .contains_key(format!("{PARTITION}{collection_id}/dropped/{partition_id}"))
+            .map_err(|e| self.storage(e))
+    }
+
+    /// Records that source partition `partition_id` was dropped; durable before it returns.
+    pub fn mark_partition_dropped(&self, collection_id: i64, partition_id: i64) -> Result<(), LogError> {
+        self.inner
+            .ddl
+            .insert(format!("{PARTITION}{collection_id}/dropped/{partition_id}"), &[1u8][..])
+            .map_err(|e| self.storage(e))?;
+        self.inner.db.flush().map_err(|e| self.storage(e))?;
         Ok(())
     }
 

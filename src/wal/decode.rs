@@ -106,6 +106,7 @@ pub enum WalEvent {
     CreatePartition {
         collection_id: i64,
         partition_name: String,
+        partition_id: i64,
         ts: u64,
     },
     DropPartition {
@@ -324,6 +325,7 @@ pub fn decode(value: &[u8]) -> Result<WalEvent, DecodeError> {
             WalEvent::CreatePartition {
                 collection_id: m.collection_id,
                 partition_name: m.partition_name,
+                partition_id: m.partition_id,
                 ts: base_ts,
             }
         }

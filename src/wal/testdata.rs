@@ -60,8 +60,19 @@ pub fn vec_col(name: &str, v: Vec<f32>) -> FieldData {
     }
 }
 
+/// The source partition ID the helpers give partition `name` (one per name, stable); a
+/// partition re-created under a name needs another ([`insert_into`], [`drop_partition_id`]).
+pub fn partition_id(name: &str) -> i64 {
+    1000 + name.bytes().fold(0i64, |h, b| (h * 31 + i64::from(b)) % 1_000_000)
+}
+
 /// An insert of rows `id = pks[i]`, `v = [pks[i], version]`, all at `ts`.
 pub fn insert(collection_id: i64, partition: &str, ts: u64, pks: &[i64], version: f32) -> Vec<u8> {
+    insert_into(collection_id, partition, partition_id(partition), ts, pks, version)
+}
+
+/// [`insert`] into the source partition with ID `partition_id`.
+pub fn insert_into(collection_id: i64, partition: &str, partition_id: i64, ts: u64, pks: &[i64], version: f32) -> Vec<u8> {
     let vectors = pks.iter().flat_map(|&k| [k as f32, version]).collect();
     msg::InsertRequest {
         base: base(MsgType::Insert, ts),
@@ -71,7 +82,7 @@ pub fn insert(collection_id: i64, partition: &str, ts: u64, pks: &[i64], version
         partition_name: partition.into(),
         db_id: 1,
         collection_id,
-        partition_id: 7,
+        partition_id,
         segment_id: 9,
         timestamps: vec![ts; pks.len()],
         row_i_ds: pks.to_vec(),
@@ -90,7 +101,8 @@ pub fn delete(collection_id: i64, partition: &str, ts: u64, pks: &[i64]) -> Vec<
         collection_name: format!("c{collection_id}"),
         partition_name: partition.into(),
         collection_id,
-        partition_id: -1,
+        // Milvus names the ID of a partition it is given; -1 is every partition.
+        partition_id: if partition.is_empty() { -1 } else { partition_id(partition) },
         timestamps: vec![ts; pks.len()],
         num_rows: pks.len() as i64,
         primary_keys: Some(Ids {
@@ -130,19 +142,24 @@ pub fn create_partition(collection_id: i64, name: &str, ts: u64) -> Vec<u8> {
         collection_name: format!("c{collection_id}"),
         partition_name: name.into(),
         collection_id,
-        partition_id: 11,
+        partition_id: partition_id(name),
         ..Default::default()
     }
     .encode_to_vec()
 }
 
 pub fn drop_partition(collection_id: i64, name: &str, ts: u64) -> Vec<u8> {
+    drop_partition_id(collection_id, name, partition_id(name), ts)
+}
+
+/// The drop of source partition `partition_id`, named `name`.
+pub fn drop_partition_id(collection_id: i64, name: &str, partition_id: i64, ts: u64) -> Vec<u8> {
     msg::DropPartitionRequest {
         base: base(MsgType::DropPartition, ts),
         collection_name: format!("c{collection_id}"),
         partition_name: name.into(),
         collection_id,
-        partition_id: 11,
+        partition_id,
         ..Default::default()
     }
     .encode_to_vec()

@@ -130,6 +130,7 @@ fn decodes_time_tick_and_ddl() {
         WalEvent::CreatePartition {
             collection_id: 4,
             partition_name: "p1".into(),
+            partition_id: td::partition_id("p1"),
             ts: 9
         }
     );
@@ -138,7 +139,7 @@ fn decodes_time_tick_and_ddl() {
         WalEvent::DropPartition {
             collection_id: 4,
             partition_name: "p1".into(),
-            partition_id: 11,
+            partition_id: td::partition_id("p1"),
             ts: 10
         }
     );
