@@ -75,6 +75,24 @@ async fn create(ctx: &Context, nc: NewCollection) -> Result<Option<CollectionRou
         tracing::info!(collection = %name, id = nc.collection_id, found = desc.collection_id, "a collection created on the source is not in the job's database (or was re-created since): not followed");
         return Ok(None);
     }
+    // Milvus puts a collection's DropCollection on the WAL from an asynchronous step of the
+    // drop, so a collection dropped and re-created under its name can reach ferry before the
+    // old one's drop. Its target (same name) would then still be the old collection's, and
+    // continuing into it would mix the two: refused, naming it.
+    let recorded = ctx.state.get::<Vec<RecordedCollection>>(super::record::COLLECTIONS_KEY).map_err(|e| fail(e.to_string()))?;
+    let followed = super::record::followed(&ctx.log).map_err(|e| fail(e.to_string()))?;
+    let dropped = ctx.log.dropped();
+    if let Some(old) = recorded
+        .iter()
+        .flatten()
+        .chain(followed.iter())
+        .find(|r| r.target == name && r.collection_id != nc.collection_id && !dropped.contains(&r.collection_id))
+    {
+        return Err(fail(format!(
+            "created again (ID {}) before ferry applied the drop of the collection it replaces (ID {}), whose target has the same name; start a new job (another state_dir) to move it",
+            nc.collection_id, old.collection_id
+        )));
+    }
     let partitions = patient("ShowPartitions", || source.list_partitions(&name)).await.map_err(|e| fail(e.to_string()))?;
     let indexes = patient("DescribeIndex", || source.describe_indexes(&name)).await.map_err(|e| fail(e.to_string()))?;
     let target_version = ctx.target.server_version().await.unwrap_or_default();
