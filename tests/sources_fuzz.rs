@@ -92,12 +92,12 @@ const MAX_ALLOCATION: usize = 64 << 20;
 /// What the parsers here may decode one file to (and a segment read may reserve).
 const DECODE_LIMIT: u64 = 16 << 20;
 
-/// The most a case may hold over its baseline. The goal is the decode limit plus room for
-/// the inputs and the reader's fixed costs (24 MiB), but the fuzzer found mutated insert logs
-/// (about 1 case in 3,000, one of the samples) that hold 67 MB while decoding under this
-/// 16 MiB limit, cause not yet found (issue 18.4's note). The bound is what the reader
-/// guarantees today: a few times the limit, never a size read from a corrupt length field.
-const MEMORY_BOUND: isize = 8 * DECODE_LIMIT as isize + (8 << 20);
+/// The most a case may hold over its baseline: the decode limit plus room for the inputs
+/// and the reader's fixed costs. (A bound of 8x the limit stood here while mutated insert
+/// logs were seen holding 67 MB: the Parquet reader panicked on them, and the panic report's
+/// backtrace, with `RUST_BACKTRACE=1`, loaded the test binary's debug info. Such panics are
+/// now errors without a report; `tests/binlog_reader_panics.rs` checks it.)
+const MEMORY_BOUND: isize = DECODE_LIMIT as isize + (8 << 20);
 
 fn limits() -> ReadLimits {
     ReadLimits {

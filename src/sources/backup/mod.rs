@@ -407,7 +407,7 @@ impl BackupSource {
             BinlogError::OverBudget {
                 file: what,
                 need,
-                budget: self.budget.total(),
+                budget: self.budget.usable(),
             }
             .into()
         })
@@ -598,18 +598,46 @@ impl BackupSource {
         &self,
         coll: &BackupCollection,
     ) -> Result<Deletes, BackupError> {
+        Ok(self.collection_deletes_held(coll).await?.0)
+    }
+
+    /// As [`BackupSource::collection_deletes`], with the part of the decode budget they
+    /// hold, pinned (see [`DecodeBudget::pin`]): keep it while the collection's segments
+    /// are copied. Deletes that outgrow the budget are an error naming the collection.
+    pub async fn collection_deletes_held(
+        &self,
+        coll: &BackupCollection,
+    ) -> Result<(Deletes, Vec<Reservation>), BackupError> {
         let mut all = Deletes::default();
+        let mut held = Vec::new();
         for seg in coll.delete_segments() {
-            let d = self.read_deletes(coll, seg).await?;
+            let err = |what: String| BackupError::Segment { collection: coll.name.clone(), segment: seg.segment_id, what };
+            let so_far: u64 = held.iter().map(Reservation::bytes).sum();
+            let d = match self.read_deletes(coll, seg).await {
+                Ok(d) => d,
+                // Decoding a delta log takes from the budget too, beside what is pinned.
+                Err(e) if so_far > 0 => {
+                    return Err(err(format!("{e} (the collection's deletes read so far hold {so_far} bytes of it)")))
+                }
+                Err(e) => return Err(e),
+            };
+            let more = d.heap_bytes();
+            match self.budget.pin(more).await {
+                Some(r) => held.push(r),
+                None => {
+                    return Err(err(format!(
+                        "the collection's deletes need {} bytes with this segment's, more than the {} bytes of the decode budget left (copy.decode_budget_bytes = {})",
+                        so_far + more,
+                        self.budget.usable() + so_far,
+                        self.budget.total()
+                    )))
+                }
+            }
             if !all.extend(&d) {
-                return Err(BackupError::Segment {
-                    collection: coll.name.clone(),
-                    segment: seg.segment_id,
-                    what: "delete key type differs from the collection's other deletes".into(),
-                });
+                return Err(err("delete key type differs from the collection's other deletes".into()));
             }
         }
-        Ok(all)
+        Ok((all, held))
     }
 }
 

@@ -335,3 +335,103 @@ async fn live_storage_reads_as_of_a_timestamp() {
     let e = src.read_segment(coll, coll.segments().next().unwrap()).await.unwrap_err().to_string();
     assert!(e.contains("the meta records 2 rows, the insert logs hold 3 rows"), "{e}");
 }
+
+/// A collection's deletes stay in memory while all its segments are copied: they are held
+/// in the decode budget (pinned), an import whose deletes outgrow it fails naming the
+/// collection, and a segment that needs more than what the deletes leave is refused at
+/// once rather than waiting for bytes that come back only when the collection is done.
+#[tokio::test]
+async fn a_collections_deletes_are_held_in_the_decode_budget() {
+    use crate::sources::binlog::DecodeBudget;
+    const SEGMENTS: i64 = 100;
+    const DELETES: i64 = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let (schema, rows) = schema_and_rows();
+    let bk = dir.path().join("bk");
+    let segments: Vec<_> = (0..SEGMENTS)
+        .map(|s| {
+            let deletes: Vec<(PkValue, u64)> = (0..DELETES).map(|k| (PkValue::Int(s * DELETES + k), 1000)).collect();
+            write_segment(
+                &bk,
+                &SegmentSpec {
+                    collection_id: 7,
+                    partition_id: 8,
+                    group: Some(1),
+                    segment_id: 9001 + s,
+                    schema: &schema,
+                    rows: &rows,
+                    timestamps: &[100, 200, 300],
+                    deletes: &deletes,
+                },
+            )
+            .unwrap()
+        })
+        .collect();
+    let info = BackupInfo {
+        name: "bk".into(),
+        collection_backups: vec![CollectionBackupInfo {
+            collection_id: 7,
+            collection_name: "all_types".into(),
+            schema: Some(SchemaJson::from_proto(&schema)),
+            partition_backups: vec![PartitionBackupInfo {
+                partition_id: 8,
+                partition_name: "_default".into(),
+                collection_id: 7,
+                segment_backups: segments,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    write_meta(&bk, &info, true).unwrap();
+    let root = dir.path().to_str().unwrap();
+    let open = |budget: &DecodeBudget| {
+        let budget = budget.clone();
+        async move { BackupSource::open(root, Some("bk")).await.unwrap().with_budget(budget) }
+    };
+
+    // Budgets (in 16 KiB steps) from too small for one delta log (about 300 KB: a bound
+    // from its page headers and the reader's buffers) up: the first one that decodes a
+    // delta log cannot hold the 100 segments' deletes (16,000 bytes each) beside it.
+    let mut refused = None;
+    for kib in (64u64..8192).step_by(16) {
+        let src = open(&DecodeBudget::new(kib << 10)).await;
+        let coll = src.collection("all_types").unwrap().clone();
+        match src.collection_deletes_held(&coll).await {
+            Err(e) if !e.to_string().contains("all_types") => continue,
+            Err(e) => {
+                refused = Some(e.to_string());
+                break;
+            }
+            Ok(_) => panic!("{kib} KiB holds every delete: the test's sizes are off"),
+        }
+    }
+    let err = refused.expect("no budget decoded a delta log");
+    assert!(err.contains("all_types") && err.contains("copy.decode_budget_bytes"), "{err}");
+    assert!(err.contains("deletes read so far hold") || err.contains("deletes need"), "{err}");
+
+    let budget = DecodeBudget::new(16 << 20);
+    let src = open(&budget).await;
+    let coll = src.collection("all_types").unwrap().clone();
+    let seg = coll.segments().next().unwrap().clone();
+    let need = src.read_segment_held(&coll, &seg).await.unwrap().1.bytes();
+    let (deletes, held) = src.collection_deletes_held(&coll).await.unwrap();
+    assert_eq!(deletes.len(), (SEGMENTS * DELETES) as usize);
+    let pinned = budget.total() - budget.usable();
+    assert!(pinned >= deletes.heap_bytes() && budget.available() == budget.usable(), "{pinned}");
+    drop(held);
+    // A budget the deletes leave too little of: the segment is refused, promptly.
+    let budget = DecodeBudget::new(pinned + need - 1);
+    let src = open(&budget).await;
+    let (_, held) = src.collection_deletes_held(&coll).await.unwrap();
+    assert!(budget.usable() < need && budget.total() >= need, "{} < {need}", budget.usable());
+    let r = tokio::time::timeout(std::time::Duration::from_secs(10), src.read_segment_held(&coll, &seg))
+        .await
+        .expect("a segment that cannot fit beside the deletes waits forever");
+    let err = r.unwrap_err().to_string();
+    assert!(err.contains("decode budget it may use"), "{err}");
+    drop(held);
+    assert_eq!(budget.usable(), budget.total());
+    assert_eq!(budget.available(), budget.total());
+}

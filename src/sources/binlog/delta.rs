@@ -43,6 +43,15 @@ impl Deletes {
         self.ts.is_empty()
     }
 
+    /// Bytes these deletes hold in memory (keys and timestamps).
+    pub fn heap_bytes(&self) -> u64 {
+        let keys: usize = match &self.pks {
+            PrimaryKeys::Int(v) => v.len() * 8,
+            PrimaryKeys::Str(v) => v.iter().map(|k| k.len() + std::mem::size_of::<String>()).sum(),
+        };
+        (keys + self.ts.len() * 8) as u64
+    }
+
     /// Appends one delete; `false` when the key's kind differs from the keys already held.
     pub fn push(&mut self, pk: PkValue, ts: u64) -> bool {
         if self.is_empty() {

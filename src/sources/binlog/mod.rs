@@ -125,8 +125,9 @@ pub enum BinlogError {
         what: String,
     },
     #[error(
-        "{file}: decoding may need {need} bytes, more than the whole decode budget of \
-         {budget} bytes (copy.decode_budget_bytes)"
+        "{file}: decoding may need {need} bytes, more than the {budget} bytes of the decode \
+         budget it may use (copy.decode_budget_bytes, less what the collection's deletes hold \
+         while it is copied)"
     )]
     OverBudget {
         file: String,
@@ -172,11 +173,15 @@ impl Default for ReadLimits {
 /// Bytes of decoded binlog data the whole process may hold at once, shared by every reader
 /// that clones it (the segments an import reads in parallel). A reader reserves what a
 /// segment's page headers say it can decode to before decoding it, and waits while others
-/// hold the budget; the [`Reservation`] returns it when dropped.
+/// hold the budget; the [`Reservation`] returns it when dropped. A collection's deletes,
+/// held while all its segments are copied, are *pinned* ([`DecodeBudget::pin`]): a
+/// segment that needs more than what is left beside them is refused at once instead of
+/// waiting for bytes that will not come back before it is done.
 #[derive(Debug, Clone)]
 pub struct DecodeBudget {
     total: u64,
     permits: std::sync::Arc<tokio::sync::Semaphore>,
+    pinned: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Budget accounting unit (a permit), so a u32 permit count covers terabytes.
@@ -189,7 +194,13 @@ impl DecodeBudget {
         DecodeBudget {
             total: units * BUDGET_UNIT,
             permits: std::sync::Arc::new(tokio::sync::Semaphore::new(units as usize)),
+            pinned: std::sync::Arc::default(),
         }
+    }
+
+    /// What one reservation may take: the total less what is pinned.
+    pub fn usable(&self) -> u64 {
+        self.total.saturating_sub(self.pinned.load(std::sync::atomic::Ordering::SeqCst))
     }
 
     pub fn total(&self) -> u64 {
@@ -209,9 +220,9 @@ impl DecodeBudget {
     }
 
     /// Reserves `bytes`, waiting until that much is free; `None` when `bytes` exceeds the
-    /// whole budget (it could never be granted).
+    /// budget less what is pinned (it could never be granted).
     pub async fn reserve(&self, bytes: u64) -> Option<Reservation> {
-        if bytes > self.total {
+        if bytes > self.usable() {
             return None;
         }
         let units = bytes.div_ceil(BUDGET_UNIT) as u32;
@@ -219,7 +230,19 @@ impl DecodeBudget {
         Some(Reservation {
             bytes,
             _permit: Some(permit),
+            pinned: None,
         })
+    }
+
+    /// Reserves `bytes` for as long as the returned reservation lives, and takes them out of
+    /// what later reservations may ask for ([`DecodeBudget::usable`]). `None` when they
+    /// exceed what is usable now.
+    pub async fn pin(&self, bytes: u64) -> Option<Reservation> {
+        let mut r = self.reserve(bytes).await?;
+        let units = bytes.div_ceil(BUDGET_UNIT) * BUDGET_UNIT;
+        self.pinned.fetch_add(units, std::sync::atomic::Ordering::SeqCst);
+        r.pinned = Some((self.pinned.clone(), units));
+        Some(r)
     }
 }
 
@@ -234,6 +257,16 @@ impl Default for DecodeBudget {
 pub struct Reservation {
     bytes: u64,
     _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Set by [`DecodeBudget::pin`]: given back to what reservations may ask for on drop.
+    pinned: Option<(std::sync::Arc<std::sync::atomic::AtomicU64>, u64)>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some((pinned, units)) = self.pinned.take() {
+            pinned.fetch_sub(units, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
 }
 
 impl Reservation {

@@ -367,7 +367,7 @@ fn dictionary_expansion_is_refused_before_decoding() {
     };
     let e = read_insert_log("t", Bytes::from(b.clone()), &f, &limits).unwrap_err();
     assert!(
-        e.to_string().contains("more than the whole decode budget"),
+        e.to_string().contains("of the decode budget it may use"),
         "{e}"
     );
     // Within a budget that holds it, it reads back.

@@ -184,7 +184,8 @@ pub(super) async fn import_collection(
             done_before += st.rows_done;
         }
     }
-    let deletes = src.collection_deletes(coll).await?;
+    // Held (and counted in the decode budget) until every segment is copied.
+    let (deletes, _deletes_held) = src.collection_deletes_held(coll).await?;
     let progress =
         importer
             .progress
