@@ -539,6 +539,17 @@ fn seeds_cover_every_type_and_dictionary_pages() {
     });
 }
 
+/// Sets the bytes `edits` name and then cuts the file at `cut`, if given.
+fn damage(b: &mut Vec<u8>, edits: &[(prop::sample::Index, u8)], cut: Option<prop::sample::Index>) {
+    for (i, v) in edits {
+        let i = i.index(b.len());
+        b[i] = *v;
+    }
+    if let Some(c) = cut {
+        b.truncate(c.index(b.len()));
+    }
+}
+
 fn check_allocations() -> Result<(), TestCaseError> {
     let largest = LARGEST.with(Cell::get);
     prop_assert!(
@@ -575,10 +586,7 @@ proptest! {
         let a = arrow_array::StringArray::from(vec![big.as_str(); rows]);
         let p = testdata::parquet_payload(std::sync::Arc::new(a)).unwrap();
         let mut b = testdata::binlog(1, DataType::VarChar as i32, 101, Default::default(), (1, 1), &[p]);
-        for (i, v) in edits {
-            let i = i.index(b.len());
-            b[i] = v;
-        }
+        damage(&mut b, &edits, None);
         let base = reset_peak();
         let r = binlog::read_insert_log("fuzz", Bytes::from(b), &f, &limits());
         check_memory(base)?;
@@ -600,13 +608,7 @@ proptest! {
     ) {
         let (f, col) = samples().swap_remove(which);
         let mut b = testdata::insert_log(&f, &col, Default::default(), (1, 2)).unwrap();
-        for (i, v) in edits {
-            let i = i.index(b.len());
-            b[i] = v;
-        }
-        if truncate {
-            b.truncate(cut.index(b.len()));
-        }
+        damage(&mut b, &edits, truncate.then_some(cut));
         let base = reset_peak();
         let _ = binlog::read_insert_log("fuzz", Bytes::from(b.clone()), &f, &limits());
         let _ = binlog::read_delta_log("fuzz", Bytes::from(b), &limits());
@@ -633,13 +635,7 @@ proptest! {
                 None => (field(100, "pk", DataType::Int64, None), deltas[i - logs.len()].clone(), true),
             }
         });
-        for (i, v) in edits {
-            let i = i.index(b.len());
-            b[i] = v;
-        }
-        if truncate {
-            b.truncate(cut.index(b.len()));
-        }
+        damage(&mut b, &edits, truncate.then_some(cut));
         let base = reset_peak();
         if delta {
             let _ = binlog::read_delta_log("fuzz", Bytes::from(b), &limits());
@@ -664,13 +660,7 @@ proptest! {
         let mut files = FILES.with(|f| f.0.clone());
         let target = FILES.with(|f| f.1[which.index(f.1.len())]);
         let b = &mut files[target].1;
-        for (i, v) in edits {
-            let i = i.index(b.len());
-            b[i] = v;
-        }
-        if let Some(c) = cut {
-            b.truncate(c.index(b.len()));
-        }
+        damage(b, &edits, cut);
         let mem = std::sync::Arc::new(object_store::memory::InMemory::new());
         let budget = DecodeBudget::new(DECODE_LIMIT);
         let base = reset_peak();
@@ -701,10 +691,7 @@ proptest! {
             .map(|i| if i % 2 == 0 { format!("{{\"pk\":{i},\"ts\":{i},\"pkType\":5}}") } else { format!("{i},{i}") })
             .collect();
         let mut b = testdata::delta_log(&records, Default::default(), (1, 2)).unwrap();
-        for (i, v) in edits {
-            let i = i.index(b.len());
-            b[i] = v;
-        }
+        damage(&mut b, &edits, None);
         let _ = binlog::read_delta_log("fuzz", Bytes::from(b), &limits());
         check_allocations()?;
     }
@@ -791,10 +778,7 @@ proptest! {
     ) {
         let body = if mutate_valid {
             let mut b = VALID_META.as_bytes().to_vec();
-            for (i, v) in edits {
-                let i = i.index(b.len());
-                b[i] = v;
-            }
+            damage(&mut b, &edits, None);
             b
         } else {
             bytes
