@@ -2,18 +2,48 @@
 //!
 //! # Layout
 //!
-//! - [`proto`]: generated Milvus wire types (from `proto/milvus`).
-//! - [`milvus`]: the Milvus gRPC client: connection, auth, retries, typed errors, and helpers
-//!   over columnar `FieldData`.
-//! - [`sources`]: file sources: milvus-backup folders (Milvus 2.x binlogs) and Milvus 1.x
-//!   data files, read into columnar `Rows` from a local folder or an object store.
-//! - [`wal`]: the source's Milvus 2.3 write-ahead log on Kafka: decoding, reading at
-//!   ferry-managed offsets, sealing time-tick windows into the durable log.
-//! - [`log`]: the durable log (sled): pending WAL events, Kafka positions, apply cursors.
-//! - [`apply`]: the per-channel apply loop: batches from the log, coalesced per key (upsert
-//!   ordering trap included), written to the target, cursor advanced after.
+//! How data flows, and where each part lives:
+//!
+//! ```text
+//!  snapshot / migrate / imports:                       streaming (`ferry run`):
+//!  source reader ──► rows ──► writer ──► target         Kafka DML channels
+//!   snapshot (query pages)                                 │ wal (reader, sequencer, ingest)
+//!   sources (binlogs, backups, 1.x files)                  ▼
+//!                                                       log (durable, sled) ──► apply ──► target
+//! ```
+//!
+//! Formats and clients (used by everything above them):
+//! - [`proto`]: generated Milvus and ferry wire types (from `proto/`).
+//! - [`milvus`]: the Milvus gRPC client: connection, auth, retries, typed errors, and
+//!   columnar `Rows` over `FieldData`.
+//! - [`msgstream`]: Milvus's DML channels and their msgstream records ([`msgstream::WalEvent`]),
+//!   whatever transport carries them.
+//! - [`secret`], [`config`] (the job file), [`state`] (the job's sled state store),
+//!   [`metrics`], [`failpoint`].
+//!
+//! Copying what is there:
+//! - [`plan`]: which collections, and the exact target schema; refuses what the target
+//!   cannot hold.
+//! - [`snapshot`]: the query-paged copy of a live collection, resumable, with progress.
+//! - [`sources`]: file readers: milvus-backup folders and live storage (Milvus 2.x binlogs),
+//!   Milvus 1.x data files, from a folder or an object store (and, for now, the import
+//!   commands over them).
+//! - [`migrate`]: `ferry migrate` (plan, create, copy, index, load, count).
 //! - [`verify`]: source vs target per collection and partition: counts, or every key and a
 //!   row digest merge-joined in key order; optional repair.
+//!
+//! Streaming what changes:
+//! - [`wal`]: reading the DML channels on Kafka at ferry-managed offsets and sealing time-tick
+//!   windows into the durable log.
+//! - [`log`]: the durable log (sled): pending WAL events, positions, apply cursors, DDL marks.
+//! - [`apply`]: the per-channel apply loop: batches from the log, coalesced per key, written
+//!   to the target, cursor advanced after; DDL barriers and partitions by source ID.
+//! - [`job`]: a zero-downtime job (snapshot, then stream), its handle and state machine.
+//! - [`cutover`]: the runbook: wait for lag, freeze, drain, verify, report.
+//!
+//! On top: [`daemon`] (the service around a job: control API, HTTP, signals) and [`cli`]
+//! (the commands; the only module that imports `daemon`). `scripts/module-deps` shows which
+//! top-level module imports which, and fails on a pair that import each other.
 pub mod proto;
 pub mod milvus;
 pub mod secret;
@@ -25,6 +55,7 @@ pub mod failpoint;
 pub mod migrate;
 pub mod sources;
 pub mod cli;
+pub mod msgstream;
 pub mod wal;
 pub mod log;
 pub mod metrics;

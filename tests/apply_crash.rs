@@ -32,7 +32,7 @@ use ferry::proto::schema::{
     DataType, DoubleArray, FieldData, FloatArray, IDs, JsonArray, LongArray, ScalarField,
     StringArray, VectorField,
 };
-use ferry::wal::decode::{compose, physical_ms};
+use ferry::msgstream::decode::{compose, physical_ms};
 use prost::Message;
 use serde_json::{json, Value};
 

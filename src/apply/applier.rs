@@ -14,7 +14,7 @@ use crate::failpoint;
 use crate::log::{Cursor, DurableLog, StoredEntry};
 use crate::milvus::{MilvusError, PrimaryKeys, Rows};
 use crate::proto::common::MsgType;
-use crate::wal::{decode, WalEvent};
+use crate::msgstream::{decode, WalEvent};
 
 /// Where one source collection's writes go.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -130,7 +130,7 @@ pub async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "jobs": jobs }))?);
     } else {
-        print!("{}", render_status(&jobs, crate::daemon::lifecycle::now_ms()));
+        print!("{}", render_status(&jobs, crate::job::lifecycle::now_ms()));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -214,7 +214,7 @@ fn render_errors(errors: &[api::JobError]) -> String {
     if errors.is_empty() {
         return "no errors\n".into();
     }
-    let now = crate::daemon::lifecycle::now_ms();
+    let now = crate::job::lifecycle::now_ms();
     errors
         .iter()
         .map(|e| {

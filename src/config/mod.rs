@@ -348,13 +348,13 @@ impl WalConfig {
     /// Every DML channel of the source, or those `channels` selects.
     pub fn all_channels(&self) -> Vec<String> {
         self.selected_channels()
-            .unwrap_or_else(|| crate::wal::dml_channels(&self.topic_prefix, self.dml_channel_count as usize))
+            .unwrap_or_else(|| crate::msgstream::dml_channels(&self.topic_prefix, self.dml_channel_count as usize))
     }
 
     /// The topics `channels` selects (`None`: no selection, every channel).
     pub fn selected_channels(&self) -> Option<Vec<String>> {
         self.channels.as_ref().map(|c| {
-            c.iter().map(|n| crate::wal::dml_channel(&self.topic_prefix, n)).collect()
+            c.iter().map(|n| crate::msgstream::dml_channel(&self.topic_prefix, n)).collect()
         })
     }
 }
@@ -949,8 +949,7 @@ name = "j1"
         assert!(opts.contains(&("sasl.password", "Kafka-Pa55word".into())), "{opts:?}");
         assert!(opts.contains(&("ssl.ca.location", ca.display().to_string())), "{opts:?}");
         assert!(!format!("{c:?}").contains("Kafka-Pa55word"));
-        let reader = crate::wal::WalReader::new("k:9093", vec![]).with_security(wal);
-        assert!(!format!("{reader:?}").contains("Kafka-Pa55word"), "{reader:?}");
+        // The reader built from it hides it too: tests/wal_secured.rs.
 
         let e = with("security_protocol = \"SASL_SSL\"").unwrap_err().to_string();
         assert!(e.contains("source.wal.sasl_mechanism"), "{e}");

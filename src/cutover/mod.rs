@@ -31,9 +31,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::JobConfig;
-use crate::daemon::handle::{JobHandle, Live};
-use crate::daemon::lifecycle::{now_ms, Event, JobState};
-use crate::daemon::CUTOVER_REPORT_KEY;
+use crate::job::handle::{JobHandle, Live};
+use crate::job::lifecycle::{now_ms, Event, JobState};
 use crate::log::{FenceBreach, FenceWatch};
 use crate::migrate::{self, IndexMode};
 use crate::milvus::Grant;
@@ -209,7 +208,7 @@ pub fn start(job: JobHandle, req: api::CutoverRequest) -> Result<mpsc::Receiver<
         let mut run = Run::new(job.clone(), live, tx, abort);
         let report = run.execute(&plan).await;
         if !plan.dry_run {
-            if let Err(e) = job.store().put(CUTOVER_REPORT_KEY, &report) {
+            if let Err(e) = job.save_cutover_report(&report) {
                 tracing::error!(error = %e, "cannot persist the cutover report");
             }
         }

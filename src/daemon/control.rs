@@ -17,8 +17,8 @@ use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use super::handle::{HandleError, JobHandle};
-use super::lifecycle::{Event, JobState};
+use crate::job::handle::{HandleError, JobHandle};
+use crate::job::lifecycle::{Event, JobState};
 use crate::proto::control as api;
 use crate::proto::control::control_server::{Control, ControlServer};
 use crate::secret::Secret;

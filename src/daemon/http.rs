@@ -11,7 +11,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::handle::JobHandle;
+use crate::job::handle::JobHandle;
 
 /// How long one readiness probe of a dependency may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);

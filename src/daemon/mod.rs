@@ -3,13 +3,14 @@
 //! One daemon runs the job of its job file (several jobs are several daemons, each with its
 //! own `state_dir`: see deploy/README.md). It
 //!
-//! - keeps the job's state machine ([`lifecycle`]) in sled and resumes in the state it was in;
+//! - keeps the job's state machine ([`crate::job::lifecycle`]) in sled and resumes in the
+//!   state it was in;
 //! - serves the gRPC control API ([`control`], `proto/ferry/control.proto`) on
 //!   `[control] listen`, every call bearer-token protected (`[control] token`, or a token
 //!   generated at start into `state_dir/control.token`, mode 0600), over TLS when
 //!   `[control] tls_cert` is set;
 //! - serves `/metrics`, `/healthz` and `/readyz` ([`http`]) on `[telemetry] listen`;
-//! - refreshes the gauges every second from the job's positions ([`handle`]);
+//! - refreshes the gauges every second from the job's positions ([`crate::job::handle`]);
 //! - on SIGTERM/SIGINT stops reading, lets in-flight batches finish (up to
 //!   `[job] shutdown_timeout_s`), flushes the log and returns.
 //!
@@ -17,9 +18,7 @@
 //! use port 0) can find it.
 
 pub mod control;
-pub mod handle;
 pub mod http;
-pub mod lifecycle;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -31,11 +30,8 @@ use crate::config::JobConfig;
 use crate::job::{self, JobError, RunOptions};
 use crate::migrate::MigrateError;
 use crate::state::StateStore;
-use handle::JobHandle;
-use lifecycle::{Event, JobState};
-
-/// Key of the last cutover report in the state store.
-pub const CUTOVER_REPORT_KEY: &str = "cutover/report";
+use crate::job::handle::{self, JobHandle};
+use crate::job::lifecycle::{Event, JobState};
 
 /// Errors that keep the daemon from starting.
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,10 @@
 //! A zero-downtime job (`ferry run`): snapshot, then stream, until stopped.
 //!
+//! The job owns its [`handle`] (persisted state, error log, live positions, shared by the
+//! runner, the control API, the cutover and the metrics sampler) and its state machine
+//! ([`lifecycle`]); [`record`] fixes its collections by ID at the start and [`follow`] takes
+//! on collections created while a whole-database job runs. `crate::daemon` serves them.
+//!
 //! # The handoff
 //! 1. Before any row is copied, the Kafka high watermark of every DML channel the job's
 //!    collections use is stored as the log's start position (once; a restart keeps it).
@@ -21,8 +26,8 @@ use tokio::sync::watch;
 
 use crate::apply::{Applier, ApplyConfig, ApplyError, Barriers, CollectionRoute, Follow, Routes};
 use crate::config::JobConfig;
-use crate::daemon::handle::{HandleError, JobHandle, Live, LiveCollection};
-use crate::daemon::lifecycle::{Event, JobState};
+use handle::{HandleError, JobHandle, Live, LiveCollection};
+use lifecycle::{Event, JobState};
 use crate::milvus::MilvusClient;
 use crate::log::{ChannelPosition, DurableLog, LogConfig, LogError};
 use crate::migrate::{self, IndexMode, MigrateError};
@@ -32,6 +37,8 @@ use crate::state::StateError;
 use crate::wal::{self, CollectionFilter, IngestConfig, WalError, WalReader};
 
 pub mod follow;
+pub mod handle;
+pub mod lifecycle;
 pub mod record;
 
 /// Errors that stop a job.
@@ -352,7 +359,7 @@ async fn record_start(
     }
     log.flush().await?;
     if !started {
-        state.put(STARTED_MS, &(crate::daemon::lifecycle::now_ms() as u64))?;
+        state.put(STARTED_MS, &(lifecycle::now_ms() as u64))?;
         state.put(STARTED, &true)?;
     }
     Ok(())

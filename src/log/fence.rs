@@ -87,7 +87,7 @@ impl FenceState {
                 continue;
             }
             // A record that cannot be decoded still counts as a write, of unknown size.
-            let rows = crate::wal::decode::peek(&e.payload).map_or(0, |p| p.rows);
+            let rows = crate::msgstream::decode::peek(&e.payload).map_or(0, |p| p.rows);
             let w = Write {
                 collection_id: e.collection_id,
                 ts: e.ts,

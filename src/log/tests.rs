@@ -392,7 +392,7 @@ proptest! {
 /// not after the watch is dropped.
 #[test]
 fn fence_watch_counts_writes_after_the_fence() {
-    use crate::wal::testdata as td;
+    use crate::msgstream::testdata as td;
     let dml = |offset: i64, coll: i64, ts: u64, insert: bool, pks: &[i64]| LogEntry {
         kafka_offset: offset,
         msg_type: if insert { 400 } else { 401 },

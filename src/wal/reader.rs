@@ -24,16 +24,6 @@ use crate::secret::Secret;
 
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The DML channel names of a Milvus cluster: `{prefix}-rootcoord-dml_0` .. `_{count-1}`.
-pub fn dml_channels(prefix: &str, count: usize) -> Vec<String> {
-    (0..count).map(|i| dml_channel(prefix, i)).collect()
-}
-
-/// The topic of physical DML channel `i`.
-pub fn dml_channel(prefix: &str, i: impl std::fmt::Display) -> String {
-    format!("{prefix}-rootcoord-dml_{i}")
-}
-
 /// One WAL record that passed the filter.
 #[derive(Debug, Clone)]
 pub struct WalRecord {

@@ -131,8 +131,8 @@ impl Sequencer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wal::decode::decode;
-    use crate::wal::testdata as td;
+    use crate::msgstream::decode::decode;
+    use crate::msgstream::testdata as td;
 
     fn rec(offset: i64, raw: Vec<u8>) -> WalRecord {
         let event = decode(&raw).unwrap();

@@ -5,7 +5,7 @@ use super::*;
 use crate::log::{ChannelPosition, LogConfig, LogEntry};
 use crate::milvus::PkValue;
 use crate::proto::schema::{field_data::Field, vector_field::Data as Vector};
-use crate::wal::testdata as td;
+use crate::msgstream::testdata as td;
 
 const CH: &str = "by-dev-rootcoord-dml_0";
 
@@ -174,11 +174,11 @@ impl Setup {
         let entries = records
             .into_iter()
             .map(|raw| {
-                let ev = crate::wal::decode(&raw).unwrap();
+                let ev = crate::msgstream::decode(&raw).unwrap();
                 self.offset += 1;
                 LogEntry {
                     kafka_offset: self.offset,
-                    msg_type: crate::wal::decode::peek(&raw).unwrap().msg_type,
+                    msg_type: crate::msgstream::decode::peek(&raw).unwrap().msg_type,
                     ts: ev.ts(),
                     collection_id: ev.collection_id().unwrap_or(0),
                     payload: raw,
@@ -463,7 +463,7 @@ async fn run_follows_appends_until_shutdown() {
 #[test]
 fn requests_are_split_within_both_bounds() {
     let raw = td::insert(1, "_default", 10, &(0..10).collect::<Vec<_>>(), 1.0);
-    let WalEvent::Insert(ins) = crate::wal::decode(&raw).unwrap() else {
+    let WalEvent::Insert(ins) = crate::msgstream::decode(&raw).unwrap() else {
         panic!()
     };
     let parts = split_rows(

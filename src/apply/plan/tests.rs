@@ -4,8 +4,8 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::proto::schema::{field_data::Field, vector_field::Data as Vector};
-use crate::wal::decode::decode;
-use crate::wal::testdata as td;
+use crate::msgstream::decode::decode;
+use crate::msgstream::testdata as td;
 
 const NO_LIMIT: BatchLimits = BatchLimits {
     max_bytes: usize::MAX,

@@ -24,6 +24,8 @@ use crate::wal::physical_ms;
 /// Entries kept in the error log; older ones are dropped.
 const MAX_ERRORS: u64 = 1000;
 const ERRORS_PREFIX: &str = "job/errors/";
+/// The last cutover's report (JSON), shown by status.
+const CUTOVER_REPORT_KEY: &str = "cutover/report";
 
 /// Errors of state changes.
 #[derive(Debug, thiserror::Error)]
@@ -242,6 +244,11 @@ impl JobHandle {
         &self.inner.store
     }
 
+    /// Keeps `report` as the last cutover's, for status.
+    pub fn save_cutover_report<T: serde::Serialize>(&self, report: &T) -> Result<(), StateError> {
+        self.inner.store.put(CUTOVER_REPORT_KEY, report)
+    }
+
     pub fn state(&self) -> JobState {
         self.inner.state.borrow().state
     }
@@ -414,7 +421,7 @@ impl JobHandle {
             last_cutover_report: self
                 .inner
                 .store
-                .get::<serde_json::Value>(super::CUTOVER_REPORT_KEY)
+                .get::<serde_json::Value>(CUTOVER_REPORT_KEY)
                 .ok()
                 .flatten()
                 .map(|v| v.to_string())

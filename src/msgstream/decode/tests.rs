@@ -1,5 +1,5 @@
 use super::*;
-use crate::wal::testdata as td;
+use crate::msgstream::testdata as td;
 use proptest::prelude::*;
 
 #[test]
