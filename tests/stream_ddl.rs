@@ -203,6 +203,53 @@ async fn a_crash_right_after_a_partition_drop_converges() {
     target.drop_collection(&dst).await.unwrap();
 }
 
+/// The job records its collections (p1 with its first ID), then its stream start positions.
+/// A crash in between (failpoint `job.after_record`), and while ferry is down p1 is dropped,
+/// re-created and filled, and p9 is created and filled: those rows are before the stream's
+/// start, so only the snapshot can copy them. The restarted job looks at the partitions again
+/// after its start positions, copies both, and the stream's later writes to the new p1 (a
+/// newer ID than the record's) keep what the snapshot copied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_changed_before_the_start_positions_are_copied_by_the_snapshot() {
+    let env = common::env();
+    let shape = Shape::default();
+    let source = common::client(&env.source_uri).await;
+    let target = common::client(&env.target_uri).await;
+    let src = common::unique("ddl_window_src");
+    let dst = common::unique("ddl_window_dst");
+    stream::make_source(&source, &src, 200).await;
+    source.create_partition(&src, "p1").await.unwrap();
+    insert_new(&source, &src, "p1", &data::rows(shape, &ids(1000..1050), 0)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = stream::job(dir.path(), &src, &dst);
+    let daemon = stream::spawn_daemon(&cfg, dir.path(), "job.after_record");
+    tokio::task::block_in_place(|| stream::expect_abort(daemon, "job.after_record"));
+
+    source.release_partition(&src, "p1").await.unwrap();
+    source.drop_partition(&src, "p1").await.unwrap();
+    source.create_partition(&src, "p1").await.unwrap();
+    insert_new(&source, &src, "p1", &data::rows(shape, &ids(1000..1020), 1)).await;
+    source.insert(&src, "p1", &data::rows(shape, &ids(2000..2030), 1)).await.unwrap();
+    source.create_partition(&src, "p9").await.unwrap();
+    insert_new(&source, &src, "p9", &data::rows(shape, &ids(3000..3040), 2)).await;
+
+    // The aborted daemon's address file would point status at a dead port.
+    let _ = std::fs::remove_file(dir.path().join("state").join("daemon.json"));
+    let daemon = stream::spawn_daemon(&cfg, dir.path(), "");
+    tokio::task::block_in_place(|| wait_state(&cfg, "STREAMING", Duration::from_secs(240)));
+    source.insert(&src, "p1", &data::rows(shape, &ids(4000..4010), 3)).await.unwrap();
+    let (want, got) = converge_partitions(&source, &target, &src, &dst, Duration::from_secs(120)).await;
+    let (exit, log) = daemon.terminate();
+    if want != got {
+        eprintln!("ferry's log (last 60 lines):\n{}", common::tail(&log, 60));
+    }
+    assert!(want == got, "{}", differences(&want, &got));
+    assert!(want.keys().any(|(p, _)| p == "p9") && want.keys().filter(|(p, _)| p == "p1").count() == 60);
+    assert!(exit.success());
+    source.drop_collection(&src).await.unwrap();
+    target.drop_collection(&dst).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_collection_stops_counting_a_restart_works_and_a_recreated_name_is_refused() {
     let env = common::env();

@@ -78,6 +78,8 @@ pub struct RunOptions {
 const STARTED: &str = "stream/started";
 /// Wall-clock ms of the start positions (the lag's floor until something is applied).
 const STARTED_MS: &str = "stream/started_ms";
+/// Set on a job's first run until its partitions were looked at after its start positions.
+const PARTITIONS_PENDING: &str = "job/partitions_pending";
 /// Set once the snapshot (and its indexes) is complete.
 pub const SNAPSHOT_DONE: &str = "stream/snapshot_done";
 
@@ -139,6 +141,11 @@ pub async fn run(cfg: &JobConfig, opts: &RunOptions, handle: &JobHandle, shutdow
     // A job over a whole database reads every DML channel (a collection created while it
     // runs may use any) and records its start positions before it lists the collections:
     // one created after the listing has its CreateCollection on the WAL past them.
+    // Until the start positions are recorded and the partitions looked at again after them
+    // (`record::refresh_partitions`), that look is pending: a crash in between repeats it.
+    if !state.get::<bool>(STARTED)?.unwrap_or(false) {
+        state.put(PARTITIONS_PENDING, &true)?;
+    }
     let whole_database = cfg.collections.is_empty();
     let progress = Progress::new(opts.quiet);
     let every_channel = whole_database.then(|| wal_cfg.all_channels());
@@ -147,17 +154,23 @@ pub async fn run(cfg: &JobConfig, opts: &RunOptions, handle: &JobHandle, shutdow
         record_start(&reader, &source, &log, &state, channels).await?;
     }
     let snapshot_done = state.get::<bool>(SNAPSHOT_DONE)?.unwrap_or(false);
-    let plan = record::plan(&source, &target, cfg, plan_opts, &state, &log, snapshot_done).await?;
-    let fresh = migrate::prepare_targets(&target, &plan, &state, opts.if_exists).await?;
+    let mut plan = record::plan(&source, &target, cfg, plan_opts, &state, &log, snapshot_done).await?;
+    crate::failpoint::hit("job.after_record");
     metrics::gauge!(crate::metrics::LOG_MAX_BYTES).set(cfg.stream.log_max_bytes as f64);
     let channels: Vec<String> = every_channel.unwrap_or_else(|| {
         plan.collections.iter().flat_map(|c| c.channels()).collect::<BTreeSet<_>>().into_iter().collect()
     });
     let reader = WalReader::new(wal_cfg.brokers.clone(), channels.clone()).with_security(&wal_cfg);
-    let plan = Arc::new(plan);
     // 1. Start positions, before the snapshot reads anything (a whole database's are
-    //    recorded already: this finds them).
+    //    recorded already: this finds them); then, on the first run, the partitions as
+    //    they are at the start (see `record::refresh_partitions`).
     record_start(&reader, &source, &log, &state, &channels).await?;
+    if state.get::<bool>(PARTITIONS_PENDING)?.unwrap_or(false) {
+        record::refresh_partitions(&source, &mut plan, &state).await?;
+        state.put(PARTITIONS_PENDING, &false)?;
+    }
+    let fresh = migrate::prepare_targets(&target, &plan, &state, opts.if_exists).await?;
+    let plan = Arc::new(plan);
     handle.set_live(Live {
         log: log.clone(),
         channels: channels.clone(),

@@ -128,6 +128,40 @@ pub async fn plan(
     Ok(Plan { collections, source_version: source.server_version().await.unwrap_or_default(), target_version })
 }
 
+/// On the job's first run only, once the stream's start positions are recorded: each
+/// collection's partitions as they are now, in the plan and the record. A partition dropped
+/// and re-created (a new ID), or created, between the record and the start positions has
+/// rows before the start that only the snapshot can copy: the snapshot must copy it under
+/// its new ID, which the stream then knows the target partition holds. Any later change is
+/// on the WAL after the start. Never after the first run: a snapshot may have begun.
+pub async fn refresh_partitions(source: &MilvusClient, plan: &mut Plan, state: &StateStore) -> Result<(), JobError> {
+    let Some(mut recorded) = state.get::<Vec<RecordedCollection>>(COLLECTIONS_KEY)? else {
+        return Ok(());
+    };
+    let mut changed = false;
+    for c in plan.collections.iter_mut() {
+        let mut now = source.list_partitions(&c.source_name).await.map_err(|e| {
+            JobError::Migrate(crate::migrate::MigrateError::Step { collection: c.source_name.clone(), step: "list partitions", source: e })
+        })?;
+        let mut was = c.partitions.clone();
+        now.sort();
+        was.sort();
+        if now == was {
+            continue;
+        }
+        tracing::info!(collection = %c.source_name, was = ?was, now = ?now, "partitions changed between the job's record and its start positions: the snapshot copies them as they are now");
+        c.partitions = now.clone();
+        if let Some(r) = recorded.iter_mut().find(|r| r.collection_id == c.source_id()) {
+            r.partitions = now;
+        }
+        changed = true;
+    }
+    if changed {
+        state.put(COLLECTIONS_KEY, &recorded)?;
+    }
+    Ok(())
+}
+
 /// A job file's `[[collections]]` must name what the job started with.
 fn check_selection(cfg: &JobConfig, recorded: &[RecordedCollection]) -> Result<(), JobError> {
     if cfg.collections.is_empty() {
