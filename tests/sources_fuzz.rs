@@ -434,6 +434,9 @@ fn real_insert_logs() -> Vec<(FieldSchema, Vec<u8>)> {
         .collect()
 }
 
+/// The real insert logs with their fields, and the real delta logs.
+type RealLogs = (Vec<(FieldSchema, Vec<u8>)>, Vec<Vec<u8>>);
+
 fn real_delta_logs() -> Vec<Vec<u8>> {
     real_manifest()["delta"]
         .as_array()
@@ -626,7 +629,7 @@ proptest! {
         truncate in any::<bool>(),
     ) {
         thread_local! {
-            static LOGS: (Vec<(FieldSchema, Vec<u8>)>, Vec<Vec<u8>>) = (real_insert_logs(), real_delta_logs());
+            static LOGS: RealLogs = (real_insert_logs(), real_delta_logs());
         }
         let (f, mut b, delta) = LOGS.with(|(logs, deltas)| {
             let i = which.index(logs.len() + deltas.len());
