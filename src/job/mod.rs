@@ -138,14 +138,14 @@ pub async fn run(cfg: &JobConfig, opts: &RunOptions, handle: &JobHandle, shutdow
         None => DurableLog::open(&log_cfg)?,
     };
     let plan_opts = PlanOptions { allow_autoid_off: opts.allow_autoid_off };
-    // A job over a whole database reads every DML channel (a collection created while it
-    // runs may use any) and records its start positions before it lists the collections:
-    // one created after the listing has its CreateCollection on the WAL past them.
     // Until the start positions are recorded and the partitions looked at again after them
     // (`record::refresh_partitions`), that look is pending: a crash in between repeats it.
     if !state.get::<bool>(STARTED)?.unwrap_or(false) {
         state.put(PARTITIONS_PENDING, &true)?;
     }
+    // A job over a whole database reads every DML channel (a collection created while it
+    // runs may use any) and records its start positions before it lists the collections:
+    // one created after the listing has its CreateCollection on the WAL past them.
     let whole_database = cfg.collections.is_empty();
     let progress = Progress::new(opts.quiet);
     let every_channel = whole_database.then(|| wal_cfg.all_channels());

@@ -97,6 +97,16 @@ const FOLLOWED: &str = "followed/";
 const DROPPED: &str = "dropped/";
 const PARTITION: &str = "partition/";
 
+/// Key of the source partition ID target partition `name` holds ([`DurableLog::bind_partition`]).
+fn bound_key(collection_id: i64, name: &str) -> String {
+    format!("{PARTITION}{collection_id}/bound/{name}")
+}
+
+/// Key of a dropped source partition ([`DurableLog::mark_partition_dropped`]).
+fn dropped_partition_key(collection_id: i64, partition_id: i64) -> String {
+    format!("{PARTITION}{collection_id}/dropped/{partition_id}")
+}
+
 /// The durable log. Cheap to clone; clones share one database.
 #[derive(Clone)]
 pub struct DurableLog {
@@ -516,26 +526,24 @@ impl DurableLog {
             .map_err(|e| self.storage(e))
     }
 
+    /// Writes `key` in the DDL tree and flushes: durable before it returns.
+    fn put_ddl(&self, key: String, value: &[u8]) -> Result<(), LogError> {
+        self.inner.ddl.insert(key, value).map_err(|e| self.storage(e))?;
+        self.inner.db.flush().map_err(|e| self.storage(e))?;
+        Ok(())
+    }
+
     /// Records that the collection-wide DDL `key` is applied, and flushes: channels that
     /// pass it afterwards must never see it undone by a crash (their cursors would be past
     /// it, the others' not).
     pub fn mark_ddl_done(&self, key: &str) -> Result<(), LogError> {
-        self.inner
-            .ddl
-            .insert(format!("{DONE}{key}"), &[1u8][..])
-            .map_err(|e| self.storage(e))?;
-        self.inner.db.flush().map_err(|e| self.storage(e))?;
-        Ok(())
+        self.put_ddl(format!("{DONE}{key}"), &[1u8][..])
     }
 
     /// Records that the stream dropped source collection `id`'s target (`on_source_drop =
     /// "drop"`); durable before it returns.
     pub fn mark_dropped(&self, id: i64) -> Result<(), LogError> {
-        self.inner
-            .ddl
-            .insert(format!("{DROPPED}{id}"), &[1u8][..])
-            .map_err(|e| self.storage(e))?;
-        self.inner.db.flush().map_err(|e| self.storage(e))?;
+        self.put_ddl(format!("{DROPPED}{id}"), &[1u8][..])?;
         self.inner
             .dropped
             .lock()
@@ -551,48 +559,33 @@ impl DurableLog {
         let v = self
             .inner
             .ddl
-            .get(format!("{PARTITION}{collection_id}/bound/{name}"))
+            .get(bound_key(collection_id, name))
             .map_err(|e| self.storage(e))?;
         Ok(v.and_then(|b| <[u8; 8]>::try_from(&b[..]).ok()).map(i64::from_be_bytes))
     }
 
     /// Records what [`DurableLog::partition_bound`] returns; durable before it returns.
     pub fn bind_partition(&self, collection_id: i64, name: &str, partition_id: i64) -> Result<(), LogError> {
-        self.inner
-            .ddl
-            .insert(format!("{PARTITION}{collection_id}/bound/{name}"), &partition_id.to_be_bytes()[..])
-            .map_err(|e| self.storage(e))?;
-        self.inner.db.flush().map_err(|e| self.storage(e))?;
-        Ok(())
+        self.put_ddl(bound_key(collection_id, name), &partition_id.to_be_bytes()[..])
     }
 
     /// Whether source partition `partition_id` is known dropped.
     pub fn partition_dropped(&self, collection_id: i64, partition_id: i64) -> Result<bool, LogError> {
         self.inner
             .ddl
-            .contains_key(format!("{PARTITION}{collection_id}/dropped/{partition_id}"))
+            .contains_key(dropped_partition_key(collection_id, partition_id))
             .map_err(|e| self.storage(e))
     }
 
     /// Records that source partition `partition_id` was dropped; durable before it returns.
     pub fn mark_partition_dropped(&self, collection_id: i64, partition_id: i64) -> Result<(), LogError> {
-        self.inner
-            .ddl
-            .insert(format!("{PARTITION}{collection_id}/dropped/{partition_id}"), &[1u8][..])
-            .map_err(|e| self.storage(e))?;
-        self.inner.db.flush().map_err(|e| self.storage(e))?;
-        Ok(())
+        self.put_ddl(dropped_partition_key(collection_id, partition_id), &[1u8][..])
     }
 
     /// Records a collection the stream took on while running (a job over a whole
     /// database); `record` is the caller's description of it. Durable before it returns.
     pub fn put_followed(&self, id: i64, record: &[u8]) -> Result<(), LogError> {
-        self.inner
-            .ddl
-            .insert(format!("{FOLLOWED}{id:020}"), record)
-            .map_err(|e| self.storage(e))?;
-        self.inner.db.flush().map_err(|e| self.storage(e))?;
-        Ok(())
+        self.put_ddl(format!("{FOLLOWED}{id:020}"), record)
     }
 
     /// The records of [`DurableLog::put_followed`], in ID order.
