@@ -526,6 +526,9 @@ fn keys_json(keys: &PrimaryKeys) -> Value {
 }
 
 impl Target for FileTarget {
+    async fn insert(&self, _c: &str, _p: &str, _rows: &Rows) -> Result<(), MilvusError> {
+        unreachable!("the applier only upserts")
+    }
     async fn upsert(&self, c: &str, p: &str, rows: &Rows) -> Result<(), MilvusError> {
         let rows: Vec<Value> = (0..rows.len()).map(|i| row_json(rows, i)).collect();
         self.record(json!({"op": "upsert", "c": c, "p": p, "rows": rows})).await;

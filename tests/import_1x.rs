@@ -397,7 +397,7 @@ async fn unsupported_metric_and_bad_files_fail_clearly() {
 }
 
 /// Killed right after a batch reached the target and before its progress was stored (the
-/// `import.after_target_write` failpoint aborts like kill -9): the re-run resumes the segment,
+/// `copy.after_target_write` failpoint aborts like kill -9): the re-run resumes the segment,
 /// rewrites that batch as an upsert, and the target ends with every live row exactly once,
 /// bit-exact.
 #[tokio::test]
@@ -417,7 +417,7 @@ async fn import_killed_mid_segment_resumes_without_loss_or_duplicates() {
     let text = std::fs::read_to_string(&cfg).unwrap().replace("batch_bytes = 16384", "batch_bytes = 1024");
     std::fs::write(&cfg, text).unwrap();
 
-    let crashed = import_with_env(&cfg, root.path(), &[], &[("FERRY_FAILPOINTS", "import.after_target_write")]);
+    let crashed = import_with_env(&cfg, root.path(), &[], &[("FERRY_FAILPOINTS", "copy.after_target_write")]);
     assert!(!crashed.status.success(), "the failpoint aborts the import");
     assert!(String::from_utf8_lossy(&crashed.stderr).contains("failpoint"), "{}", String::from_utf8_lossy(&crashed.stderr));
     assert!(target.has_collection(&name).await.unwrap(), "the first run created the target and wrote a batch");

@@ -541,7 +541,7 @@ async fn import_killed_mid_segment_resumes_without_loss_or_duplicates() {
         &cfg,
         path.to_str().unwrap(),
         &[],
-        &[("FERRY_FAILPOINTS", "import.after_target_write")],
+        &[("FERRY_FAILPOINTS", "copy.after_target_write")],
     );
     assert!(!crashed.status.success(), "the failpoint aborts the import");
     assert!(

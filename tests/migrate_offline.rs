@@ -268,12 +268,12 @@ async fn crash_then_kill_9_then_resume_converges(storage: bool) {
     make_source(&source, &src, Shape::default(), 20000).await;
     let dir = tempfile::tempdir().unwrap();
     let (collections, copy, failpoint) = if storage {
-        (storage_collections(&src, &dst, None), "batch_bytes = 20000\nparallelism = 2", "import.after_target_write")
+        (storage_collections(&src, &dst, None), "batch_bytes = 20000\nparallelism = 2", "copy.after_target_write")
     } else {
         (
             format!("[[collections]]\nsource = \"{src}\"\ntarget = \"{dst}\"\n"),
             "page_rows = 300\nbatch_bytes = 60000\nparallelism = 2\nkey_splits = 2",
-            "snapshot.after_target_write",
+            "copy.after_target_write",
         )
     };
     let job = common::write_job(dir.path(), &env.source_uri, &env.target_uri, &collections, copy);
@@ -373,7 +373,7 @@ async fn a_resume_must_copy_the_way_the_interrupted_run_did() {
     let copy = "page_rows = 300\nbatch_bytes = 60000\nparallelism = 2";
     let job = common::write_job(dir.path(), &env.source_uri, &env.target_uri, &by_query, copy);
     let cfg = job.to_str().unwrap();
-    let out = common::run_ferry(&["migrate", "--config", cfg, "--quiet"], &[("FERRY_FAILPOINTS", "snapshot.after_target_write")]);
+    let out = common::run_ferry(&["migrate", "--config", cfg, "--quiet"], &[("FERRY_FAILPOINTS", "copy.after_target_write")]);
     assert!(!out.status.success(), "the failpoint must abort the run");
     // The same job, now reading the binlogs: refused before anything is read or written.
     common::write_job(dir.path(), &env.source_uri, &env.target_uri, &storage_collections(&src, &dst, None), copy);

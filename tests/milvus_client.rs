@@ -231,9 +231,9 @@ fn bad_endpoints_fail_fast_and_say_what_answered() {
 async fn the_snapshot_timestamp_is_the_sources_or_strong_never_the_local_clock() {
     let env = common::env();
     let source = common::client(&env.source_uri).await;
-    let ts = ferry::snapshot::snapshot_timestamp(&source).await.expect("Milvus 2.3.5 allocates");
+    let ts = ferry::sources::query::snapshot_timestamp(&source).await.expect("Milvus 2.3.5 allocates");
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     assert!(((ts >> 18) as i64 - now_ms).abs() < 60_000, "a TSO timestamp: {ts}");
     let lite = common::client(&env.lite_uri).await;
-    assert_eq!(ferry::snapshot::snapshot_timestamp(&lite).await.expect("Lite: Strong"), 0);
+    assert_eq!(ferry::sources::query::snapshot_timestamp(&lite).await.expect("Lite: Strong"), 0);
 }

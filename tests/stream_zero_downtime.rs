@@ -27,7 +27,7 @@ async fn target_converges_through_crashes_while_the_source_is_written() {
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // Crash during the snapshot, between a target write and its cursor.
-    expect_abort(spawn_daemon(&cfg, dir.path(), "snapshot.after_target_write"), "snapshot crash");
+    expect_abort(spawn_daemon(&cfg, dir.path(), "copy.after_target_write"), "snapshot crash");
     // Crash while streaming, between a target write and the cursor advance.
     expect_abort(spawn_daemon(&cfg, dir.path(), "apply.after_target_write"), "apply crash");
     // Crash between a log append and moving on.

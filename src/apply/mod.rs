@@ -23,12 +23,11 @@ pub mod barrier;
 mod error;
 pub mod partitions;
 pub mod plan;
-mod target;
 
 pub use applier::{Applier, ApplyConfig, CollectionRoute, Follow, FollowFn, NewCollection, Routes};
 pub use barrier::{BarrierKey, Barriers};
 pub use error::ApplyError;
 pub use partitions::SourcePartitions;
 pub use plan::{coalesce, cut, BatchLimits, Coalesced, Cut, EventMeta, MetaKind};
-pub use target::Target;
+pub use crate::copy::Target;
 

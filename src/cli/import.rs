@@ -1,4 +1,4 @@
-//! `ferry import-backup` and `ferry import-1x`: thin shells over [`crate::sources::import`].
+//! `ferry import-backup` and `ferry import-1x`: thin shells over [`crate::import`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,9 +7,9 @@ use clap::Subcommand;
 use tokio::sync::watch;
 
 use crate::config::JobConfig;
-use crate::migrate::IndexMode;
+use crate::copy::IndexMode;
 use crate::plan::IfExists;
-use crate::sources::import::{self, ImportOptions};
+use crate::import::{self, ImportOptions};
 
 #[derive(Debug, Subcommand)]
 pub enum ImportCommand {
@@ -82,15 +82,15 @@ pub async fn run(cmd: ImportCommand, shutdown: watch::Receiver<bool>) -> anyhow:
         ImportCommand::Import1x(a) => (a, options(a, None)),
     };
     let cfg = JobConfig::load_for_files(&args.config)?;
-    let summaries = match cmd {
+    let outcome = match cmd {
         ImportCommand::ImportBackup(_) => {
             import::backup::import_backup(&cfg, &opts, shutdown).await?
         }
         ImportCommand::Import1x(_) => import::v1x::import_1x(&cfg, &opts, shutdown).await?,
     };
-    if opts.dry_run {
+    let Some(summaries) = super::print_outcome(outcome) else {
         return Ok(ExitCode::SUCCESS);
-    }
+    };
     print!("{}", import::render_summary(&summaries));
     import::check_counts(&summaries)?;
     Ok(ExitCode::SUCCESS)

@@ -8,7 +8,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tokio::sync::watch;
 
 use crate::config::JobConfig;
-use crate::migrate::{self, IndexMode, MigrateOptions};
+use crate::copy::finish::render_summary;
+use crate::copy::{IndexMode, Outcome};
+use crate::migrate::{self, MigrateOptions};
 use crate::plan::IfExists;
 
 mod cutover;
@@ -176,6 +178,20 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Prints a dry run's plan; returns the summaries of a run that copied.
+fn print_outcome<S>(outcome: Outcome<S>) -> Option<Vec<S>> {
+    match outcome {
+        Outcome::Planned { plan, notes } => {
+            print!("{}", crate::plan::render(&plan));
+            for n in notes {
+                println!("{n}");
+            }
+            None
+        }
+        Outcome::Done(summaries) => Some(summaries),
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Migrate(a) => {
@@ -188,9 +204,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 allow_autoid_off: a.autoid_off,
                 quiet: a.quiet,
             };
-            let summaries = migrate::migrate(&cfg, &opts, shutdown_signal()).await?;
-            if !a.dry_run {
-                print!("{}", migrate::render_summary(&summaries));
+            let outcome = migrate::migrate(&cfg, &opts, shutdown_signal()).await?;
+            if let Some(summaries) = print_outcome(outcome) {
+                print!("{}", render_summary(&summaries));
+                migrate::check_counts(&summaries)?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -210,7 +227,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     allow_autoid_off: a.autoid_off,
                     quiet: true,
                 };
-                migrate::migrate(&cfg, &opts, shutdown_signal()).await?;
+                print_outcome(migrate::migrate(&cfg, &opts, shutdown_signal()).await?);
                 return Ok(ExitCode::SUCCESS);
             }
             let opts = crate::job::RunOptions {

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::config::JobConfig;
-use crate::migrate;
 use crate::plan::{self, PlanOptions};
 use crate::verify::{self, VerifyMode, VerifyOptions};
 
@@ -35,7 +34,7 @@ pub struct VerifyArgs {
 /// `--repair`), [`EXIT_DIFFERENT`] when it does not, 1 (an error) when it could not compare.
 pub async fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let cfg = JobConfig::load(&a.config)?;
-    let (source, target) = migrate::connect(&cfg).await?;
+    let (source, target) = crate::plan::connect(&cfg).await?;
     // Verification compares keys as they are; the autoID policy only shapes new targets.
     let plan = plan::build(
         &source,

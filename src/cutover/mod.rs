@@ -34,7 +34,7 @@ use crate::config::JobConfig;
 use crate::job::handle::{JobHandle, Live};
 use crate::job::lifecycle::{now_ms, Event, JobState};
 use crate::log::{FenceBreach, FenceWatch};
-use crate::migrate::{self, IndexMode};
+use crate::copy::finish::{self, IndexMode};
 use crate::milvus::Grant;
 use crate::proto::control as api;
 use crate::verify::{self, VerifyMode, VerifyOptions};
@@ -264,7 +264,7 @@ pub async fn recover(handle: &JobHandle, cfg: &JobConfig) {
     }
     let mut msg = "a cutover was interrupted by a restart: aborted".to_string();
     if frozen.is_some() {
-        match crate::migrate::connect(cfg).await {
+        match crate::plan::connect(cfg).await {
             Ok((source, _)) => {
                 if let Some(Ok(what) | Err(what)) = restore_writes(handle.store(), &source, &cfg.cutover, 3).await {
                     msg += &format!("; {what}");
@@ -606,7 +606,7 @@ impl Run {
         // 7. Post steps.
         let t = Instant::now();
         for c in &plan_now.collections {
-            migrate::create_indexes(&ctx.target, c, IndexMode::Copy).await.map_err(|e| Stop(e.to_string()))?;
+            finish::create_indexes(&ctx.target, c, IndexMode::Copy).await.map_err(|e| Stop(e.to_string()))?;
             if plan.load {
                 ctx.target
                     .load(&c.target_name, Duration::from_secs(600))

@@ -28,7 +28,6 @@ use tokio::sync::watch;
 
 use crate::config::JobConfig;
 use crate::job::{self, JobError, RunOptions};
-use crate::migrate::MigrateError;
 use crate::state::StateStore;
 use crate::job::handle::{self, JobHandle};
 use crate::job::lifecycle::{Event, JobState};
@@ -199,11 +198,8 @@ impl JobError {
     /// Errors worth retrying without an operator: the servers were unreachable.
     pub fn is_retryable(&self) -> bool {
         match self {
-            JobError::Migrate(MigrateError::Connect { source, .. } | MigrateError::Step { source, .. }) => {
-                source.is_retryable()
-            }
-            JobError::Migrate(MigrateError::Plan(e)) => e.is_retryable(),
-            JobError::Migrate(MigrateError::Snapshot(e)) => e.is_retryable(),
+            JobError::Plan(e) => e.is_retryable(),
+            JobError::Copy(e) => e.is_retryable(),
             JobError::Wal(e) => e.is_retryable(),
             JobError::Apply(e) => e.is_retryable(),
             _ => false,
@@ -214,7 +210,7 @@ impl JobError {
     pub fn kind(&self) -> &'static str {
         match self {
             JobError::NoWal => "config",
-            JobError::Migrate(_) => "setup",
+            JobError::Plan(_) | JobError::Copy(_) => "setup",
             JobError::State(_) | JobError::Log(_) | JobError::Handle(_) => "state",
             JobError::Wal(_) => "wal",
             JobError::Apply(_) => "apply",

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::apply::{ApplyError, CollectionRoute, FollowFn, NewCollection};
 use crate::log::DurableLog;
-use crate::migrate::{self, IndexMode};
+use crate::copy::{self, finish, IndexMode};
 use crate::milvus::{MilvusClient, MilvusError};
 use crate::plan::{self, IfExists, Plan, PlanOptions, SourceCollection};
 use crate::state::StateStore;
@@ -101,9 +101,9 @@ async fn create(ctx: &Context, nc: NewCollection) -> Result<Option<CollectionRou
     let one = Plan { collections: vec![cp.clone()], source_version: String::new(), target_version };
     // A target collection of that name with the same schema is continued into (a restart
     // after it was created); one with another schema is an error naming the difference.
-    migrate::prepare_targets(&ctx.target, &one, &ctx.state, IfExists::Resume).await.map_err(|e| fail(e.to_string()))?;
+    copy::prepare_targets(&ctx.target, &one, &ctx.state, IfExists::Resume).await.map_err(|e| fail(e.to_string()))?;
     if ctx.index != IndexMode::None {
-        migrate::create_indexes(&ctx.target, &cp, IndexMode::Autoindex).await.map_err(|e| fail(e.to_string()))?;
+        finish::create_indexes(&ctx.target, &cp, IndexMode::Autoindex).await.map_err(|e| fail(e.to_string()))?;
         ctx.target.load(&cp.target_name, Duration::from_secs(900)).await.map_err(|e| fail(format!("loading the target: {e}")))?;
     }
     let record = serde_json::to_vec(&RecordedCollection::of(&cp, None)).map_err(|e| fail(e.to_string()))?;

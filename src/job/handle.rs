@@ -17,7 +17,7 @@ use super::lifecycle::{now_ms, transition, Event, JobRecord, JobState, Transitio
 use crate::log::DurableLog;
 use crate::metrics as m;
 use crate::proto::control as api;
-use crate::snapshot::progress::Progress;
+use crate::copy::progress::Progress;
 use crate::state::{StateError, StateStore};
 use crate::wal::physical_ms;
 

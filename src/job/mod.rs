@@ -30,9 +30,11 @@ use handle::{HandleError, JobHandle, Live, LiveCollection};
 use lifecycle::{Event, JobState};
 use crate::milvus::MilvusClient;
 use crate::log::{ChannelPosition, DurableLog, LogConfig, LogError};
-use crate::migrate::{self, IndexMode, MigrateError};
-use crate::plan::{IfExists, Plan, PlanOptions};
-use crate::snapshot::{self, progress::Progress, CopyOptions, Copier, SnapshotError};
+use crate::copy::finish::{self, Finish, IndexMode};
+use crate::copy::{self, CopyError, CopyOptions, Copier};
+use crate::plan::{self, IfExists, Plan, PlanError, PlanOptions};
+use crate::copy::progress::Progress;
+use crate::sources::query::{self, QueryReader};
 use crate::state::StateError;
 use crate::wal::{self, CollectionFilter, IngestConfig, WalError, WalReader};
 
@@ -47,7 +49,9 @@ pub enum JobError {
     #[error("job file: [source.wal] is required for zero-downtime mode (brokers of the source's Kafka)")]
     NoWal,
     #[error(transparent)]
-    Migrate(#[from] MigrateError),
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Copy(#[from] CopyError),
     #[error(transparent)]
     State(#[from] StateError),
     #[error(transparent)]
@@ -126,7 +130,7 @@ pub async fn run(cfg: &JobConfig, opts: &RunOptions, handle: &JobHandle, shutdow
     if handle.state() == JobState::Pending {
         handle.fire(Event::Start)?;
     }
-    let (source, target) = migrate::connect(cfg).await?;
+    let (source, target) = plan::connect(cfg).await?;
     let state = handle.store().clone();
     let mut log_cfg = LogConfig::new(cfg.job.state_dir.join("log"));
     log_cfg.max_pending_bytes = cfg.stream.log_max_bytes;
@@ -169,7 +173,7 @@ pub async fn run(cfg: &JobConfig, opts: &RunOptions, handle: &JobHandle, shutdow
         record::refresh_partitions(&source, &mut plan, &state).await?;
         state.put(PARTITIONS_PENDING, &false)?;
     }
-    let fresh = migrate::prepare_targets(&target, &plan, &state, opts.if_exists).await?;
+    let fresh = copy::prepare_targets(&target, &plan, &state, opts.if_exists).await?;
     let plan = Arc::new(plan);
     handle.set_live(Live {
         log: log.clone(),
@@ -259,21 +263,20 @@ pub async fn run(cfg: &JobConfig, opts: &RunOptions, handle: &JobHandle, shutdow
                 JobState::Snapshotting => {
                     let stop = phase_stop(handle, &shutdown, |s| s == JobState::Snapshotting);
                     let copier = Copier {
-                        source: source.clone(),
                         target: target.clone(),
                         state: state.clone(),
                         opts: CopyOptions::from(&cfg.copy),
                         progress: progress.clone(),
                         shutdown: stop.clone(),
                     };
-                    match snapshot_all(&copier, &source, &target, &plan, &fresh, opts.index).await {
+                    match snapshot_all(&copier, &source, &plan, &fresh, opts.index).await {
                         Ok(()) => {
                             state.put(SNAPSHOT_DONE, &true)?;
                             tracing::info!("snapshot complete: streaming");
                             handle.fire(Event::SnapshotDone)?;
                         }
-                        Err(MigrateError::Snapshot(SnapshotError::Interrupted)) if *stop.borrow() => {}
-                        Err(e) => return Err(JobError::from(e)),
+                        Err(JobError::Copy(CopyError::Interrupted)) if *stop.borrow() => {}
+                        Err(e) => return Err(e),
                     }
                 }
                 s if s.applies() => {
@@ -363,7 +366,7 @@ async fn record_start(
     // reads at a timestamp allocated later still, holds their effect. Records with a
     // later timestamp were produced after the offsets were read: all of them are read.
     let marks = reader.high_watermarks().await?;
-    let skip = source.alloc_timestamp().await.map_err(|e| MigrateError::Connect { side: "source", source: e })?;
+    let skip = source.alloc_timestamp().await.map_err(|e| PlanError::Connect { side: "source", source: e })?;
     for ch in channels {
         let offset = marks.get(ch).copied().unwrap_or(0);
         // init_position keeps a position already recorded.
@@ -378,34 +381,28 @@ async fn record_start(
     Ok(())
 }
 
-/// Copies every collection, then builds the indexes the snapshot defers.
+/// Copies every collection by query as of one source timestamp, then builds the indexes
+/// the snapshot defers.
 async fn snapshot_all(
-    copier: &Copier,
+    copier: &Copier<MilvusClient>,
     source: &MilvusClient,
-    target: &MilvusClient,
     plan: &Plan,
     fresh: &[bool],
     index: IndexMode,
-) -> Result<(), MigrateError> {
-    migrate::load_sources(source, plan).await?;
-    let ts = snapshot::snapshot_timestamp(source)
+) -> Result<(), JobError> {
+    finish::load_sources(source, plan).await?;
+    let ts = query::snapshot_timestamp(source)
         .await
-        .map_err(|source| MigrateError::Connect { side: "source", source })?;
+        .map_err(|source| PlanError::Connect { side: "source", source })?;
     for (c, fresh) in plan.collections.iter().zip(fresh) {
-        let report = copier.copy_collection(c, ts, *fresh).await?;
+        let reader = QueryReader::new(source, c, ts, &copier.opts);
+        let report = copier.copy_collection(&reader, c, *fresh).await?;
         tracing::info!(collection = %c.target_name, rows = report.rows, seconds = report.seconds, "snapshot copied");
     }
-    for c in &plan.collections {
-        migrate::create_indexes(target, c, index).await?;
-        // Loaded while streaming: the cutover's verification reads it at once, and the
-        // application can search it the moment it switches.
-        if index != IndexMode::None {
-            target
-                .load(&c.target_name, Duration::from_secs(900))
-                .await
-                .map_err(|e| MigrateError::Step { collection: c.target_name.clone(), step: "load target", source: e })?;
-        }
-    }
+    // Loaded while streaming: the cutover's verification reads it at once, and the
+    // application can search it the moment it switches.
+    let f = Finish { index, flush: false, count: false, keep_loaded: index != IndexMode::None };
+    finish::finish_targets(&copier.target, &plan.collections, f).await?;
     Ok(())
 }
 

@@ -56,7 +56,7 @@ impl RecordedCollection {
     /// The collection's plan, as recorded.
     pub fn plan(&self, target_version: &str, opts: PlanOptions) -> Result<plan::CollectionPlan, JobError> {
         plan::plan_described(self.source_collection()?, &self.target, self.description.as_deref(), target_version, opts)
-            .map_err(|e| JobError::Migrate(e.into()))
+            .map_err(JobError::Plan)
     }
 
     fn source_collection(&self) -> Result<SourceCollection, JobError> {
@@ -100,7 +100,7 @@ pub async fn plan(
 ) -> Result<Plan, JobError> {
     let dropped = log.dropped();
     let Some(recorded) = state.get::<Vec<RecordedCollection>>(COLLECTIONS_KEY)? else {
-        let plan = plan::build(source, target, cfg, opts).await.map_err(crate::migrate::MigrateError::from)?;
+        let plan = plan::build(source, target, cfg, opts).await?;
         let description = |name: &str| cfg.collections.iter().find(|c| c.source == name).and_then(|c| c.description.clone());
         let record: Vec<RecordedCollection> =
             plan.collections.iter().map(|c| RecordedCollection::of(c, description(&c.source_name))).collect();
@@ -111,7 +111,7 @@ pub async fn plan(
         return Ok(plan);
     };
     check_selection(cfg, &recorded)?;
-    let plan_err = |e: PlanError| JobError::Migrate(e.into());
+    let plan_err = JobError::Plan;
     let target_version = target.server_version().await.unwrap_or_default();
     let mut collections = Vec::new();
     // Collections followed since the start need no snapshot: their rows are on the WAL.
@@ -141,7 +141,7 @@ pub async fn refresh_partitions(source: &MilvusClient, plan: &mut Plan, state: &
     let mut changed = false;
     for c in plan.collections.iter_mut() {
         let mut now = source.list_partitions(&c.source_name).await.map_err(|e| {
-            JobError::Migrate(crate::migrate::MigrateError::Step { collection: c.source_name.clone(), step: "list partitions", source: e })
+            JobError::Copy(crate::copy::CopyError::Step { collection: c.source_name.clone(), step: "list partitions", source: e })
         })?;
         let mut was = c.partitions.clone();
         now.sort();
@@ -185,7 +185,7 @@ fn check_selection(cfg: &JobConfig, recorded: &[RecordedCollection]) -> Result<(
 
 /// The recorded collection's name must still point to its ID on the source.
 async fn check_source(source: &MilvusClient, r: &RecordedCollection, snapshot_done: bool) -> Result<(), JobError> {
-    let io = |e| JobError::Migrate(crate::migrate::MigrateError::Plan(PlanError::Milvus(e)));
+    let io = |e| JobError::Plan(PlanError::Milvus(e));
     if !source.has_collection(&r.source).await.map_err(io)? {
         if !snapshot_done {
             return Err(JobError::Record(format!(

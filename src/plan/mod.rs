@@ -20,6 +20,12 @@ use crate::proto::schema::{CollectionSchema, DataType, FieldSchema};
 pub enum PlanError {
     #[error(transparent)]
     Milvus(#[from] MilvusError),
+    /// A side could not be reached (`side`: "source" or "target").
+    #[error("{side}: {source}")]
+    Connect {
+        side: &'static str,
+        source: MilvusError,
+    },
     #[error("collection {collection:?} does not exist in source database {database:?} (it has: {available})")]
     UnknownCollection {
         collection: String,
@@ -57,7 +63,7 @@ pub enum PlanError {
 
 impl PlanError {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, PlanError::Milvus(e) if e.is_retryable())
+        matches!(self, PlanError::Milvus(e) | PlanError::Connect { source: e, .. } if e.is_retryable())
     }
 }
 
@@ -177,6 +183,17 @@ pub async fn check_database(
 }
 
 /// Describes the selected source collections and plans their targets.
+/// Connects to both sides, failing with a message that says which side is unreachable.
+pub async fn connect(cfg: &JobConfig) -> Result<(MilvusClient, MilvusClient), PlanError> {
+    let source = MilvusClient::connect(&cfg.source.connect_options())
+        .await
+        .map_err(|source| PlanError::Connect { side: "source", source })?;
+    let target = MilvusClient::connect(&cfg.target.connect_options())
+        .await
+        .map_err(|source| PlanError::Connect { side: "target", source })?;
+    Ok((source, target))
+}
+
 pub async fn build(
     source: &MilvusClient,
     target: &MilvusClient,

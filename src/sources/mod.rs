@@ -1,7 +1,11 @@
-//! File sources: data that reaches ferry as files rather than through a live Milvus.
+//! Source readers: everything ferry copies rows from, each a
+//! [`CollectionReader`](crate::copy::CollectionReader) that the copy engine drives.
 //!
 //! # Layout
 //!
+//! - [`query`]: a live collection read by key-paged queries at one timestamp.
+//! - [`storage`]: a live collection read from its own storage (`[source.storage]`): a
+//!   flush, the list of its flushed segments, then its binlogs read as a backup's are.
 //! - [`store`]: where files live: a local folder or an object-store prefix (S3 and
 //!   S3-compatible, GCS, Azure), credentials from the environment.
 //! - [`binlog`]: Milvus 2.x binlog files (storage v1): event framing, Parquet payloads
@@ -10,12 +14,11 @@
 //!   `Rows` with their row timestamps and deletes.
 //! - [`v1x`]: Milvus 0.9–1.x data files (`.rv`, `.uid`, `deleted_docs`) plus
 //!   milvus-migration's `meta.json`, read into `Rows` of `id` and `vector`.
-//! - [`import`]: `ferry import-backup` and `ferry import-1x`: the readers above feeding the
-//!   offline migration's planning, target creation, batching and count check, resumable
-//!   per segment; and `ferry migrate`'s copy from a live source's own storage
-//!   (`[source.storage]`), read as a backup is.
 //!
 //! # Design
+//!
+//! Readers only read: units of work, and the rows of a unit in a fixed order from a resume
+//! point. Writing, resumption and progress are the copy engine's.
 //!
 //! Every parser takes bytes from an untrusted file and a label naming it; every error names
 //! the file, the byte offset and what is wrong, and no length read from a file is used to
@@ -30,11 +33,12 @@
 
 pub mod backup;
 pub mod binlog;
-pub mod import;
+pub mod query;
+pub mod storage;
 pub mod store;
 pub mod v1x;
 
-pub use backup::{BackupCollection, BackupError, BackupSource, SegmentData};
+pub use backup::{BackupCollection, BackupError, BackupReader, BackupSource, SegmentData};
 pub use binlog::{BinlogError, DecodeBudget, Deletes, ReadLimits};
 pub use store::{Store, StoreError};
-pub use v1x::{V1xError, V1xSource};
+pub use v1x::{V1xError, V1xReader, V1xSource};

@@ -28,7 +28,7 @@
 //!
 //! # Loading
 //! Milvus 2.3 queries only loaded collections. Sources the plan found unloaded are loaded
-//! with [`migrate::load_sources`]; unloaded targets are loaded here (they need an index). Both
+//! with [`finish::load_sources`]; unloaded targets are loaded here (they need an index). Both
 //! are released afterwards, also on failure, and only those this call loaded.
 
 mod merge;
@@ -41,12 +41,13 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use tokio::sync::watch;
 
 use crate::config::CopyConfig;
-use crate::migrate::{self, MigrateError};
+use crate::copy::{finish, CopyError};
 use crate::milvus::{MilvusClient, MilvusError, PagerError};
 use crate::plan::{CollectionPlan, Plan};
 use crate::proto::common::LoadState;
 use crate::proto::schema::DataType;
-use crate::snapshot::{self, unit, CopyOptions};
+use crate::copy::CopyOptions;
+use crate::sources::query::{snapshot_timestamp, unit};
 
 pub use merge::{merge_step, Diff};
 pub use report::{
@@ -61,7 +62,7 @@ const COUNTS_AT_ONCE: usize = 8;
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     #[error(transparent)]
-    Load(#[from] MigrateError),
+    Load(#[from] CopyError),
     #[error("collection {collection:?}: {step} failed: {source}")]
     Milvus {
         collection: String,
@@ -186,7 +187,7 @@ impl Loaded {
         plan: &Plan,
     ) -> Result<(), VerifyError> {
         self.sources = plan.collections.iter().any(|c| c.load_source);
-        migrate::load_sources(source, plan).await?;
+        finish::load_sources(source, plan).await?;
         for c in &plan.collections {
             let name = &c.target_name;
             let step = |step: &'static str| {
@@ -264,8 +265,8 @@ async fn pass(
 ) -> Result<(PassReport, Option<RepairReport>), VerifyError> {
     let started = Instant::now();
     let ts = |side| move |source| VerifyError::Timestamp { side, source };
-    let source_ts = snapshot::snapshot_timestamp(source).await.map_err(ts("source"))?;
-    let target_ts = snapshot::snapshot_timestamp(target).await.map_err(ts("target"))?;
+    let source_ts = snapshot_timestamp(source).await.map_err(ts("source"))?;
+    let target_ts = snapshot_timestamp(target).await.map_err(ts("target"))?;
     let mut collections = Vec::new();
     let mut repaired = Vec::new();
     for c in &plan.collections {
@@ -437,7 +438,7 @@ async fn compare_collection(
     report.target_rows = count_of(false, None).unwrap_or(0);
     // A source key with several rows is one row on the target: counts compare distinct keys.
     let keys = |part: Option<String>, s: u64, t: u64| async move {
-        migrate::distinct_keys(ctx.source, ctx.target, c, part.as_deref(), s, t)
+        finish::distinct_keys(ctx.source, ctx.target, c, part.as_deref(), s, t)
             .await
             .map_err(|e| VerifyError::scan(src, "count distinct keys", e))
     };
@@ -454,7 +455,7 @@ async fn compare_collection(
         let (s, t) = (count_of(true, Some(p)), count_of(false, Some(p)));
         let k = match (s, t) {
             (Some(s), Some(t)) => keys(Some(p.clone()), s, t).await?,
-            _ => migrate::DistinctKeys::default(),
+            _ => finish::DistinctKeys::default(),
         };
         report.partitions.push(PartitionReport {
             name: p.clone(),

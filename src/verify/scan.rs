@@ -17,7 +17,8 @@ use super::report::{FullReport, KeyList};
 use super::{VerifyError, VerifyOptions};
 use crate::milvus::{KeyPager, MilvusClient, PkValue, PrimaryKeys, Rows};
 use crate::plan::CollectionPlan;
-use crate::snapshot::unit::Unit;
+use crate::copy::Target;
+use crate::sources::query::unit::Unit;
 
 /// One unit to compare: a partition (or the whole partition-key collection) and key split.
 pub(super) struct UnitScan<'a> {
@@ -180,9 +181,7 @@ impl Repair<'_> {
             if part.is_empty() {
                 continue;
             }
-            self.scan
-                .target
-                .upsert(&c.target_name, self.partition(), &part)
+            Target::upsert(self.scan.target, &c.target_name, self.partition(), &part)
                 .await
                 .map_err(|source| VerifyError::Milvus {
                     collection: c.target_name.clone(),
@@ -208,9 +207,7 @@ impl Repair<'_> {
         }
         let c = &self.scan.plan;
         let keys = primary_keys(&std::mem::take(&mut self.extra));
-        self.scan
-            .target
-            .delete(&c.target_name, self.partition(), &c.pk_field, &keys)
+        Target::delete(self.scan.target, &c.target_name, self.partition(), &c.pk_field, &keys)
             .await
             .map_err(|source| VerifyError::Milvus {
                 collection: c.target_name.clone(),

@@ -67,6 +67,11 @@ fn versions(rows: &Rows) -> Vec<f32> {
 }
 
 impl Target for Fake {
+    async fn insert(&self, collection: &str, partition: &str, rows: &Rows) -> Result<(), MilvusError> {
+        self.call(format!("insert {collection}/{partition} {}", rows.len()))?;
+        panic!("the applier only upserts");
+    }
+
     async fn upsert(
         &self,
         collection: &str,

@@ -35,7 +35,10 @@
 
 pub mod layout;
 pub mod meta;
+mod reader;
 pub mod testdata;
+
+pub use reader::BackupReader;
 
 use bytes::Bytes;
 
@@ -155,9 +158,7 @@ impl BackupCollection {
             what: format!("collection {:?} has no schema", c.collection_name),
         })?;
         let schema = schema.to_proto();
-        let hidden_dynamic_field = (schema.enable_dynamic_field
-            && !schema.fields.iter().any(|f| f.is_dynamic))
-        .then(|| dynamic_field(&schema));
+        let hidden_dynamic_field = hidden_dynamic_field(&schema);
         Ok(BackupCollection {
             id: c.collection_id,
             db_name: c.db_name.clone(),
@@ -217,6 +218,12 @@ impl BackupCollection {
     pub fn num_rows(&self) -> i64 {
         self.segments().map(|s| s.num_of_rows).sum()
     }
+}
+
+/// The `$meta` field of a collection with dynamic fields when `schema` does not list it (see
+/// [`BackupCollection::hidden_dynamic_field`]).
+pub fn hidden_dynamic_field(schema: &CollectionSchema) -> Option<FieldSchema> {
+    (schema.enable_dynamic_field && !schema.fields.iter().any(|f| f.is_dynamic)).then(|| dynamic_field(schema))
 }
 
 /// The `$meta` field Milvus adds to a collection with dynamic fields: JSON, after the user
@@ -359,22 +366,24 @@ impl BackupSource {
             });
         }
         let meta_path = store.display("meta");
-        BackupSource::new(store.sub(BINLOGS), info, &meta_path, None)
+        BackupSource::new(store.sub(BINLOGS), info, &meta_path)
     }
 
-    /// The segments `info` lists, read from a Milvus server's own storage root `storage`
-    /// (see [`crate::sources::import::storage`]) as of timestamp `as_of`.
-    pub fn live(storage: Store, info: BackupInfo, as_of: u64) -> Result<BackupSource, BackupError> {
-        let label = storage.display("");
-        BackupSource::new(storage, info, &label, Some(as_of))
+    /// The segments `collections` list, read from a Milvus server's own storage root
+    /// `storage` (see [`crate::sources::storage`]) as of timestamp `as_of`; `name` names
+    /// the read in state keys.
+    pub fn live(storage: Store, name: &str, collections: Vec<BackupCollection>, as_of: u64) -> BackupSource {
+        BackupSource {
+            store: storage,
+            info: BackupInfo { name: name.to_string(), ..Default::default() },
+            collections,
+            limits: ReadLimits::default(),
+            budget: DecodeBudget::default(),
+            as_of: Some(as_of),
+        }
     }
 
-    fn new(
-        store: Store,
-        info: BackupInfo,
-        meta_path: &str,
-        as_of: Option<u64>,
-    ) -> Result<BackupSource, BackupError> {
+    fn new(store: Store, info: BackupInfo, meta_path: &str) -> Result<BackupSource, BackupError> {
         let collections = info
             .collection_backups
             .iter()
@@ -386,7 +395,7 @@ impl BackupSource {
             collections,
             limits: ReadLimits::default(),
             budget: DecodeBudget::default(),
-            as_of,
+            as_of: None,
         })
     }
 

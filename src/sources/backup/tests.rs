@@ -318,9 +318,10 @@ async fn live_storage_reads_as_of_a_timestamp() {
         }],
         ..Default::default()
     };
+    let live = |rows| BackupCollection::from_meta(&info(rows).collection_backups[0], "live").unwrap();
     // Rows at 400, 500 and 600; key i64::MAX (the third row) deleted at 1000.
     for (as_of, want_rows, want_deletes) in [(500, vec![0, 1], 0), (999, vec![0, 1, 2], 0), (1000, vec![0, 1], 1)] {
-        let src = BackupSource::live(root.clone(), info(3), as_of).unwrap();
+        let src = BackupSource::live(root.clone(), "live", vec![live(3)], as_of);
         let coll = &src.collections()[0];
         let seg = coll.segments().next().unwrap();
         let deletes = src.collection_deletes(coll).await.unwrap();
@@ -330,7 +331,7 @@ async fn live_storage_reads_as_of_a_timestamp() {
         assert_same_rows(&data.rows, &f.rows.select(&want_rows));
     }
     // The row count is checked before the filter: it is the segment's, not the snapshot's.
-    let src = BackupSource::live(root, info(2), 500).unwrap();
+    let src = BackupSource::live(root, "live", vec![live(2)], 500);
     let coll = &src.collections()[0];
     let e = src.read_segment(coll, coll.segments().next().unwrap()).await.unwrap_err().to_string();
     assert!(e.contains("the meta records 2 rows, the insert logs hold 3 rows"), "{e}");

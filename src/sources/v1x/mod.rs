@@ -28,7 +28,10 @@
 //! - Rows are read by range ([`V1xSource::read_rows`]) so a large segment can be moved in
 //!   bounded batches; deleted rows are skipped, in file order otherwise.
 
+mod reader;
 pub mod testdata;
+
+pub use reader::V1xReader;
 
 use std::ops::Range;
 
@@ -301,7 +304,11 @@ impl V1xSource {
         self.read_rows(coll, seg, 0..rows).await
     }
 
-    /// The live rows among stored rows `range` of a segment, in file order.
+    /// How many of a segment's `rows` stored rows `deleted_docs` marks deleted.
+    pub async fn deleted_rows(&self, seg: &V1xSegment, rows: usize) -> Result<usize, V1xError> {
+        Ok(self.deleted(seg, rows, &(0..rows)).await?.iter().filter(|d| **d).count())
+    }
+
     /// Which of the stored rows `range` (of `rows`) `deleted_docs` marks deleted.
     async fn deleted(&self, seg: &V1xSegment, rows: usize, range: &Range<usize>) -> Result<Vec<bool>, V1xError> {
         let deleted_path = format!("{}/deleted_docs", seg_dir(seg));

@@ -5,10 +5,6 @@
 //! partition still reads in parallel. Each unit pages by primary key (`pk > last`), never by
 //! offset, so a page costs the same at the end of a collection as at its start.
 
-use serde::{Deserialize, Serialize};
-
-use crate::milvus::PkValue;
-
 /// One independently resumable slice of a collection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unit {
@@ -39,19 +35,6 @@ impl Unit {
             (i, n) => format!("({pk_field} % {n} == {i} || {pk_field} % {n} == -{i})"),
         }
     }
-}
-
-/// Durable progress of one unit (`snapshot/<collection>/<unit>`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct UnitState {
-    /// Every key up to and including this one is on the target.
-    pub cursor: Option<PkValue>,
-    pub rows_done: u64,
-    pub bytes_done: u64,
-    pub done: bool,
-    /// Highest key of a batch sent but not yet confirmed: rows up to it may already be on the
-    /// target, so they are written as upserts after a restart.
-    pub intent: Option<PkValue>,
 }
 
 /// The units of a collection.

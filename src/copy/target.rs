@@ -1,13 +1,23 @@
-//! What the apply loop writes to: the target Milvus, behind a trait so the loop's cursor
-//! and retry rules are tested without a server.
+//! What every path writes to: the target Milvus, behind one trait so the copy writer's
+//! and the apply loop's cursor and retry rules are tested without a server.
 
 use std::future::Future;
 
 use crate::milvus::{MilvusClient, MilvusError, PrimaryKeys, Rows};
 
-/// The writes the apply loop makes. Every method must be idempotent: after a crash the
-/// loop repeats the batch whose cursor advance was lost.
+/// The writes ferry makes to a target: the copy writer (`insert`, `upsert`), `verify
+/// --repair` (`upsert`, `delete`) and the apply loop. Every method but `insert` must be
+/// idempotent: after a crash a writer repeats the batch whose cursor advance was lost, and
+/// the copy writer inserts only rows past any batch that may have landed.
 pub trait Target: Send + Sync {
+    /// Inserts rows none of which the target holds (a repeated key would be a second row).
+    fn insert(
+        &self,
+        collection: &str,
+        partition: &str,
+        rows: &Rows,
+    ) -> impl Future<Output = Result<(), MilvusError>> + Send;
+
     fn upsert(
         &self,
         collection: &str,
@@ -42,6 +52,10 @@ pub trait Target: Send + Sync {
 }
 
 impl Target for MilvusClient {
+    async fn insert(&self, collection: &str, partition: &str, rows: &Rows) -> Result<(), MilvusError> {
+        MilvusClient::insert(self, collection, partition, rows).await.map(|_| ())
+    }
+
     async fn upsert(
         &self,
         collection: &str,

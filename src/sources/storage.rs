@@ -35,21 +35,31 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 
-use super::backup::import_collection;
-use super::{ImportError, ImportSummary, Importer};
 use crate::config::JobConfig;
-use crate::milvus::MilvusClient;
+use crate::milvus::{MilvusClient, MilvusError};
 use crate::plan::{CollectionPlan, Plan};
 use crate::proto::common::SegmentState;
-use crate::sources::backup::meta::{
-    BackupInfo, CollectionBackupInfo, PartitionBackupInfo, SchemaJson, SegmentBackupInfo,
-};
-use crate::sources::backup::{BackupError, BackupSource};
+use crate::sources::backup::meta::SegmentBackupInfo;
+use crate::sources::backup::{hidden_dynamic_field, BackupCollection, BackupError, BackupPartition, BackupReader, BackupSource};
 use crate::sources::binlog::DecodeBudget;
 use crate::sources::store::Store;
-use crate::state::StateStore;
+use crate::state::{StateError, StateStore};
+
+/// Errors of taking a storage snapshot. Each names the collection or file.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("source collection {collection:?}: {step} failed: {source}")]
+    Step {
+        collection: String,
+        step: &'static str,
+        source: MilvusError,
+    },
+    #[error(transparent)]
+    Backup(#[from] BackupError),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
 
 /// Name under which segment states are kept (`import/<target>/source-storage/<segment>`).
 const STATE_NAME: &str = "source-storage";
@@ -86,14 +96,14 @@ pub async fn snapshot(
     source: &MilvusClient,
     state: &StateStore,
     c: &CollectionPlan,
-) -> Result<StorageSnapshot, ImportError> {
+) -> Result<StorageSnapshot, StorageError> {
     let key = snapshot_key(&c.target_name);
     if let Some(s) = state.get::<StorageSnapshot>(&key)? {
         return Ok(s);
     }
     let step = |step: &'static str| {
         let collection = c.source_name.clone();
-        move |source| ImportError::SourceStep { collection, step, source }
+        move |source| StorageError::Step { collection, step, source }
     };
     // The binlogs are read as of a timestamp of the source's own clock (a Milvus that
     // stores binlogs always has one).
@@ -152,63 +162,55 @@ fn segment(collection: i64, s: &SnapshotSegment) -> SegmentBackupInfo {
     }
 }
 
-/// The snapshot as the backup meta the segment reader takes.
-fn as_backup(c: &CollectionPlan, database: &str, snap: &StorageSnapshot) -> BackupInfo {
+/// The snapshot's segments as the collection the segment reader takes.
+fn collection(c: &CollectionPlan, database: &str, snap: &StorageSnapshot) -> BackupCollection {
     let desc = &c.source;
     let schema = desc.schema.clone().unwrap_or_default();
-    BackupInfo {
-        name: STATE_NAME.into(),
-        collection_backups: vec![CollectionBackupInfo {
-            collection_id: desc.collection_id,
-            db_name: database.to_string(),
-            collection_name: c.source_name.clone(),
-            schema: Some(SchemaJson::from_proto(&schema)),
-            shards_num: desc.shards_num,
-            consistency_level: desc.consistency_level,
-            partition_backups: c
-                .partitions
-                .iter()
-                .map(|(name, id)| PartitionBackupInfo {
-                    partition_id: *id,
-                    partition_name: name.clone(),
-                    collection_id: desc.collection_id,
-                    segment_backups: snap
-                        .segments
-                        .iter()
-                        .filter(|s| s.partition == *id && !s.deletes_only)
-                        .map(|s| segment(desc.collection_id, s))
-                        .collect(),
-                    ..Default::default()
-                })
-                .collect(),
-            l0_segments: snap
-                .segments
-                .iter()
-                .filter(|s| s.deletes_only)
-                .map(|s| segment(desc.collection_id, s))
-                .collect(),
-            ..Default::default()
-        }],
-        ..Default::default()
+    let id = desc.collection_id;
+    BackupCollection {
+        id,
+        db_name: database.to_string(),
+        name: c.source_name.clone(),
+        hidden_dynamic_field: hidden_dynamic_field(&schema),
+        schema,
+        shards: desc.shards_num,
+        consistency: desc.consistency_level,
+        properties: Vec::new(),
+        backup_timestamp: snap.as_of,
+        partitions: c
+            .partitions
+            .iter()
+            .map(|(name, pid)| BackupPartition {
+                id: *pid,
+                name: name.clone(),
+                segments: snap
+                    .segments
+                    .iter()
+                    .filter(|s| s.partition == *pid && !s.deletes_only)
+                    .map(|s| segment(id, s))
+                    .collect(),
+            })
+            .collect(),
+        l0_segments: snap.segments.iter().filter(|s| s.deletes_only).map(|s| segment(id, s)).collect(),
     }
 }
 
 /// The snapshots of every collection of a plan, opened for reading.
-pub struct StorageSnapshots {
+pub struct StorageSnapshots<'a> {
+    plan: &'a Plan,
+    /// One per collection of the plan, each holding that collection only.
     sources: Vec<BackupSource>,
-    state: StateStore,
-    copy: crate::config::CopyConfig,
 }
 
-impl StorageSnapshots {
+impl<'a> StorageSnapshots<'a> {
     /// Takes (or reloads) each collection's snapshot and checks that every segment's files
     /// are where `[source.storage]` says, before any target is touched.
     pub async fn take(
         cfg: &JobConfig,
         source: &MilvusClient,
         state: &StateStore,
-        plan: &Plan,
-    ) -> Result<StorageSnapshots, ImportError> {
+        plan: &'a Plan,
+    ) -> Result<StorageSnapshots<'a>, StorageError> {
         let location = &cfg
             .source
             .storage
@@ -220,42 +222,20 @@ impl StorageSnapshots {
         let mut sources = Vec::new();
         for c in &plan.collections {
             let snap = snapshot(source, state, c).await?;
-            let info = as_backup(c, &cfg.source.database, &snap);
-            let src = BackupSource::live(store.clone(), info, snap.as_of)?.with_budget(budget.clone());
+            let coll = collection(c, &cfg.source.database, &snap);
+            let src = BackupSource::live(store.clone(), STATE_NAME, vec![coll], snap.as_of).with_budget(budget.clone());
             let coll = &src.collections()[0];
             for seg in coll.segments() {
                 src.segment_files(coll, seg).await?;
             }
             sources.push(src);
         }
-        Ok(StorageSnapshots {
-            sources,
-            state: state.clone(),
-            copy: cfg.copy.clone(),
-        })
+        Ok(StorageSnapshots { plan, sources })
     }
 
-    /// Copies every collection of `plan` into its (prepared) target; `fresh` says per
-    /// collection whether the target started empty under this job.
-    pub async fn copy(
-        &self,
-        target: MilvusClient,
-        plan: &Plan,
-        fresh: Vec<bool>,
-        quiet: bool,
-        shutdown: watch::Receiver<bool>,
-    ) -> Result<Vec<ImportSummary>, ImportError> {
-        let importer = Importer::new(target, self.state.clone(), &self.copy, quiet, shutdown);
-        importer
-            .progress
-            .while_running(async {
-                let mut summaries = Vec::new();
-                for ((c, src), fresh) in plan.collections.iter().zip(&self.sources).zip(fresh) {
-                    let coll = &src.collections()[0];
-                    summaries.push(import_collection(&importer, src, c, coll, fresh).await?);
-                }
-                Ok(summaries)
-            })
-            .await
+    /// The reader of the plan's `i`th collection (its deletes read and held).
+    pub async fn reader(&self, i: usize) -> Result<BackupReader<'_>, BackupError> {
+        let src = &self.sources[i];
+        BackupReader::open(src, &src.collections()[0], &self.plan.collections[i]).await
     }
 }
