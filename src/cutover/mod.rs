@@ -36,6 +36,7 @@ use crate::job::lifecycle::{now_ms, Event, JobState};
 use crate::log::{FenceBreach, FenceWatch};
 use crate::migrate::{self, IndexMode};
 use crate::milvus::Grant;
+use crate::plan::Plan;
 use crate::proto::control as api;
 use crate::verify::{self, VerifyMode, VerifyOptions};
 use crate::wal::physical_ms;
@@ -444,8 +445,27 @@ impl Run {
         }
     }
 
+    /// The runbook's steps, in order (see the module doc); the outcome, or why it stopped.
     async fn steps(&mut self, plan: &CutoverPlan) -> Result<String, Stop> {
-        // 1. Preconditions.
+        self.preconditions(plan).await?;
+        if plan.dry_run {
+            self.report.reason = Some("dry run: nothing was changed".into());
+            return Ok("dry_run".into());
+        }
+        self.wait(plan).await?;
+        let freeze_started = self.freeze(plan).await?;
+        let end = self.end_position().await?;
+        self.drain(plan, &end).await?;
+        let plan_now = self.verify(plan, &end, freeze_started).await?;
+        self.post(plan, &plan_now).await?;
+        self.fence(&end).await?;
+        drop(end);
+        self.done()
+    }
+
+    /// The job is STREAMING and no earlier freeze is left; a dry run also checks the lag
+    /// bound and the grants to revoke.
+    async fn preconditions(&mut self, plan: &CutoverPlan) -> Result<(), Stop> {
         let t = Instant::now();
         let state = self.job.state();
         if state != JobState::Streaming {
@@ -485,13 +505,13 @@ impl Run {
                 let n = self.write_grants(roles).await?.len();
                 what += &format!(", {n} write privileges to revoke");
             }
-            self.step_done("preconditions", "ok", what, t);
-            self.report.reason = Some("dry run: nothing was changed".into());
-            return Ok("dry_run".into());
         }
         self.step_done("preconditions", "ok", what, t);
+        Ok(())
+    }
 
-        // 2. Wait for the time, the flag, and the lag.
+    /// Waits for the time, the flag, and the lag; then the job goes CUTTING_OVER.
+    async fn wait(&mut self, plan: &CutoverPlan) -> Result<(), Stop> {
         let t = Instant::now();
         if let Some(at) = plan.at {
             self.job.update_cutover(&format!("scheduled at {}", chrono::DateTime::<chrono::Utc>::from(at).to_rfc3339()));
@@ -514,8 +534,12 @@ impl Run {
         self.job.fire(Event::CutoverStart).map_err(|e| Stop(e.to_string()))?;
         self.job.update_cutover("running");
         self.step_done("wait", "ok", format!("lag {:.2}s", self.job.status().lag_seconds), t);
+        Ok(())
+    }
 
-        // 3. Freeze.
+    /// Stops the source's writes as the plan says. Returns when the freeze started: the
+    /// write-unavailability window opens there.
+    async fn freeze(&mut self, plan: &CutoverPlan) -> Result<Instant, Stop> {
         let t = Instant::now();
         let freeze_started = Instant::now();
         let source = self.live.context.source.clone();
@@ -545,13 +569,16 @@ impl Run {
                 self.step_done("freeze", "ok", format!("revoked {} write privileges of roles {roles:?}", revoke.len()), t);
             }
         }
+        Ok(freeze_started)
+    }
 
-        // 4. End position: the first tick of every channel at or past a timestamp taken now.
-        // The fence watch is armed first: every write stamped after the fence reaches the
-        // log after this (see `log/fence.rs`). Dropped, however the cutover ends, it disarms.
+    /// End position: the first tick of every channel at or past a timestamp taken now.
+    /// The fence watch is armed first: every write stamped after the fence reaches the
+    /// log after this (see `log/fence.rs`). Dropped, however the cutover ends, it disarms.
+    async fn end_position(&mut self) -> Result<End, Stop> {
         let t = Instant::now();
         let watch = self.live.log.watch_fence(self.live.active_plan().collections.iter().map(|c| c.source_id()));
-        let fence = source.alloc_timestamp().await.map_err(|e| Stop(format!("allocating the fence timestamp: {e}")))?;
+        let fence = self.live.context.source.alloc_timestamp().await.map_err(|e| Stop(format!("allocating the fence timestamp: {e}")))?;
         watch.set_fence(fence);
         let log = self.live.log.clone();
         let channels = self.live.active_channels();
@@ -559,14 +586,18 @@ impl Run {
         let end: BTreeMap<String, u64> = channels.iter().map(|ch| (ch.clone(), log.source_ts(ch))).collect();
         self.report.end_position_ms = end.iter().map(|(c, ts)| (c.clone(), physical_ms(*ts))).collect();
         self.step_done("end_position", "ok", format!("{} channels, fence at {} ms", end.len(), physical_ms(fence)), t);
+        Ok(End { watch, fence, ticks: end })
+    }
 
-        // 5. Drain.
+    /// Applies until every channel's applied position reaches its end position.
+    async fn drain(&mut self, plan: &CutoverPlan, end: &End) -> Result<(), Stop> {
         let t = Instant::now();
         if crate::failpoint::fail_once("cutover.drain") {
             return Err(Stop("failpoint cutover.drain".into()));
         }
+        let log = self.live.log.clone();
         let drain_deadline = Instant::now() + plan.timeout;
-        while end.iter().any(|(ch, ts)| log.applied_ts(ch) < *ts) {
+        while end.ticks.iter().any(|(ch, ts)| log.applied_ts(ch) < *ts) {
             let state = self.job.state();
             if state != JobState::CuttingOver {
                 return Err(Stop(format!("the job became {state} while draining")));
@@ -576,12 +607,16 @@ impl Run {
             }
             self.pause(Duration::from_millis(50)).await?;
         }
-        self.check_fence(&watch)?;
+        self.check_fence(&end.watch)?;
         let drain = t.elapsed().as_secs_f64();
         self.report.drain_seconds = Some(drain);
         self.step_done("drain", "ok", format!("applied up to the end position in {drain:.3}s"), t);
+        Ok(())
+    }
 
-        // 6. Verify.
+    /// Compares the target with the source (counts, or `full`); the write-unavailability
+    /// window closes here. Returns the plan it verified, the one the post steps complete.
+    async fn verify(&mut self, plan: &CutoverPlan, end: &End, freeze_started: Instant) -> Result<Plan, Stop> {
         let t = Instant::now();
         let ctx = self.live.context.clone();
         let opts = VerifyOptions::new(plan.verify, &ctx.cfg.copy);
@@ -596,19 +631,23 @@ impl Run {
         forward.abort();
         let report = result.map_err(|e| Stop(format!("verification could not complete: {e}")))?;
         self.report.verify = serde_json::to_value(&report).ok();
-        self.check_fence(&watch)?;
+        self.check_fence(&end.watch)?;
         if !report.equal {
             return Err(Stop(format!("verification found differences: {}", verify::summary(&report).trim())));
         }
         self.report.write_unavailable_seconds = Some(freeze_started.elapsed().as_secs_f64());
         self.step_done("verify", "ok", format!("{:?}: target equals source", plan.verify).to_lowercase(), t);
+        Ok(plan_now)
+    }
 
-        // 7. Post steps.
+    /// Post steps: indexes the target lacks; load on request.
+    async fn post(&mut self, plan: &CutoverPlan, plan_now: &Plan) -> Result<(), Stop> {
         let t = Instant::now();
+        let target = &self.live.context.target;
         for c in &plan_now.collections {
-            migrate::create_indexes(&ctx.target, c, IndexMode::Copy).await.map_err(|e| Stop(e.to_string()))?;
+            migrate::create_indexes(target, c, IndexMode::Copy).await.map_err(|e| Stop(e.to_string()))?;
             if plan.load {
-                ctx.target
+                target
                     .load(&c.target_name, Duration::from_secs(600))
                     .await
                     .map_err(|e| Stop(format!("loading {}: {e}", c.target_name)))?;
@@ -616,23 +655,38 @@ impl Run {
         }
         self.aborted()?;
         self.step_done("post", "ok", if plan.load { "indexes present, target loaded" } else { "indexes present" }.into(), t);
+        Ok(())
+    }
 
-        // 8. The freeze held: every write stamped up to a timestamp taken now is in the log
-        // (each channel's tick passed it), and none of the job's collections has one after
-        // the fence.
+    /// The freeze held: every write stamped up to a timestamp taken now is in the log
+    /// (each channel's tick passed it), and none of the job's collections has one after
+    /// the fence.
+    async fn fence(&mut self, end: &End) -> Result<(), Stop> {
         let t = Instant::now();
-        let last = source.alloc_timestamp().await.map_err(|e| Stop(format!("allocating the closing timestamp: {e}")))?;
+        let last = self.live.context.source.alloc_timestamp().await.map_err(|e| Stop(format!("allocating the closing timestamp: {e}")))?;
         self.wait_for_ticks(last, "the closing timestamp").await?;
-        self.check_fence(&watch)?;
-        let watched = physical_ms(last).saturating_sub(physical_ms(fence)) as f64 / 1000.0;
+        self.check_fence(&end.watch)?;
+        let watched = physical_ms(last).saturating_sub(physical_ms(end.fence)) as f64 / 1000.0;
         self.step_done("fence", "ok", format!("no writes stamped after the fence ({watched:.3}s of WAL watched)"), t);
-        drop(watch);
+        Ok(())
+    }
 
-        // 9. Done: the source stays frozen on purpose (writers now go to the target).
+    /// Done: the source stays frozen on purpose (writers now go to the target).
+    fn done(&mut self) -> Result<String, Stop> {
         self.job.fire(Event::CutoverDone).map_err(|e| Stop(e.to_string()))?;
         let _ = self.job.store().remove(FROZEN_KEY);
         Ok("successful".into())
     }
+}
+
+/// What the `end_position` step fixes for the steps after it.
+struct End {
+    /// Armed before the fence was taken; disarmed when dropped.
+    watch: FenceWatch,
+    /// The fence: a source timestamp allocated after the freeze.
+    fence: u64,
+    /// Per channel, the source time tick to drain to.
+    ticks: BTreeMap<String, u64>,
 }
 
 /// `name: N writes (I rows inserted, D deleted) stamped after the fence; ...`.
