@@ -25,17 +25,17 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::apply::{Applier, ApplyConfig, ApplyError, Barriers, CollectionRoute, Follow, Routes};
-use crate::config::JobConfig;
+use crate::config::{JobConfig, WalConfig};
 use handle::{HandleError, JobHandle, Live, LiveCollection};
-use lifecycle::{Event, JobState};
+use lifecycle::{Event, JobRecord, JobState};
 use crate::milvus::MilvusClient;
 use crate::log::{ChannelPosition, DurableLog, LogConfig, LogError};
 use crate::copy::finish::{self, Finish, IndexMode};
+use crate::copy::progress::Progress;
 use crate::copy::{self, CopyError, CopyOptions, Copier};
 use crate::plan::{self, IfExists, Plan, PlanError, PlanOptions};
-use crate::copy::progress::Progress;
 use crate::sources::query::{self, QueryReader};
-use crate::state::StateError;
+use crate::state::{StateError, StateStore};
 use crate::wal::{self, CollectionFilter, IngestConfig, WalError, WalReader};
 
 pub mod follow;
@@ -123,226 +123,331 @@ fn phase_stop(handle: &JobHandle, shutdown: &watch::Receiver<bool>, keep: fn(Job
 /// the job reaches a state where nothing runs (FAILED, SUCCESSFUL, CANCELLED), or
 /// something fails (the caller records the error and fails the job).
 pub async fn run(cfg: &JobConfig, opts: &RunOptions, handle: &JobHandle, shutdown: watch::Receiver<bool>) -> Result<(), JobError> {
-    let wal_cfg = cfg.source.wal.clone().ok_or(JobError::NoWal)?;
-    if cfg.source.storage.is_some() {
-        tracing::warn!("[source.storage] is used by `ferry migrate` only: this job's snapshot reads the source by query");
+    let job = Job::open(cfg, opts, handle, shutdown).await?;
+    let (mut plan, channels) = job.record().await?;
+    let reader = job.start_positions(&mut plan, &channels).await?;
+    let job = job.prepare_targets(plan, channels, reader).await?;
+    job.go_live()?;
+    job.stream().await
+}
+
+/// What the steps of one run share, from the connections on.
+struct Job<'a> {
+    cfg: &'a JobConfig,
+    opts: &'a RunOptions,
+    handle: &'a JobHandle,
+    shutdown: watch::Receiver<bool>,
+    wal_cfg: WalConfig,
+    source: MilvusClient,
+    target: MilvusClient,
+    state: StateStore,
+    log: DurableLog,
+    plan_opts: PlanOptions,
+    progress: Arc<Progress>,
+    whole_database: bool,
+}
+
+impl<'a> Job<'a> {
+    /// Checks the job file, starts a PENDING job, connects and opens the log.
+    async fn open(cfg: &'a JobConfig, opts: &'a RunOptions, handle: &'a JobHandle, shutdown: watch::Receiver<bool>) -> Result<Job<'a>, JobError> {
+        let wal_cfg = cfg.source.wal.clone().ok_or(JobError::NoWal)?;
+        if cfg.source.storage.is_some() {
+            tracing::warn!("[source.storage] is used by `ferry migrate` only: this job's snapshot reads the source by query");
+        }
+        if handle.state() == JobState::Pending {
+            handle.fire(Event::Start)?;
+        }
+        let (source, target) = plan::connect(cfg).await?;
+        let state = handle.store().clone();
+        let mut log_cfg = LogConfig::new(cfg.job.state_dir.join("log"));
+        log_cfg.max_pending_bytes = cfg.stream.log_max_bytes;
+        // sled locks its directory for as long as the process holds the log: a run retried in
+        // this process (after a retryable error, or `ferry resume` of a FAILED job) reuses the
+        // log the previous run opened instead of failing to open it again.
+        let log = match handle.live() {
+            Some(live) => live.log,
+            None => DurableLog::open(&log_cfg)?,
+        };
+        Ok(Job {
+            cfg,
+            opts,
+            handle,
+            shutdown,
+            wal_cfg,
+            source,
+            target,
+            state,
+            log,
+            plan_opts: PlanOptions { allow_autoid_off: opts.allow_autoid_off },
+            progress: Progress::new(opts.quiet),
+            whole_database: cfg.collections.is_empty(),
+        })
     }
-    if handle.state() == JobState::Pending {
-        handle.fire(Event::Start)?;
+
+    /// Fixes the job's collections (by ID, see the [`record`] module) and the channels it reads.
+    async fn record(&self) -> Result<(Plan, Vec<String>), JobError> {
+        let (cfg, state) = (self.cfg, &self.state);
+        // Until the start positions are recorded and the partitions looked at again after them
+        // (`record::refresh_partitions`), that look is pending: a crash in between repeats it.
+        if !state.get::<bool>(STARTED)?.unwrap_or(false) {
+            state.put(PARTITIONS_PENDING, &true)?;
+        }
+        // A job over a whole database reads every DML channel (a collection created while it
+        // runs may use any) and records its start positions before it lists the collections:
+        // one created after the listing has its CreateCollection on the WAL past them.
+        let every_channel = self.whole_database.then(|| self.wal_cfg.all_channels());
+        if let Some(channels) = &every_channel {
+            let reader = WalReader::new(self.wal_cfg.brokers.clone(), channels.clone()).with_security(&self.wal_cfg);
+            record_start(&reader, &self.source, &self.log, state, channels).await?;
+        }
+        let snapshot_done = state.get::<bool>(SNAPSHOT_DONE)?.unwrap_or(false);
+        let plan = record::plan(&self.source, &self.target, cfg, self.plan_opts, state, &self.log, snapshot_done).await?;
+        crate::failpoint::hit("job.after_record");
+        metrics::gauge!(crate::metrics::LOG_MAX_BYTES).set(cfg.stream.log_max_bytes as f64);
+        let channels: Vec<String> = every_channel.unwrap_or_else(|| {
+            plan.collections.iter().flat_map(|c| c.channels()).collect::<BTreeSet<_>>().into_iter().collect()
+        });
+        Ok((plan, channels))
     }
-    let (source, target) = plan::connect(cfg).await?;
-    let state = handle.store().clone();
-    let mut log_cfg = LogConfig::new(cfg.job.state_dir.join("log"));
-    log_cfg.max_pending_bytes = cfg.stream.log_max_bytes;
-    // sled locks its directory for as long as the process holds the log: a run retried in
-    // this process (after a retryable error, or `ferry resume` of a FAILED job) reuses the
-    // log the previous run opened instead of failing to open it again.
-    let log = match handle.live() {
-        Some(live) => live.log,
-        None => DurableLog::open(&log_cfg)?,
-    };
-    let plan_opts = PlanOptions { allow_autoid_off: opts.allow_autoid_off };
-    // Until the start positions are recorded and the partitions looked at again after them
-    // (`record::refresh_partitions`), that look is pending: a crash in between repeats it.
-    if !state.get::<bool>(STARTED)?.unwrap_or(false) {
-        state.put(PARTITIONS_PENDING, &true)?;
+
+    /// Start positions, before the snapshot reads anything (a whole database's are recorded
+    /// already: this finds them); then, on the first run, the partitions as they are at the
+    /// start (see `record::refresh_partitions`).
+    async fn start_positions(&self, plan: &mut Plan, channels: &[String]) -> Result<WalReader, JobError> {
+        let state = &self.state;
+        let reader = WalReader::new(self.wal_cfg.brokers.clone(), channels.to_vec()).with_security(&self.wal_cfg);
+        record_start(&reader, &self.source, &self.log, state, channels).await?;
+        if state.get::<bool>(PARTITIONS_PENDING)?.unwrap_or(false) {
+            record::refresh_partitions(&self.source, plan, state).await?;
+            state.put(PARTITIONS_PENDING, &false)?;
+        }
+        Ok(reader)
     }
-    // A job over a whole database reads every DML channel (a collection created while it
-    // runs may use any) and records its start positions before it lists the collections:
-    // one created after the listing has its CreateCollection on the WAL past them.
-    let whole_database = cfg.collections.is_empty();
-    let progress = Progress::new(opts.quiet);
-    let every_channel = whole_database.then(|| wal_cfg.all_channels());
-    if let Some(channels) = &every_channel {
-        let reader = WalReader::new(wal_cfg.brokers.clone(), channels.clone()).with_security(&wal_cfg);
-        record_start(&reader, &source, &log, &state, channels).await?;
-    }
-    let snapshot_done = state.get::<bool>(SNAPSHOT_DONE)?.unwrap_or(false);
-    let mut plan = record::plan(&source, &target, cfg, plan_opts, &state, &log, snapshot_done).await?;
-    crate::failpoint::hit("job.after_record");
-    metrics::gauge!(crate::metrics::LOG_MAX_BYTES).set(cfg.stream.log_max_bytes as f64);
-    let channels: Vec<String> = every_channel.unwrap_or_else(|| {
-        plan.collections.iter().flat_map(|c| c.channels()).collect::<BTreeSet<_>>().into_iter().collect()
-    });
-    let reader = WalReader::new(wal_cfg.brokers.clone(), channels.clone()).with_security(&wal_cfg);
-    // 1. Start positions, before the snapshot reads anything (a whole database's are
-    //    recorded already: this finds them); then, on the first run, the partitions as
-    //    they are at the start (see `record::refresh_partitions`).
-    record_start(&reader, &source, &log, &state, &channels).await?;
-    if state.get::<bool>(PARTITIONS_PENDING)?.unwrap_or(false) {
-        record::refresh_partitions(&source, &mut plan, &state).await?;
-        state.put(PARTITIONS_PENDING, &false)?;
-    }
-    let fresh = copy::prepare_targets(&target, &plan, &state, opts.if_exists).await?;
-    let plan = Arc::new(plan);
-    handle.set_live(Live {
-        log: log.clone(),
-        channels: channels.clone(),
-        collections: plan
+
+    /// Creates (or checks) the target collections; from here on the plan is fixed.
+    async fn prepare_targets(self, plan: Plan, channels: Vec<String>, reader: WalReader) -> Result<Prepared<'a>, JobError> {
+        let fresh = copy::prepare_targets(&self.target, &plan, &self.state, self.opts.if_exists).await?;
+        let plan = Arc::new(plan);
+        let routes: Routes = plan
             .collections
             .iter()
-            .map(|c| LiveCollection {
-                source_id: c.source_id(),
-                source: c.source_name.clone(),
-                target: c.target_name.clone(),
-                channels: c.channels(),
+            .map(|c| {
+                (
+                    c.source_id(),
+                    CollectionRoute {
+                        target_collection: c.target_name.clone(),
+                        pk_field: c.pk_field.clone(),
+                        partition_key: c.partition_key,
+                        partitions: c.partitions.clone(),
+                    },
+                )
             })
-            .collect(),
-        progress: progress.clone(),
-        started_ms: state.get::<u64>(STARTED_MS)?.unwrap_or(0),
-        context: JobContext { cfg: cfg.clone(), source: source.clone(), target: target.clone(), plan: plan.clone(), reader: reader.clone() },
-    });
+            .collect();
+        let apply_cfg = ApplyConfig {
+            max_batch_bytes: self.cfg.stream.batch_bytes,
+            drop_on_source_drop: self.cfg.stream.on_source_drop == "drop",
+            ..Default::default()
+        };
+        let follow = self.whole_database.then(|| {
+            Follow::new(
+                channels.iter().cloned().collect(),
+                follow::hook(follow::Context {
+                    source: self.source.clone(),
+                    target: self.target.clone(),
+                    state: self.state.clone(),
+                    log: self.log.clone(),
+                    opts: self.plan_opts,
+                    index: self.opts.index,
+                }),
+            )
+        });
+        Ok(Prepared { job: self, plan, channels, reader, fresh, routes, apply_cfg, follow })
+    }
+}
 
-    // A job whose snapshot finished before a crash picks up in STREAMING.
-    if handle.state() == JobState::Snapshotting && state.get::<bool>(SNAPSHOT_DONE)?.unwrap_or(false) {
-        handle.fire(Event::SnapshotDone)?;
+/// The job once its targets are prepared: what it copies, reads and applies.
+struct Prepared<'a> {
+    job: Job<'a>,
+    plan: Arc<Plan>,
+    channels: Vec<String>,
+    reader: WalReader,
+    /// Per collection of the plan: whether its target started empty under this job.
+    fresh: Vec<bool>,
+    routes: Routes,
+    apply_cfg: ApplyConfig,
+    /// A whole database's job takes on collections created while it runs.
+    follow: Option<Follow>,
+}
+
+impl Prepared<'_> {
+    /// Shows the job to the control API, the cutover and the metrics sampler.
+    fn go_live(&self) -> Result<(), JobError> {
+        let (job, plan) = (&self.job, &self.plan);
+        let (handle, state) = (job.handle, &job.state);
+        handle.set_live(Live {
+            log: job.log.clone(),
+            channels: self.channels.clone(),
+            collections: plan
+                .collections
+                .iter()
+                .map(|c| LiveCollection {
+                    source_id: c.source_id(),
+                    source: c.source_name.clone(),
+                    target: c.target_name.clone(),
+                    channels: c.channels(),
+                })
+                .collect(),
+            progress: job.progress.clone(),
+            started_ms: state.get::<u64>(STARTED_MS)?.unwrap_or(0),
+            context: JobContext {
+                cfg: job.cfg.clone(),
+                source: job.source.clone(),
+                target: job.target.clone(),
+                plan: plan.clone(),
+                reader: self.reader.clone(),
+            },
+        });
+
+        // A job whose snapshot finished before a crash picks up in STREAMING.
+        if handle.state() == JobState::Snapshotting && state.get::<bool>(SNAPSHOT_DONE)?.unwrap_or(false) {
+            handle.fire(Event::SnapshotDone)?;
+        }
+        Ok(())
     }
 
-    // 2. Ingest runs from now on, whatever the phase (paused included: the log buffers up to
-    //    its bound), until the job stops for good or the daemon shuts down.
-    // A job over a whole database keeps every record: which collections are its own is
-    // decided at apply time (a CreateCollection record names no database).
-    let filter = if whole_database {
-        CollectionFilter::All
-    } else {
-        CollectionFilter::Only(plan.collections.iter().map(|c| c.source_id()).collect::<HashSet<i64>>())
-    };
-    let follow = whole_database.then(|| {
-        Follow::new(
-            channels.iter().cloned().collect(),
-            follow::hook(follow::Context {
-                source: source.clone(),
-                target: target.clone(),
-                state: state.clone(),
-                log: log.clone(),
-                opts: plan_opts,
-                index: opts.index,
-            }),
-        )
-    });
-    let ingest_stop = phase_stop(handle, &shutdown, |s| !matches!(s, JobState::Failed | JobState::Successful | JobState::Cancelled));
-    let mut ingest = {
-        let (reader, log, stop) = (reader.clone(), log.clone(), stopped(ingest_stop));
+    /// Ingest, and the phases as the state says, until shutdown or a state where nothing runs.
+    async fn stream(&self) -> Result<(), JobError> {
+        let mut ingest = self.ingest();
+        let reporter = tokio::spawn(report_lag(self.job.handle.clone(), stopped(self.job.shutdown.clone())));
+        let phases = self.phases();
+        tokio::pin!(phases);
+        let mut ingest_done = false;
+        let result = tokio::select! {
+            r = &mut phases => r,
+            r = &mut ingest => {
+                ingest_done = true;
+                match r {
+                    // Ingest stops by itself only when the job reached a state where nothing
+                    // runs; the phases see the same state and return.
+                    Ok(Ok(())) => phases.await,
+                    Ok(Err(e)) => Err(JobError::Wal(e)),
+                    Err(e) => Err(JobError::Task(e.to_string())),
+                }
+            }
+        };
+        if !ingest_done {
+            ingest.abort();
+            let _ = ingest.await;
+        }
+        reporter.abort();
+        self.job.log.flush().await?;
+        result
+    }
+
+    /// Ingest runs from now on, whatever the phase (paused included: the log buffers up to
+    /// its bound), until the job stops for good or the daemon shuts down.
+    fn ingest(&self) -> tokio::task::JoinHandle<Result<(), WalError>> {
+        // A job over a whole database keeps every record: which collections are its own is
+        // decided at apply time (a CreateCollection record names no database).
+        let filter = if self.job.whole_database {
+            CollectionFilter::All
+        } else {
+            CollectionFilter::Only(self.plan.collections.iter().map(|c| c.source_id()).collect::<HashSet<i64>>())
+        };
+        let ingest_stop = phase_stop(self.job.handle, &self.job.shutdown, |s| !matches!(s, JobState::Failed | JobState::Successful | JobState::Cancelled));
+        let (reader, log, stop) = (self.reader.clone(), self.job.log.clone(), stopped(ingest_stop));
         tokio::spawn(async move {
             wal::ingest(&reader, &log, filter, &IngestConfig::default(), stop).await
         })
-    };
-    let routes: Routes = plan
-        .collections
-        .iter()
-        .map(|c| {
-            (
-                c.source_id(),
-                CollectionRoute {
-                    target_collection: c.target_name.clone(),
-                    pk_field: c.pk_field.clone(),
-                    partition_key: c.partition_key,
-                    partitions: c.partitions.clone(),
-                },
-            )
-        })
-        .collect();
-    let apply_cfg = ApplyConfig {
-        max_batch_bytes: cfg.stream.batch_bytes,
-        drop_on_source_drop: cfg.stream.on_source_drop == "drop",
-        ..Default::default()
-    };
-    let reporter = tokio::spawn(report_lag(handle.clone(), stopped(shutdown.clone())));
+    }
 
-    // 3. The phases, as the state says, until shutdown or a state where nothing runs.
-    let phases = async {
+    /// The phases, as the state says, until shutdown or a state where nothing runs.
+    async fn phases(&self) -> Result<(), JobError> {
+        let handle = self.job.handle;
         let mut states = handle.subscribe();
         loop {
-            if *shutdown.borrow() {
+            if *self.job.shutdown.borrow() {
                 return Ok(());
             }
             match handle.state() {
                 JobState::Pending => {
                     handle.fire(Event::Start)?;
                 }
-                JobState::Snapshotting => {
-                    let stop = phase_stop(handle, &shutdown, |s| s == JobState::Snapshotting);
-                    let copier = Copier {
-                        target: target.clone(),
-                        state: state.clone(),
-                        opts: CopyOptions::from(&cfg.copy),
-                        progress: progress.clone(),
-                        shutdown: stop.clone(),
-                    };
-                    match snapshot_all(&copier, &source, &plan, &fresh, opts.index).await {
-                        Ok(()) => {
-                            state.put(SNAPSHOT_DONE, &true)?;
-                            tracing::info!("snapshot complete: streaming");
-                            handle.fire(Event::SnapshotDone)?;
-                        }
-                        Err(JobError::Copy(CopyError::Interrupted)) if *stop.borrow() => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                s if s.applies() => {
-                    let stop = phase_stop(handle, &shutdown, JobState::applies);
-                    let mut tasks = tokio::task::JoinSet::new();
-                    let barriers = Barriers::new(
-                        log.clone(),
-                        plan.collections.iter().map(|c| (c.source_id(), c.channels().into_iter().collect())).collect(),
-                    );
-                    for ch in &channels {
-                        let mut applier = Applier::new(ch.clone(), log.clone(), target.clone(), routes.clone(), apply_cfg.clone())
-                            .with_barriers(barriers.clone());
-                        if let Some(f) = &follow {
-                            applier = applier.with_follow(f.clone());
-                        }
-                        let stop = stopped(stop.clone());
-                        tasks.spawn(async move { applier.run(stop).await });
-                    }
-                    while let Some(r) = tasks.join_next().await {
-                        match r {
-                            Ok(Ok(())) => {}
-                            Ok(Err(e)) => {
-                                tasks.abort_all();
-                                return Err(JobError::from(e));
-                            }
-                            Err(e) => {
-                                tasks.abort_all();
-                                return Err(JobError::Task(e.to_string()));
-                            }
-                        }
-                    }
-                }
-                JobState::Paused => {
-                    tracing::info!("paused: the WAL is still read into the log; nothing is written to the target");
-                    let mut sd = shutdown.clone();
-                    tokio::select! {
-                        _ = states.wait_for(|r| r.state != JobState::Paused) => {}
-                        _ = sd.wait_for(|v| *v) => {}
-                    }
-                }
+                JobState::Snapshotting => self.snapshot().await?,
+                s if s.applies() => self.apply().await?,
+                JobState::Paused => self.paused(&mut states).await,
                 _ => return Ok(()),
             }
         }
-    };
-    tokio::pin!(phases);
-    let mut ingest_done = false;
-    let result = tokio::select! {
-        r = &mut phases => r,
-        r = &mut ingest => {
-            ingest_done = true;
+    }
+
+    /// Copies every row (see [`snapshot_all`]) until done or the job leaves SNAPSHOTTING.
+    async fn snapshot(&self) -> Result<(), JobError> {
+        let Job { cfg, handle, shutdown, source, target, state, progress, opts, .. } = &self.job;
+        let stop = phase_stop(handle, shutdown, |s| s == JobState::Snapshotting);
+        let copier = Copier {
+            target: target.clone(),
+            state: state.clone(),
+            opts: CopyOptions::from(&cfg.copy),
+            progress: progress.clone(),
+            shutdown: stop.clone(),
+        };
+        match snapshot_all(&copier, source, &self.plan, &self.fresh, opts.index).await {
+            Ok(()) => {
+                state.put(SNAPSHOT_DONE, &true)?;
+                tracing::info!("snapshot complete: streaming");
+                handle.fire(Event::SnapshotDone)?;
+            }
+            Err(JobError::Copy(CopyError::Interrupted)) if *stop.borrow() => {}
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// Replays the log onto the target, an applier per channel, until the job leaves the
+    /// states that apply.
+    async fn apply(&self) -> Result<(), JobError> {
+        let Job { handle, shutdown, target, log, .. } = &self.job;
+        let stop = phase_stop(handle, shutdown, JobState::applies);
+        let mut tasks = tokio::task::JoinSet::new();
+        let barriers = Barriers::new(
+            log.clone(),
+            self.plan.collections.iter().map(|c| (c.source_id(), c.channels().into_iter().collect())).collect(),
+        );
+        for ch in &self.channels {
+            let mut applier = Applier::new(ch.clone(), log.clone(), target.clone(), self.routes.clone(), self.apply_cfg.clone())
+                .with_barriers(barriers.clone());
+            if let Some(f) = &self.follow {
+                applier = applier.with_follow(f.clone());
+            }
+            let stop = stopped(stop.clone());
+            tasks.spawn(async move { applier.run(stop).await });
+        }
+        while let Some(r) = tasks.join_next().await {
             match r {
-                // Ingest stops by itself only when the job reached a state where nothing
-                // runs; the phases see the same state and return.
-                Ok(Ok(())) => phases.await,
-                Ok(Err(e)) => Err(JobError::Wal(e)),
-                Err(e) => Err(JobError::Task(e.to_string())),
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tasks.abort_all();
+                    return Err(JobError::from(e));
+                }
+                Err(e) => {
+                    tasks.abort_all();
+                    return Err(JobError::Task(e.to_string()));
+                }
             }
         }
-    };
-    if !ingest_done {
-        ingest.abort();
-        let _ = ingest.await;
+        Ok(())
     }
-    reporter.abort();
-    log.flush().await?;
-    result
+
+    /// Waits while PAUSED (or until shutdown).
+    async fn paused(&self, states: &mut watch::Receiver<JobRecord>) {
+        tracing::info!("paused: the WAL is still read into the log; nothing is written to the target");
+        let mut sd = self.job.shutdown.clone();
+        tokio::select! {
+            _ = states.wait_for(|r| r.state != JobState::Paused) => {}
+            _ = sd.wait_for(|v| *v) => {}
+        }
+    }
 }
 
 /// Records where reading each channel starts (once; a restart keeps the positions, and a

@@ -10,7 +10,7 @@ use crate::copy::progress::Progress;
 use crate::copy::{self, CopyError, CopyOptions, Copier, Outcome};
 use crate::milvus::{MilvusClient, MilvusError};
 use crate::plan::{self, CollectionPlan, IfExists, Plan, PlanError, PlanOptions};
-use crate::sources::{self, query::QueryReader, storage::StorageSnapshots};
+use crate::sources::{self, query::QueryReader, storage::StorageSnapshots, DecodeBudget};
 use crate::state::{StateError, StateStore};
 
 /// Errors of a migration run.
@@ -84,8 +84,11 @@ pub async fn migrate(
     }
     let state = StateStore::open(&cfg.job.state_dir)?;
     check_copy_mode(&state, &plan, cfg.source.storage.is_some())?;
-    let storage = match cfg.source.storage {
-        Some(_) => Some(StorageSnapshots::take(cfg, &source, &state, &plan).await?),
+    let storage = match &cfg.source.storage {
+        Some(st) => {
+            let budget = DecodeBudget::new(cfg.copy.decode_budget_bytes);
+            Some(StorageSnapshots::take(&st.location, &cfg.source.database, budget, &source, &state, &plan).await?)
+        }
         None => None,
     };
     let fresh = copy::prepare_targets(&target, &plan, &state, opts.if_exists).await?;

@@ -36,7 +36,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::JobConfig;
 use crate::milvus::{MilvusClient, MilvusError};
 use crate::plan::{CollectionPlan, Plan};
 use crate::proto::common::SegmentState;
@@ -204,25 +203,21 @@ pub struct StorageSnapshots<'a> {
 
 impl<'a> StorageSnapshots<'a> {
     /// Takes (or reloads) each collection's snapshot and checks that every segment's files
-    /// are where `[source.storage]` says, before any target is touched.
+    /// are under `location` (`[source.storage]`), before any target is touched. `database`:
+    /// the source's; `budget`: what segments being decoded may take together.
     pub async fn take(
-        cfg: &JobConfig,
+        location: &str,
+        database: &str,
+        budget: DecodeBudget,
         source: &MilvusClient,
         state: &StateStore,
         plan: &'a Plan,
     ) -> Result<StorageSnapshots<'a>, StorageError> {
-        let location = &cfg
-            .source
-            .storage
-            .as_ref()
-            .expect("StorageSnapshots::take needs [source.storage]")
-            .location;
         let store = Store::open(location).map_err(BackupError::from)?;
-        let budget = DecodeBudget::new(cfg.copy.decode_budget_bytes);
         let mut sources = Vec::new();
         for c in &plan.collections {
             let snap = snapshot(source, state, c).await?;
-            let coll = collection(c, &cfg.source.database, &snap);
+            let coll = collection(c, database, &snap);
             let src = BackupSource::live(store.clone(), STATE_NAME, vec![coll], snap.as_of).with_budget(budget.clone());
             let coll = &src.collections()[0];
             for seg in coll.segments() {

@@ -2,6 +2,7 @@
 //! source, collection by collection and partition by partition?
 //!
 //! # Layout
+//! - `compare`: one collection compared: counts, distinct keys, then the `full` units.
 //! - `merge`: the merge-join of two key-ordered `(key, digest)` runs (pure).
 //! - `scan`: one work unit compared (and repaired) over both servers.
 //! - `report`: the report types (the JSON interface) and their human rendering.
@@ -31,32 +32,29 @@
 //! with [`finish::load_sources`]; unloaded targets are loaded here (they need an index). Both
 //! are released afterwards, also on failure, and only those this call loaded.
 
+mod compare;
 mod merge;
 mod report;
 mod scan;
 
 use std::time::{Duration, Instant};
 
-use futures::stream::{self, StreamExt, TryStreamExt};
 use tokio::sync::watch;
 
 use crate::config::CopyConfig;
 use crate::copy::{finish, CopyError};
 use crate::milvus::{MilvusClient, MilvusError, PagerError};
-use crate::plan::{CollectionPlan, Plan};
+use crate::plan::Plan;
 use crate::proto::common::LoadState;
-use crate::proto::schema::DataType;
 use crate::copy::CopyOptions;
-use crate::sources::query::{snapshot_timestamp, unit};
+use crate::sources::query::snapshot_timestamp;
+use compare::compare_collection;
 
 pub use merge::{merge_step, Diff};
 pub use report::{
     render, summary, CollectionReport, FullReport, KeyList, PartitionReport, PassReport,
     RepairReport, RepairedCollection, VerifyMode, VerifyReport,
 };
-
-/// Count queries in flight at once.
-const COUNTS_AT_ONCE: usize = 8;
 
 /// Errors that stop a verification (differences are not errors: they are in the report).
 #[derive(Debug, thiserror::Error)]
@@ -325,248 +323,4 @@ struct Ctx<'a> {
     source_ts: u64,
     target_ts: u64,
     shutdown: &'a watch::Receiver<bool>,
-}
-
-async fn compare_collection(
-    ctx: &Ctx<'_>,
-    c: &CollectionPlan,
-) -> Result<(CollectionReport, Option<RepairedCollection>), VerifyError> {
-    let started = Instant::now();
-    let on = |collection: &str, step: &'static str| {
-        let collection = collection.to_string();
-        move |source| VerifyError::Milvus {
-            collection,
-            step,
-            source,
-        }
-    };
-    let (src, dst) = (c.source_name.as_str(), c.target_name.as_str());
-    let mut report = CollectionReport {
-        source: src.into(),
-        target: dst.into(),
-        equal: false,
-        target_exists: false,
-        source_rows: 0,
-        source_keys: None,
-        target_keys: None,
-        target_rows: 0,
-        partition_key: c.partition_key,
-        partitions: Vec::new(),
-        full: None,
-        share: c.shards.as_ref().map(|f| f.describe()),
-        seconds: 0.0,
-    };
-    // A share of a split collection: count(*) would count other instances' keys, so the
-    // share's keys are counted and compared by reading them.
-    let shared = c.shards.is_some();
-    report.target_exists = ctx
-        .target
-        .has_collection(dst)
-        .await
-        .map_err(on(dst, "has collection"))?;
-
-    // Partitions of both sides, the source's first.
-    let mut names: Vec<String> = Vec::new();
-    let (mut on_source, mut on_target) = (Vec::new(), Vec::new());
-    if !c.partition_key && report.target_exists {
-        on_source = ctx
-            .source
-            .list_partitions(src)
-            .await
-            .map_err(on(src, "list partitions"))?;
-        on_target = ctx
-            .target
-            .list_partitions(dst)
-            .await
-            .map_err(on(dst, "list partitions"))?;
-        names = on_source.iter().map(|p| p.0.clone()).collect();
-        names.extend(
-            on_target
-                .iter()
-                .filter(|p| !names.contains(&p.0))
-                .map(|p| p.0.clone())
-                .collect::<Vec<_>>(),
-        );
-    }
-    let on_source: Vec<String> = on_source.into_iter().map(|p| p.0).collect();
-    let on_target: Vec<String> = on_target.into_iter().map(|p| p.0).collect();
-
-    // Every count of both sides: a strongly consistent count waits for the server's next
-    // time tick, so they run side by side rather than one after another.
-    // (A share's counts come from reading its keys below: count(*) would be wasted.)
-    let mut counts: Vec<(bool, Option<String>)> = Vec::new();
-    if !(shared && report.target_exists) {
-        counts.push((true, None));
-    }
-    if report.target_exists && !shared {
-        counts.push((false, None));
-    }
-    for p in names.iter().filter(|_| !shared) {
-        if on_source.contains(p) {
-            counts.push((true, Some(p.clone())));
-        }
-        if on_target.contains(p) {
-            counts.push((false, Some(p.clone())));
-        }
-    }
-    let jobs: Vec<_> = counts
-        .iter()
-        .map(|(is_source, part)| {
-            let (client, name) = if *is_source {
-                (ctx.source, src)
-            } else {
-                (ctx.target, dst)
-            };
-            count(client, name, part.clone())
-        })
-        .collect();
-    let counted: Vec<u64> = stream::iter(jobs)
-        .buffered(COUNTS_AT_ONCE)
-        .try_collect()
-        .await?;
-    let count_of = |is_source: bool, part: Option<&String>| {
-        counts
-            .iter()
-            .position(|(s, p)| *s == is_source && p.as_ref() == part)
-            .map(|i| counted[i])
-    };
-    report.source_rows = count_of(true, None).unwrap_or(0);
-    if !report.target_exists {
-        report.seconds = started.elapsed().as_secs_f64();
-        return Ok((report, None));
-    }
-    report.target_rows = count_of(false, None).unwrap_or(0);
-    // A source key with several rows is one row on the target: counts compare distinct keys.
-    let keys = |part: Option<String>, s: u64, t: u64| async move {
-        finish::distinct_keys(ctx.source, ctx.target, c, part.as_deref(), s, t)
-            .await
-            .map_err(|e| VerifyError::scan(src, "count distinct keys", e))
-    };
-    // With every partition checked below, a repeated key or an extra one shows in its
-    // partition, and the collection's count(*) is their sum: reading the collection's keys
-    // again would only lengthen a cutover's verify (a key in two partitions, which Milvus
-    // allows, is one key to a collection-wide query but two rows to count(*)).
-    let by_partition = !names.is_empty();
-    if !shared && !by_partition {
-        let k = keys(None, report.source_rows, report.target_rows).await?;
-        (report.source_keys, report.target_keys) = (k.source, k.target);
-    }
-    for p in names.iter().filter(|_| !shared) {
-        let (s, t) = (count_of(true, Some(p)), count_of(false, Some(p)));
-        let k = match (s, t) {
-            (Some(s), Some(t)) => keys(Some(p.clone()), s, t).await?,
-            _ => finish::DistinctKeys::default(),
-        };
-        report.partitions.push(PartitionReport {
-            name: p.clone(),
-            source_rows: s,
-            source_keys: k.source,
-            target_rows: t,
-            target_keys: k.target,
-            equal: s.is_some() && k.source.or(s) == k.target.or(t),
-        });
-    }
-    if by_partition && report.partitions.iter().any(|p| p.source_keys.is_some()) {
-        // The collection's keys are its partitions' (a key per partition it is in).
-        let sum = |f: &dyn Fn(&PartitionReport) -> Option<u64>| report.partitions.iter().filter_map(f).sum::<u64>();
-        report.source_keys = Some(sum(&|p| p.source_keys.or(p.source_rows)));
-        report.target_keys = Some(sum(&|p| p.target_keys.or(p.target_rows)));
-    }
-
-    let mut fixed = None;
-    if ctx.repair {
-        // Rows re-copied go to their own partition, so it must exist. (Partitions only the
-        // target has are emptied, not dropped.)
-        for p in on_source.iter().filter(|p| !on_target.contains(p)) {
-            tracing::info!(collection = %dst, partition = %p, "repair: creating the partition missing on the target");
-            ctx.target
-                .create_partition(dst, p)
-                .await
-                .map_err(on(dst, "repair create partition"))?;
-        }
-    }
-    if ctx.mode == VerifyMode::Full || shared {
-        let units = unit::units(
-            &names,
-            c.partition_key,
-            c.pk_type == DataType::Int64,
-            ctx.opts.scan.key_splits,
-        );
-        let outcomes: Vec<scan::UnitOutcome> = stream::iter(units.into_iter().map(|u| {
-            let on_s = u.partition.as_ref().is_none_or(|p| on_source.contains(p));
-            let on_t = u.partition.as_ref().is_none_or(|p| on_target.contains(p));
-            scan::scan_unit(scan::UnitScan {
-                source: ctx.source,
-                target: ctx.target,
-                plan: c,
-                unit: u,
-                on_source: on_s,
-                on_target: on_t,
-                source_ts: ctx.source_ts,
-                target_ts: ctx.target_ts,
-                opts: ctx.opts,
-                repair: ctx.repair,
-                shutdown: ctx.shutdown.clone(),
-            })
-        }))
-        .buffer_unordered(ctx.opts.scan.parallelism.max(1))
-        .try_collect()
-        .await?;
-        let mut full = FullReport::default();
-        let mut rep = RepairedCollection {
-            source: src.into(),
-            target: dst.into(),
-            upserted: 0,
-            deleted: 0,
-        };
-        for o in outcomes {
-            full.source_keys += o.full.source_keys;
-            full.target_keys += o.full.target_keys;
-            full.keys_compared += o.full.keys_compared;
-            for (all, part) in [
-                (&mut full.missing, o.full.missing),
-                (&mut full.extra, o.full.extra),
-                (&mut full.different, o.full.different),
-            ] {
-                all.count += part.count;
-                all.keys.extend(part.keys);
-            }
-            rep.upserted += o.upserted;
-            rep.deleted += o.deleted;
-        }
-        // Units run concurrently: list the smallest keys, whichever unit found them.
-        for l in [&mut full.missing, &mut full.extra, &mut full.different] {
-            l.keys.sort();
-            l.keys.truncate(ctx.opts.sample);
-        }
-        if shared {
-            (report.source_rows, report.target_rows) = (full.source_keys, full.target_keys);
-        }
-        report.full = Some(full);
-        if ctx.repair {
-            fixed = Some(rep);
-        }
-    }
-    report.equal = report.expected_target_rows() == report.target_distinct()
-        && report.partitions.iter().all(|p| p.equal)
-        && report.full.as_ref().is_none_or(FullReport::is_clean);
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok((report, fixed))
-}
-
-/// `count(*)` of a collection, or of one partition.
-async fn count(
-    client: &MilvusClient,
-    collection: &str,
-    partition: Option<String>,
-) -> Result<u64, VerifyError> {
-    let parts: Vec<String> = partition.into_iter().collect();
-    client
-        .count(collection, &parts)
-        .await
-        .map_err(|source| VerifyError::Milvus {
-            collection: collection.to_string(),
-            step: "count",
-            source,
-        })
 }
