@@ -5,12 +5,14 @@
 //! How data flows, and where each part lives:
 //!
 //! ```text
-//!  snapshot / migrate / imports:                       streaming (`ferry run`):
-//!  source reader ──► rows ──► writer ──► target         Kafka DML channels
-//!   snapshot (query pages)                                 │ wal (reader, sequencer, ingest)
-//!   sources (binlogs, backups, 1.x files)                  ▼
-//!                                                       log (durable, sled) ──► apply ──► target
+//!  copying what is there (migrate, imports, run's snapshot):     streaming (`ferry run`):
+//!                                                               Kafka DML channels
+//!  sources (a reader) ──► copy (one writer) ──► target              │ wal (reader, sequencer, ingest)
+//!   query pages, binlog segments,   intent/cursor,                  ▼
+//!   1.x tables                      batches, finish             log (durable, sled) ──► apply ──► target
 //! ```
+//!
+//! Both ends write through one trait, [`copy::Target`].
 //!
 //! Formats and clients (used by everything above them):
 //! - [`proto`]: generated Milvus and ferry wire types (from `proto/`).
@@ -22,15 +24,17 @@
 //!   [`metrics`], [`failpoint`].
 //!
 //! Copying what is there:
-//! - [`plan`]: which collections, and the exact target schema; refuses what the target
-//!   cannot hold.
-//! - [`snapshot`]: the query-paged copy of a live collection, resumable, with progress.
-//! - [`sources`]: file readers: milvus-backup folders and live storage (Milvus 2.x binlogs),
-//!   Milvus 1.x data files, from a folder or an object store (and, for now, the import
-//!   commands over them).
-//! - [`migrate`]: `ferry migrate` (plan, create, copy, index, load, count).
+//! - [`plan`]: connect, which collections, and the exact target schema; refuses what the
+//!   target cannot hold.
+//! - [`sources`]: the readers: a live collection by query or from its own storage
+//!   (`[source.storage]`), milvus-backup folders, Milvus 1.x files; from a folder or an
+//!   object store.
+//! - [`copy`]: the copy engine: one resumable writer driving any reader, target preparation,
+//!   and the one finishing sequence (flush, indexes, load, count).
+//! - [`migrate`] (`ferry migrate`) and [`import`] (`ferry import-backup`, `ferry import-1x`):
+//!   commands composing a reader with the engine.
 //! - [`verify`]: source vs target per collection and partition: counts, or every key and a
-//!   row digest merge-joined in key order; optional repair.
+//!   row digest merge-joined in key order; optional repair (through [`copy::Target`]).
 //!
 //! Streaming what changes:
 //! - [`wal`]: reading the DML channels on Kafka at ferry-managed offsets and sealing time-tick
@@ -38,12 +42,14 @@
 //! - [`log`]: the durable log (sled): pending WAL events, positions, apply cursors, DDL marks.
 //! - [`apply`]: the per-channel apply loop: batches from the log, coalesced per key, written
 //!   to the target, cursor advanced after; DDL barriers and partitions by source ID.
-//! - [`job`]: a zero-downtime job (snapshot, then stream), its handle and state machine.
+//! - [`job`]: a zero-downtime job (record, start positions, snapshot, stream), its handle and
+//!   state machine.
 //! - [`cutover`]: the runbook: wait for lag, freeze, drain, verify, report.
 //!
 //! On top: [`daemon`] (the service around a job: control API, HTTP, signals) and [`cli`]
-//! (the commands; the only module that imports `daemon`). `scripts/module-deps` shows which
-//! top-level module imports which, and fails on a pair that import each other.
+//! (the commands; the only module that imports `daemon`, `migrate` and `import`).
+//! `scripts/module-deps` shows which top-level module imports which, and fails on a pair
+//! that import each other (`scripts/test` runs it first).
 pub mod proto;
 pub mod milvus;
 pub mod secret;

@@ -416,7 +416,7 @@ async fn varchar_keys_partition_key_through_the_library() {
     )
     .await
     .unwrap();
-    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let rx = tokio_util::sync::CancellationToken::new();
     let t = Instant::now();
     let r = verify::verify(
         &source,
@@ -458,7 +458,8 @@ async fn varchar_keys_partition_key_through_the_library() {
     );
 
     // Shutdown stops it with an error, and what it loaded is released all the same.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(true);
+    let stop_rx = tokio_util::sync::CancellationToken::new();
+    stop_rx.cancel();
     let e = verify::verify(
         &source,
         &target,
@@ -469,7 +470,6 @@ async fn varchar_keys_partition_key_through_the_library() {
     .await
     .unwrap_err();
     assert!(matches!(e, VerifyError::Interrupted), "{e}");
-    drop(stop_tx);
     assert_eq!(target.load_state(&dst).await.unwrap(), LoadState::NotLoad);
 
     // Repair through the command line, then a clean verify.

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::JobConfig;
 use crate::copy::IndexMode;
@@ -76,7 +76,7 @@ fn options(a: &ImportArgs, backup: Option<String>) -> ImportOptions {
 }
 
 /// Runs an import command; prints the summary, then fails when a count check failed.
-pub async fn run(cmd: ImportCommand, shutdown: watch::Receiver<bool>) -> anyhow::Result<ExitCode> {
+pub async fn run(cmd: ImportCommand, shutdown: CancellationToken) -> anyhow::Result<ExitCode> {
     let (args, opts) = match &cmd {
         ImportCommand::ImportBackup(a) => (&a.common, options(&a.common, a.backup.clone())),
         ImportCommand::Import1x(a) => (a, options(a, None)),

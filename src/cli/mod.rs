@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::JobConfig;
 use crate::copy::finish::render_summary;
@@ -132,9 +132,10 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// A watch that turns true on SIGINT or SIGTERM.
-fn shutdown_signal() -> watch::Receiver<bool> {
-    let (tx, rx) = watch::channel(false);
+/// A token cancelled on SIGINT or SIGTERM: the process's shutdown.
+fn shutdown_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
     tokio::spawn(async move {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
@@ -153,9 +154,9 @@ fn shutdown_signal() -> watch::Receiver<bool> {
             _ = term => {}
         }
         tracing::info!("shutdown requested: finishing in-flight batches");
-        let _ = tx.send(true);
+        cancel.cancel();
     });
-    rx
+    token
 }
 
 /// Entry point of the binary.

@@ -44,11 +44,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::stream::{self, TryStreamExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::milvus::{MilvusClient, MilvusError, PkValue, Rows};
 use crate::plan::{self, CollectionPlan, IfExists, Plan, PlanError, TargetState};
-use crate::state::{StateError, StateStore};
+use crate::state::{keys, StateError, StateStore};
 pub use finish::{CollectionSummary, IndexMode};
 use progress::{CollectionProgress, Progress};
 pub use target::Target;
@@ -212,7 +213,7 @@ pub enum Page {
 /// Where a reader sends a unit's pages.
 pub struct Pages {
     tx: mpsc::Sender<Page>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
     /// Suggested page size for readers that choose it (a share of a batch).
     pub page_bytes: usize,
 }
@@ -221,7 +222,7 @@ impl Pages {
     /// Hands a page to the writer; `false` means stop reading (shutdown, or the writer
     /// failed and reports why).
     pub async fn send(&self, page: Page) -> bool {
-        !*self.shutdown.borrow() && self.tx.send(page).await.is_ok()
+        !self.shutdown.is_cancelled() && self.tx.send(page).await.is_ok()
     }
 
     /// Sends `rows` in pages of about [`Pages::page_bytes`] (for readers that read a unit
@@ -261,7 +262,7 @@ pub struct Copier<T: Target> {
     pub state: StateStore,
     pub opts: CopyOptions,
     pub progress: Arc<Progress>,
-    pub shutdown: watch::Receiver<bool>,
+    pub shutdown: CancellationToken,
 }
 
 impl<T: Target> Copier<T> {
@@ -307,6 +308,25 @@ impl<T: Target> Copier<T> {
         Ok(report)
     }
 
+    /// Copies every collection of `plan` in turn, each from the reader `open` makes for the
+    /// collection at that index, reporting progress while it runs.
+    pub async fn copy_all<R: CollectionReader>(
+        &self,
+        plan: &Plan,
+        fresh: &[bool],
+        mut open: impl AsyncFnMut(usize) -> Result<R, CopyError>,
+    ) -> Result<Vec<CopyReport>, CopyError> {
+        let work = async {
+            let mut reports = Vec::new();
+            for (i, (c, fresh)) in plan.collections.iter().zip(fresh).enumerate() {
+                let reader = open(i).await?;
+                reports.push(self.copy_collection(&reader, c, *fresh).await?);
+            }
+            Ok(reports)
+        };
+        self.progress.while_running(work).await
+    }
+
     async fn copy_unit<R: CollectionReader>(
         &self,
         reader: &R,
@@ -319,7 +339,7 @@ impl<T: Target> Copier<T> {
         if st.done {
             return Ok(());
         }
-        if *self.shutdown.borrow() {
+        if self.shutdown.is_cancelled() {
             return Err(CopyError::Interrupted);
         }
         let (tx, rx) = mpsc::channel::<Page>(2);
@@ -339,7 +359,7 @@ impl<T: Target> Copier<T> {
         // A writer failure closes the channel, which ends the reader: report the writer's.
         w?;
         r?;
-        if *self.shutdown.borrow() {
+        if self.shutdown.is_cancelled() {
             return Err(CopyError::Interrupted);
         }
         let st = writer.finish().await?;
@@ -376,11 +396,6 @@ pub enum Outcome<S> {
     Done(Vec<S>),
 }
 
-/// Key under which the job records that it created a target collection itself.
-fn created_key(collection: &str) -> String {
-    format!("created/{collection}")
-}
-
 /// Creates the targets, remembering which ones this job created (so a re-run after a crash
 /// resumes into them without `--if-exists=resume`). Returns, per collection, whether the
 /// target started empty under this job (the writer's `fresh_target`).
@@ -393,15 +408,15 @@ pub async fn prepare_targets(
     let mut mode = if_exists;
     let mut fresh = Vec::new();
     for c in &plan.collections {
-        if state.get::<bool>(&created_key(&c.target_name))?.unwrap_or(false) {
+        if state.get::<bool>(&keys::created(&c.target_name))?.unwrap_or(false) {
             mode = IfExists::Resume;
         }
     }
     let states = plan::ensure_target(target, plan, mode).await?;
     for (c, s) in plan.collections.iter().zip(states) {
-        let ours = state.get::<bool>(&created_key(&c.target_name))?.unwrap_or(false);
+        let ours = state.get::<bool>(&keys::created(&c.target_name))?.unwrap_or(false);
         if s == TargetState::Created {
-            state.put(&created_key(&c.target_name), &true)?;
+            state.put(&keys::created(&c.target_name), &true)?;
         }
         fresh.push(s == TargetState::Created || ours);
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio_util::sync::CancellationToken;
 
 /// Counters of one collection's copy, shared by its workers.
 #[derive(Debug)]
@@ -101,25 +102,26 @@ impl Progress {
     /// Awaits `work` while reporting progress every 5 s (bars on a terminal, log lines
     /// otherwise); the reporting ends with it.
     pub async fn while_running<T>(self: &Arc<Self>, work: impl std::future::Future<Output = T>) -> T {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let reporter = tokio::spawn(self.clone().report_until(Duration::from_secs(5), stop_rx));
-        let out = work.await;
-        let _ = stop_tx.send(true);
-        let _ = reporter.await;
+        let stop = CancellationToken::new();
+        let work = async {
+            let out = work.await;
+            stop.cancel();
+            out
+        };
+        let (out, ()) = tokio::join!(work, self.clone().report_until(Duration::from_secs(5), stop.clone()));
         out
     }
 
-    /// Logs a line per unfinished collection every `every` until `stop` resolves (no-op on a
+    /// Logs a line per unfinished collection every `every` until `stop` is cancelled (no-op on a
     /// terminal, where the bars speak).
-    pub async fn report_until(self: Arc<Self>, every: Duration, stop: tokio::sync::watch::Receiver<bool>) {
+    pub async fn report_until(self: Arc<Self>, every: Duration, stop: CancellationToken) {
         if self.multi.is_some() {
             return;
         }
-        let mut stop = stop;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
-                _ = stop.changed() => return,
+                _ = stop.cancelled() => return,
             }
             let elapsed = self.started.elapsed().as_secs_f64().max(0.001);
             let list = self.list();

@@ -187,7 +187,7 @@ fn plan() -> CollectionPlan {
     plan::plan_described(source, "c_copy", None, "v2.3.5", PlanOptions { allow_autoid_off: false }).unwrap()
 }
 
-fn copier<'a>(target: &'a FakeTarget, state: &StateStore, shutdown: watch::Receiver<bool>) -> Copier<&'a FakeTarget> {
+fn copier<'a>(target: &'a FakeTarget, state: &StateStore, shutdown: CancellationToken) -> Copier<&'a FakeTarget> {
     Copier {
         target,
         state: state.clone(),
@@ -231,8 +231,7 @@ fn reader(order_by_key: bool) -> FakeReader {
 }
 
 async fn run(target: &FakeTarget, state: &StateStore, r: &FakeReader, fresh: bool) -> Result<CopyReport, CopyError> {
-    let (_tx, rx) = watch::channel(false);
-    copier(target, state, rx).copy_collection(r, &plan(), fresh).await
+    copier(target, state, CancellationToken::new()).copy_collection(r, &plan(), fresh).await
 }
 
 /// Crashes after every possible write in turn, resumes, and checks the target.
@@ -313,10 +312,10 @@ async fn shutdown_stops_between_pages_and_a_rerun_finishes() {
     let target = FakeTarget::default();
     let dir = tempfile::tempdir().unwrap();
     let state = StateStore::open(dir.path()).unwrap();
-    let (tx, rx) = watch::channel(true);
-    let e = copier(&target, &state, rx).copy_collection(&reader(true), &plan(), true).await.unwrap_err();
+    let stop = CancellationToken::new();
+    stop.cancel();
+    let e = copier(&target, &state, stop).copy_collection(&reader(true), &plan(), true).await.unwrap_err();
     assert!(matches!(e, CopyError::Interrupted), "{e}");
-    drop(tx);
     run(&target, &state, &reader(true), true).await.unwrap();
     assert_eq!(target.st.lock().unwrap().rows.len(), 40);
 }

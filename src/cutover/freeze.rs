@@ -1,6 +1,6 @@
 //! Freezing and unfreezing the source's writes, and remembering how to undo a freeze.
 //!
-//! What undoes a freeze is written to sled ([`FROZEN_KEY`]) before the freeze, and removed
+//! What undoes a freeze is written to sled ([`keys::FROZEN`]) before the freeze, and removed
 //! only once it has been undone (or the cutover succeeded: then the source stays frozen on
 //! purpose). Undoing tries every part even when another fails and keeps what still fails,
 //! so the abort path, the next cutover and the next daemon start can all try again.
@@ -11,11 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::CutoverConfig;
 use crate::milvus::{Grant, MilvusClient};
-use crate::state::StateStore;
+use crate::state::{keys, StateStore};
 
-/// Key of what undoes the current freeze: present while a cutover that has not finished has
-/// frozen the source, or while a freeze could not be undone yet.
-pub(super) const FROZEN_KEY: &str = "cutover/frozen";
 /// Privileges the `rbac` freeze revokes.
 pub(super) const WRITE_PRIVILEGES: [&str; 3] = ["Insert", "Delete", "Upsert"];
 /// How long the `rbac` freeze waits after revoking before it takes the fence timestamp.
@@ -129,7 +126,7 @@ async fn unfreeze(source: &MilvusClient, f: &Frozen, cfg: &CutoverConfig) -> Res
     }
 }
 
-/// Undoes the freeze recorded under [`FROZEN_KEY`], trying `attempts` times: `None` when
+/// Undoes the freeze recorded under [`keys::FROZEN`], trying `attempts` times: `None` when
 /// nothing was frozen, else `Ok` (undone) or `Err` (some of it still frozen), each saying
 /// what happened. What could not be undone stays recorded, so the next cutover and the next
 /// daemon start try again (and status shows it in the error log meanwhile).
@@ -139,7 +136,7 @@ pub(super) async fn restore_writes(
     cfg: &CutoverConfig,
     attempts: u32,
 ) -> Option<Result<String, String>> {
-    let mut f = store.get::<Frozen>(FROZEN_KEY).ok().flatten()?;
+    let mut f = store.get::<Frozen>(keys::FROZEN).ok().flatten()?;
     let mut last = String::new();
     for attempt in 0..attempts.max(1) {
         if attempt > 0 {
@@ -147,7 +144,7 @@ pub(super) async fn restore_writes(
         }
         match unfreeze(source, &f, cfg).await {
             Ok(()) => {
-                let _ = store.remove(FROZEN_KEY);
+                let _ = store.remove(keys::FROZEN);
                 return Some(Ok(if f.freeze == "command" && f.unfreeze_command.is_none() {
                     "source writes NOT restored: no unfreeze command was given; restart the writers by hand".into()
                 } else {
@@ -155,7 +152,7 @@ pub(super) async fn restore_writes(
                 }));
             }
             Err((left, e)) => {
-                let _ = store.put(FROZEN_KEY, &left);
+                let _ = store.put(keys::FROZEN, &left);
                 f = left;
                 last = e;
             }

@@ -33,7 +33,8 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::JobConfig;
 use crate::job::handle::JobHandle;
@@ -41,7 +42,8 @@ use crate::job::lifecycle::{Event, JobState};
 use crate::log::FenceBreach;
 use crate::proto::control as api;
 use crate::verify::{self, VerifyMode, VerifyOptions};
-use freeze::{restore_writes, Frozen, FROZEN_KEY};
+use freeze::{restore_writes, Frozen};
+use crate::state::keys;
 use run::Run;
 
 mod freeze;
@@ -205,7 +207,7 @@ pub fn start(job: JobHandle, req: api::CutoverRequest) -> Result<mpsc::Receiver<
         .begin_cutover(&format!("pending (freeze {})", plan.freeze.name()))
         .ok_or_else(|| CutoverError::Rejected("a cutover is already pending or running (`ferry cutover --abort` stops it)".into()))?;
     let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(async move {
+    job.clone().cutover_tasks().spawn(async move {
         // Releases the cutover slot however this task ends (a panic included), so a failed
         // cutover can never leave the daemon refusing every later one.
         let _slot = SlotGuard(job.clone());
@@ -249,8 +251,7 @@ pub async fn verify_now(job: &JobHandle, full: bool, sample: u32) -> Result<api:
     if sample > 0 {
         opts.sample = sample as usize;
     }
-    let (_keep, never) = watch::channel(false);
-    let report = verify::verify(&c.source, &c.target, &live.active_plan(), &opts, never)
+    let report = verify::verify(&c.source, &c.target, &live.active_plan(), &opts, CancellationToken::new())
         .await
         .map_err(|e| CutoverError::Rejected(format!("verify: {e}")))?;
     Ok(api::VerifyResponse {
@@ -262,7 +263,7 @@ pub async fn verify_now(job: &JobHandle, full: bool, sample: u32) -> Result<api:
 /// On daemon start: a cutover that died with its process is undone (source unfrozen, job
 /// back to STREAMING) and the error log says so.
 pub async fn recover(handle: &JobHandle, cfg: &JobConfig) {
-    let frozen = handle.store().get::<Frozen>(FROZEN_KEY).ok().flatten();
+    let frozen = handle.store().get::<Frozen>(keys::FROZEN).ok().flatten();
     if frozen.is_none() && handle.state() != JobState::CuttingOver {
         return;
     }

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::job::handle::{JobHandle, Live};
 use crate::job::lifecycle::{now_ms, Event, JobState};
@@ -16,7 +17,8 @@ use crate::proto::control as api;
 use crate::verify::{self, VerifyOptions};
 use crate::wal::physical_ms;
 
-use super::freeze::{restore_writes, run_command, Frozen, FROZEN_KEY, RBAC_SETTLE, WRITE_PRIVILEGES};
+use super::freeze::{restore_writes, run_command, Frozen, RBAC_SETTLE, WRITE_PRIVILEGES};
+use crate::state::keys;
 use super::{breach_summary, CutoverPlan, CutoverReport, Freeze, StepReport};
 
 /// Why a step stopped the cutover.
@@ -28,12 +30,12 @@ pub(super) struct Run {
     job: JobHandle,
     live: Live,
     pub(super) tx: mpsc::Sender<api::CutoverEvent>,
-    abort: watch::Receiver<bool>,
+    abort: CancellationToken,
     report: CutoverReport,
 }
 
 impl Run {
-    pub(super) fn new(job: JobHandle, live: Live, tx: mpsc::Sender<api::CutoverEvent>, abort: watch::Receiver<bool>) -> Self {
+    pub(super) fn new(job: JobHandle, live: Live, tx: mpsc::Sender<api::CutoverEvent>, abort: CancellationToken) -> Self {
         let report = CutoverReport { job: job.name().to_string(), started_ms: now_ms(), ..Default::default() };
         Run { job, live, tx, abort, report }
     }
@@ -62,7 +64,7 @@ impl Run {
     }
 
     fn aborted(&self) -> Result<(), Stop> {
-        if *self.abort.borrow() {
+        if self.abort.is_cancelled() {
             Err(Stop("aborted by the operator".into()))
         } else {
             Ok(())
@@ -71,10 +73,9 @@ impl Run {
 
     /// Sleeps up to `d`, returning early (with an error) on abort.
     async fn pause(&mut self, d: Duration) -> Result<(), Stop> {
-        let mut abort = self.abort.clone();
         tokio::select! {
             _ = tokio::time::sleep(d) => {}
-            _ = abort.wait_for(|v| *v) => {}
+            _ = self.abort.cancelled() => {}
         }
         self.aborted()
     }
@@ -211,7 +212,7 @@ impl Run {
         }
         // A freeze an earlier cutover could not undo is undone before anything else (and a
         // dry run only reports it).
-        if self.job.store().get::<Frozen>(FROZEN_KEY).ok().flatten().is_some() {
+        if self.job.store().get::<Frozen>(keys::FROZEN).ok().flatten().is_some() {
             if plan.dry_run {
                 return Err(Stop("an earlier cutover left source writes frozen and could not restore them (see `ferry errors`)".into()));
             }
@@ -285,7 +286,7 @@ impl Run {
             Freeze::None => self.step_done("freeze", "skipped", "none: writers are already stopped".into(), t),
             Freeze::Command { freeze, unfreeze } => {
                 let f = Frozen { freeze: "command".into(), unfreeze_command: unfreeze.clone(), revoked: vec![] };
-                self.job.store().put(FROZEN_KEY, &f).map_err(|e| Stop(e.to_string()))?;
+                self.job.store().put(keys::FROZEN, &f).map_err(|e| Stop(e.to_string()))?;
                 run_command(freeze, "freeze", &self.live.context.cfg.cutover).await.map_err(Stop)?;
                 self.step_done("freeze", "ok", "freeze command succeeded".into(), t);
             }
@@ -294,7 +295,7 @@ impl Run {
                 // Persisted before revoking: a crash between the two is undone on restart
                 // (re-granting what is still granted is harmless).
                 let f = Frozen { freeze: "rbac".into(), unfreeze_command: None, revoked: revoke.clone() };
-                self.job.store().put(FROZEN_KEY, &f).map_err(|e| Stop(e.to_string()))?;
+                self.job.store().put(keys::FROZEN, &f).map_err(|e| Stop(e.to_string()))?;
                 for g in &revoke {
                     source
                         .revoke(g)
@@ -358,15 +359,8 @@ impl Run {
         let t = Instant::now();
         let ctx = self.live.context.clone();
         let opts = VerifyOptions::new(plan.verify, &ctx.cfg.copy);
-        let (abort_tx, abort_rx) = watch::channel(false);
-        let mut abort = self.abort.clone();
-        let forward = tokio::spawn(async move {
-            let _ = abort.wait_for(|v| *v).await;
-            let _ = abort_tx.send(true);
-        });
         let plan_now = self.live.active_plan();
-        let result = verify::verify(&ctx.source, &ctx.target, &plan_now, &opts, abort_rx).await;
-        forward.abort();
+        let result = verify::verify(&ctx.source, &ctx.target, &plan_now, &opts, self.abort.child_token()).await;
         let report = result.map_err(|e| Stop(format!("verification could not complete: {e}")))?;
         self.report.verify = serde_json::to_value(&report).ok();
         self.check_fence(&end.watch)?;
@@ -406,7 +400,7 @@ impl Run {
     /// Done: the source stays frozen on purpose (writers now go to the target).
     fn done(&mut self) -> Result<String, Stop> {
         self.job.fire(Event::CutoverDone).map_err(|e| Stop(e.to_string()))?;
-        let _ = self.job.store().remove(FROZEN_KEY);
+        let _ = self.job.store().remove(keys::FROZEN);
         Ok("successful".into())
     }
 }

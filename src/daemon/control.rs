@@ -12,7 +12,7 @@
 use std::pin::Pin;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
@@ -48,7 +48,7 @@ fn status_of(e: HandleError) -> Status {
 }
 
 fn snapshot_done(job: &JobHandle) -> bool {
-    job.store().get::<bool>(crate::job::SNAPSHOT_DONE).ok().flatten().unwrap_or(false)
+    job.store().get::<bool>(crate::state::keys::SNAPSHOT_DONE).ok().flatten().unwrap_or(false)
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<api::CutoverEvent, Status>> + Send>>;
@@ -180,18 +180,16 @@ pub fn server(tls: Option<&ServerTls>) -> anyhow::Result<tonic::transport::Serve
     Ok(builder)
 }
 
-/// Serves the API on `listener` until `stop` turns true; every call needs `token`.
+/// Serves the API on `listener` until `stop` is cancelled; every call needs `token`.
 pub async fn serve(
     mut builder: tonic::transport::Server,
     listener: TcpListener,
     job: JobHandle,
     token: Secret,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let svc = ControlServer::with_interceptor(Service { job }, bearer_check(token));
-    let shutdown = async move {
-        let _ = stop.wait_for(|v| *v).await;
-    };
+    let shutdown = stop.cancelled_owned();
     if let Err(e) = builder
         .add_service(svc)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)

@@ -9,7 +9,7 @@ use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::job::handle::JobHandle;
 
@@ -29,16 +29,14 @@ struct Ctx {
     ready: std::sync::Arc<tokio::sync::Mutex<Option<(std::time::Instant, StatusCode, String)>>>,
 }
 
-/// Serves until `stop` turns true.
-pub async fn serve(listener: TcpListener, job: JobHandle, prometheus: Option<PrometheusHandle>, mut stop: watch::Receiver<bool>) {
+/// Serves until `stop` is cancelled.
+pub async fn serve(listener: TcpListener, job: JobHandle, prometheus: Option<PrometheusHandle>, stop: CancellationToken) {
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(Ctx { job, prometheus, ready: Default::default() });
-    let shutdown = async move {
-        let _ = stop.wait_for(|v| *v).await;
-    };
+    let shutdown = stop.cancelled_owned();
     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
         tracing::error!(error = %e, "telemetry endpoint stopped");
     }

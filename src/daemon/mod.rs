@@ -24,7 +24,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::JobConfig;
 use crate::job::{self, JobError, RunOptions};
@@ -69,7 +70,7 @@ fn local(l: &TcpListener) -> SocketAddr {
 }
 
 /// Runs the daemon until `shutdown` turns true.
-pub async fn serve(cfg: JobConfig, opts: RunOptions, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+pub async fn serve(cfg: JobConfig, opts: RunOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
     let store = StateStore::open(&cfg.job.state_dir)?;
     let handle = JobHandle::open(&cfg.job.name, store)?;
     let prometheus = match crate::metrics::install(&cfg.job.name) {
@@ -113,10 +114,11 @@ pub async fn serve(cfg: JobConfig, opts: RunOptions, shutdown: watch::Receiver<b
     tracing::info!(job = %cfg.job.name, control = %endpoints.control, telemetry = %endpoints.telemetry, "ferry daemon listening");
 
     // Servers stop only after the job has drained: status stays visible while it does.
-    let (servers_stop_tx, servers_stop) = watch::channel(false);
-    let http_task = tokio::spawn(http::serve(telemetry, handle.clone(), prometheus, servers_stop.clone()));
-    let control_task = tokio::spawn(control::serve(control_server, control, handle.clone(), token, servers_stop.clone()));
-    let sampler = tokio::spawn(handle.clone().sample_until(Duration::from_secs(1), servers_stop.clone()));
+    let (servers, servers_stop) = (TaskTracker::new(), CancellationToken::new());
+    servers.spawn(http::serve(telemetry, handle.clone(), prometheus, servers_stop.clone()));
+    servers.spawn(control::serve(control_server, control, handle.clone(), token, servers_stop.clone()));
+    servers.spawn(handle.clone().sample_until(Duration::from_secs(1), servers_stop.clone()));
+    servers.close();
 
     // A cutover does not survive its process: undo its freeze and go back to streaming.
     crate::cutover::recover(&handle, &cfg).await;
@@ -124,40 +126,34 @@ pub async fn serve(cfg: JobConfig, opts: RunOptions, shutdown: watch::Receiver<b
     let deadline = Duration::from_secs(cfg.job.shutdown_timeout_s);
     let runner = run_job(cfg, opts, handle.clone(), shutdown.clone());
     tokio::pin!(runner);
-    let mut sd = shutdown.clone();
     tokio::select! {
         _ = &mut runner => {}
-        _ = sd.wait_for(|v| *v) => {
+        _ = shutdown.cancelled() => {
             // A pending or running cutover is aborted and, like in-flight batches, gets the
             // deadline to finish: it restores the source's writes, and a stopped daemon must
             // not leave the application frozen.
             if handle.abort_cutover() {
                 tracing::warn!("shutting down: aborting the cutover in progress");
             }
-            let h = handle.clone();
-            let cutover_done = async move {
-                while h.cutover_running() {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            };
+            let cutover_done = handle.cutover_tasks_done();
             tracing::info!(seconds = deadline.as_secs(), "draining in-flight batches");
             if tokio::time::timeout(deadline, async { tokio::join!(&mut runner, cutover_done) }).await.is_err() {
                 tracing::warn!("drain deadline passed: stopping with batches in flight (they repeat on restart, harmlessly)");
             }
         }
     }
-    let _ = servers_stop_tx.send(true);
-    let _ = tokio::join!(http_task, control_task, sampler);
+    servers_stop.cancel();
+    servers.wait().await;
     let _ = std::fs::remove_file(&path);
     Ok(())
 }
 
 /// Runs the job whenever its state says it should run, until shutdown.
-async fn run_job(cfg: JobConfig, opts: RunOptions, handle: JobHandle, shutdown: watch::Receiver<bool>) {
+async fn run_job(cfg: JobConfig, opts: RunOptions, handle: JobHandle, shutdown: CancellationToken) {
     let mut states = handle.subscribe();
     let mut retry = Duration::from_secs(1);
     loop {
-        if *shutdown.borrow() {
+        if shutdown.is_cancelled() {
             return;
         }
         let state = handle.state();
@@ -165,10 +161,9 @@ async fn run_job(cfg: JobConfig, opts: RunOptions, handle: JobHandle, shutdown: 
             if state != JobState::Failed {
                 tracing::info!(state = %state, "job finished; serving status until stopped");
             }
-            let mut sd = shutdown.clone();
             tokio::select! {
                 _ = states.wait_for(|r| r.state != state) => continue,
-                _ = sd.wait_for(|v| *v) => return,
+                _ = shutdown.cancelled() => return,
             }
         }
         match job::run(&cfg, &opts, &handle, shutdown.clone()).await {
@@ -176,10 +171,9 @@ async fn run_job(cfg: JobConfig, opts: RunOptions, handle: JobHandle, shutdown: 
             Err(e) if e.is_retryable() => {
                 handle.record_error(e.collection(), e.kind(), &e.to_string());
                 tracing::warn!(error = %e, retry_in_s = retry.as_secs(), "job interrupted; retrying");
-                let mut sd = shutdown.clone();
                 tokio::select! {
                     _ = tokio::time::sleep(retry) => {}
-                    _ = sd.wait_for(|v| *v) => return,
+                    _ = shutdown.cancelled() => return,
                 }
                 retry = (retry * 2).min(Duration::from_secs(60));
             }

@@ -6,11 +6,11 @@
 //! delta logs (L0 segments included) and applied to each segment as it is read: a delete
 //! removes the rows of its key inserted before it, whichever segment holds them.
 
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::{connect_target, finish, prepare, select, ImportError, ImportOptions, ImportSummary, Prepared};
 use crate::config::JobConfig;
-use crate::copy::{CopyError, Outcome};
+use crate::copy::Outcome;
 use crate::plan::{self, Plan, PlanOptions, SourceCollection};
 use crate::proto::common::KeyValuePair;
 use crate::proto::milvus::DescribeCollectionResponse;
@@ -105,7 +105,7 @@ fn plan_backup<'a>(
 pub async fn import_backup(
     cfg: &JobConfig,
     opts: &ImportOptions,
-    shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) -> Result<Outcome<ImportSummary>, ImportError> {
     let src = BackupSource::open(&opts.path, opts.backup.as_deref())
         .await?
@@ -134,15 +134,7 @@ pub async fn import_backup(
     }
     let Prepared { copier, fresh } = prepare(cfg, opts, &target, &plan, shutdown).await?;
     let reports = copier
-        .progress
-        .while_running(async {
-            let mut reports = Vec::new();
-            for ((c, coll), fresh) in plan.collections.iter().zip(&colls).zip(fresh) {
-                let reader = BackupReader::open(&src, coll, c).await?;
-                reports.push(copier.copy_collection(&reader, c, fresh).await?);
-            }
-            Ok::<_, CopyError>(reports)
-        })
+        .copy_all(&plan, &fresh, async |i| Ok(BackupReader::open(&src, colls[i], &plan.collections[i]).await?))
         .await?;
     let meta_rows: Vec<Option<u64>> = colls.iter().map(|c| Some(c.num_rows().max(0) as u64)).collect();
     Ok(Outcome::Done(finish(&target, &plan, opts, reports, &meta_rows).await?))

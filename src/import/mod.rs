@@ -22,7 +22,7 @@
 pub mod backup;
 pub mod v1x;
 
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::JobConfig;
 use crate::copy::finish::{self, CollectionSummary, Finish, IndexMode};
@@ -193,7 +193,7 @@ async fn prepare(
     opts: &ImportOptions,
     target: &MilvusClient,
     plan: &Plan,
-    shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) -> Result<Prepared, ImportError> {
     let state = StateStore::open(&cfg.job.state_dir)?;
     let fresh = copy::prepare_targets(target, plan, &state, opts.if_exists).await?;

@@ -11,11 +11,11 @@
 //! `copy.batch_bytes`, so a large segment never sits in memory whole. Deleted rows are
 //! skipped; live rows keep file order, which is the segment's row order for resumption.
 
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::{connect_target, finish, prepare, select, ImportError, ImportOptions, ImportSummary, Prepared};
 use crate::config::JobConfig;
-use crate::copy::{CopyError, Outcome};
+use crate::copy::Outcome;
 use crate::plan::{self, Plan, PlanOptions, SourceCollection};
 use crate::proto::common::{ConsistencyLevel, KeyValuePair};
 use crate::proto::milvus::{DescribeCollectionResponse, IndexDescription};
@@ -59,7 +59,7 @@ fn source_collection(c: &V1xCollection) -> Result<SourceCollection, ImportError>
 pub async fn import_1x(
     cfg: &JobConfig,
     opts: &ImportOptions,
-    shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) -> Result<Outcome<ImportSummary>, ImportError> {
     let src = V1xSource::open(&opts.path).await?;
     let location = opts.path.trim_end_matches('/').to_string();
@@ -117,15 +117,7 @@ pub async fn import_1x(
     }
     let Prepared { copier, fresh } = prepare(cfg, opts, &target, &plan, shutdown).await?;
     let reports = copier
-        .progress
-        .while_running(async {
-            let mut reports = Vec::new();
-            for ((c, coll), fresh) in plan.collections.iter().zip(&colls).zip(fresh) {
-                let reader = V1xReader { src: &src, coll, c };
-                reports.push(copier.copy_collection(&reader, c, fresh).await?);
-            }
-            Ok::<_, CopyError>(reports)
-        })
+        .copy_all(&plan, &fresh, async |i| Ok(V1xReader { src: &src, coll: colls[i], c: &plan.collections[i] }))
         .await?;
     // The files decide what is expected: meta.json's count is only compared.
     let summaries = finish(&target, &plan, opts, reports, &vec![None; colls.len()]).await?;

@@ -79,7 +79,7 @@ async fn create(ctx: &Context, nc: NewCollection) -> Result<Option<CollectionRou
     // drop, so a collection dropped and re-created under its name can reach ferry before the
     // old one's drop. Its target (same name) would then still be the old collection's, and
     // continuing into it would mix the two: refused, naming it.
-    let recorded = ctx.state.get::<Vec<RecordedCollection>>(super::record::COLLECTIONS_KEY).map_err(|e| fail(e.to_string()))?;
+    let recorded = ctx.state.get::<Vec<RecordedCollection>>(crate::state::keys::JOB_COLLECTIONS).map_err(|e| fail(e.to_string()))?;
     let followed = super::record::followed(&ctx.log).map_err(|e| fail(e.to_string()))?;
     let dropped = ctx.log.dropped();
     if let Some(old) = recorded

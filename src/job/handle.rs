@@ -12,20 +12,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use super::lifecycle::{now_ms, transition, Event, JobRecord, JobState, TransitionError, STATE_KEY};
+use super::lifecycle::{now_ms, transition, Event, JobRecord, JobState, TransitionError};
 use crate::log::DurableLog;
 use crate::metrics as m;
 use crate::proto::control as api;
 use crate::copy::progress::Progress;
-use crate::state::{StateError, StateStore};
+use crate::state::{keys, StateError, StateStore};
 use crate::wal::physical_ms;
 
 /// Entries kept in the error log; older ones are dropped.
 const MAX_ERRORS: u64 = 1000;
-const ERRORS_PREFIX: &str = "job/errors/";
-/// The last cutover's report (JSON), shown by status.
-const CUTOVER_REPORT_KEY: &str = "cutover/report";
 
 /// Errors of state changes.
 #[derive(Debug, thiserror::Error)]
@@ -132,7 +131,7 @@ struct ChannelView {
 
 struct ActiveCutover {
     what: String,
-    abort: watch::Sender<bool>,
+    abort: CancellationToken,
 }
 
 struct Inner {
@@ -141,6 +140,8 @@ struct Inner {
     state: watch::Sender<JobRecord>,
     live: Mutex<Option<Live>>,
     cutover: Mutex<Option<ActiveCutover>>,
+    /// The cutover's task (tracked so a shutdown waits for it to restore the source).
+    cutover_tasks: TaskTracker,
     next_error: AtomicU64,
     /// Per channel: the newest source tick seen and when ferry first saw it.
     ticks: Mutex<HashMap<String, (u64, Instant)>>,
@@ -148,9 +149,6 @@ struct Inner {
     clock: Mutex<ClockOffset>,
 }
 
-/// Key of the last clock offset measured, so a restarted daemon has one before it has
-/// caught up (while it reads a backlog every tick it sees is old, and says nothing).
-const CLOCK_OFFSET_KEY: &str = "stream/clock_offset_ms";
 /// Offsets are kept as the minimum over a window and the window before it, so a drifting
 /// clock is followed within two windows (the previous run's is persisted at each window's
 /// end).
@@ -210,14 +208,14 @@ pub struct JobHandle {
 impl JobHandle {
     /// Loads the job's state from `store` (PENDING when new).
     pub fn open(name: &str, store: StateStore) -> Result<Self, HandleError> {
-        let record = store.get::<JobRecord>(STATE_KEY)?.unwrap_or(JobRecord {
+        let record = store.get::<JobRecord>(keys::JOB_STATE)?.unwrap_or(JobRecord {
             state: JobState::Pending,
             since_ms: now_ms(),
         });
         let next_error = store
-            .scan::<api::JobError>(ERRORS_PREFIX)?
+            .scan::<api::JobError>(keys::JOB_ERRORS)?
             .last()
-            .and_then(|(k, _)| k[ERRORS_PREFIX.len()..].parse::<u64>().ok())
+            .and_then(|(k, _)| k[keys::JOB_ERRORS.len()..].parse::<u64>().ok())
             .map_or(0, |n| n + 1);
         let (state, _) = watch::channel(record);
         let h = JobHandle {
@@ -226,9 +224,10 @@ impl JobHandle {
                 state,
                 live: Mutex::new(None),
                 cutover: Mutex::new(None),
+                cutover_tasks: TaskTracker::new(),
                 next_error: AtomicU64::new(next_error),
                 ticks: Mutex::new(HashMap::new()),
-                clock: Mutex::new(ClockOffset::new(store.get::<i64>(CLOCK_OFFSET_KEY).ok().flatten())),
+                clock: Mutex::new(ClockOffset::new(store.get::<i64>(keys::CLOCK_OFFSET).ok().flatten())),
                 store,
             }),
         };
@@ -246,7 +245,7 @@ impl JobHandle {
 
     /// Keeps `report` as the last cutover's, for status.
     pub fn save_cutover_report<T: serde::Serialize>(&self, report: &T) -> Result<(), StateError> {
-        self.inner.store.put(CUTOVER_REPORT_KEY, report)
+        self.inner.store.put(keys::CUTOVER_REPORT, report)
     }
 
     pub fn state(&self) -> JobState {
@@ -265,7 +264,7 @@ impl JobHandle {
             match transition(rec.state, event) {
                 Ok(to) => {
                     let next = JobRecord { state: to, since_ms: now_ms() };
-                    if let Err(e) = self.inner.store.put(STATE_KEY, &next) {
+                    if let Err(e) = self.inner.store.put(keys::JOB_STATE, &next) {
                         result = Err(HandleError::State(e));
                         return false;
                     }
@@ -303,17 +302,17 @@ impl JobHandle {
         };
         metrics::counter!(m::JOB_ERRORS, "kind" => kind.to_string()).increment(1);
         let store = &self.inner.store;
-        if let Err(e) = store.put(&format!("{ERRORS_PREFIX}{seq:020}"), &entry) {
+        if let Err(e) = store.put(&keys::job_error(seq), &entry) {
             tracing::error!(error = %e, "cannot persist the job's error log");
         }
         if seq >= MAX_ERRORS {
-            let _ = store.remove(&format!("{ERRORS_PREFIX}{:020}", seq - MAX_ERRORS));
+            let _ = store.remove(&keys::job_error(seq - MAX_ERRORS));
         }
     }
 
     /// The error log, oldest first.
     pub fn errors(&self) -> Result<Vec<api::JobError>, StateError> {
-        Ok(self.inner.store.scan::<api::JobError>(ERRORS_PREFIX)?.into_iter().map(|(_, e)| e).collect())
+        Ok(self.inner.store.scan::<api::JobError>(keys::JOB_ERRORS)?.into_iter().map(|(_, e)| e).collect())
     }
 
     /// Publishes the running job's log and progress (status and metrics read them).
@@ -327,16 +326,16 @@ impl JobHandle {
         self.inner.live.lock().ok().and_then(|l| l.clone())
     }
 
-    /// Registers a cutover; `None` when one is already pending or running. The receiver
-    /// turns true when it is aborted.
-    pub fn begin_cutover(&self, what: &str) -> Option<watch::Receiver<bool>> {
+    /// Registers a cutover; `None` when one is already pending or running. The token is
+    /// cancelled when the cutover is aborted.
+    pub fn begin_cutover(&self, what: &str) -> Option<CancellationToken> {
         let mut c = self.inner.cutover.lock().unwrap_or_else(|p| p.into_inner());
         if c.is_some() {
             return None;
         }
-        let (abort, rx) = watch::channel(false);
-        *c = Some(ActiveCutover { what: what.to_string(), abort });
-        Some(rx)
+        let abort = CancellationToken::new();
+        *c = Some(ActiveCutover { what: what.to_string(), abort: abort.clone() });
+        Some(abort)
     }
 
     /// Updates what status shows about the running cutover.
@@ -350,6 +349,17 @@ impl JobHandle {
         *self.inner.cutover.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
+    /// Where a cutover's task runs: [`JobHandle::cutover_tasks_done`] waits for it.
+    pub fn cutover_tasks(&self) -> &TaskTracker {
+        &self.inner.cutover_tasks
+    }
+
+    /// Resolves once no cutover task runs (for a shutdown; later cutovers are not waited for).
+    pub async fn cutover_tasks_done(&self) {
+        self.inner.cutover_tasks.close();
+        self.inner.cutover_tasks.wait().await;
+    }
+
     /// True while a cutover is pending or running.
     pub fn cutover_running(&self) -> bool {
         self.inner.cutover.lock().unwrap_or_else(|p| p.into_inner()).is_some()
@@ -358,7 +368,10 @@ impl JobHandle {
     /// Asks the running cutover to abort; false when there is none.
     pub fn abort_cutover(&self) -> bool {
         match self.inner.cutover.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            Some(c) => c.abort.send(true).is_ok(),
+            Some(c) => {
+                c.abort.cancel();
+                true
+            }
             None => false,
         }
     }
@@ -375,7 +388,7 @@ impl JobHandle {
                 if src != 0 {
                     let mut clock = self.inner.clock.lock().unwrap_or_else(|p| p.into_inner());
                     if let Some(best) = clock.observe(wall_ms - physical_ms(src) as i64, now) {
-                        let _ = self.inner.store.put(CLOCK_OFFSET_KEY, &best);
+                        let _ = self.inner.store.put(keys::CLOCK_OFFSET, &best);
                     }
                 }
             }
@@ -421,7 +434,7 @@ impl JobHandle {
             last_cutover_report: self
                 .inner
                 .store
-                .get::<serde_json::Value>(CUTOVER_REPORT_KEY)
+                .get::<serde_json::Value>(keys::CUTOVER_REPORT)
                 .ok()
                 .flatten()
                 .map(|v| v.to_string())
@@ -498,13 +511,13 @@ impl JobHandle {
         st
     }
 
-    /// Refreshes the metrics every `every` until `stop` turns true.
-    pub async fn sample_until(self, every: std::time::Duration, mut stop: watch::Receiver<bool>) {
+    /// Refreshes the metrics every `every` until `stop` is cancelled.
+    pub async fn sample_until(self, every: std::time::Duration, stop: CancellationToken) {
         loop {
             let _ = self.status();
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
-                _ = stop.wait_for(|v| *v) => return,
+                _ = stop.cancelled() => return,
             }
         }
     }

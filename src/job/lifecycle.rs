@@ -138,7 +138,7 @@ pub fn transition(from: JobState, event: Event) -> Result<JobState, TransitionEr
     to.ok_or_else(|| TransitionError { from, event: event_name(event).into() })
 }
 
-/// What sled holds under [`STATE_KEY`].
+/// What sled holds under [`crate::state::keys::JOB_STATE`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobRecord {
     pub state: JobState,
@@ -146,8 +146,6 @@ pub struct JobRecord {
     pub since_ms: i64,
 }
 
-/// Key of the job's [`JobRecord`] in the state store.
-pub const STATE_KEY: &str = "job/state";
 
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::apply::{Applier, ApplyConfig, ApplyError, Barriers, CollectionRoute, Follow, Routes};
 use crate::config::{JobConfig, WalConfig};
@@ -35,6 +36,7 @@ use crate::copy::progress::Progress;
 use crate::copy::{self, CopyError, CopyOptions, Copier};
 use crate::plan::{self, IfExists, Plan, PlanError, PlanOptions};
 use crate::sources::query::{self, QueryReader};
+use crate::state::keys::{PARTITIONS_PENDING, SNAPSHOT_DONE, STARTED, STARTED_MS};
 use crate::state::{StateError, StateStore};
 use crate::wal::{self, CollectionFilter, IngestConfig, WalError, WalReader};
 
@@ -79,13 +81,6 @@ pub struct RunOptions {
     pub quiet: bool,
 }
 
-const STARTED: &str = "stream/started";
-/// Wall-clock ms of the start positions (the lag's floor until something is applied).
-const STARTED_MS: &str = "stream/started_ms";
-/// Set on a job's first run until its partitions were looked at after its start positions.
-const PARTITIONS_PENDING: &str = "job/partitions_pending";
-/// Set once the snapshot (and its indexes) is complete.
-pub const SNAPSHOT_DONE: &str = "stream/snapshot_done";
 
 /// What a running job shares with the cutover and the control API.
 #[derive(Clone)]
@@ -97,32 +92,29 @@ pub struct JobContext {
     pub reader: WalReader,
 }
 
-/// A future that resolves when `rx` turns true.
-pub fn stopped(mut rx: watch::Receiver<bool>) -> impl std::future::Future<Output = ()> {
-    async move {
-        let _ = rx.wait_for(|v| *v).await;
-    }
+/// The stop of one phase: a child of the shutdown token, cancelled too once the job's state
+/// leaves the phase's states. Dropping it ends the watch on the state.
+struct PhaseStop {
+    token: CancellationToken,
+    _watch: DropGuard,
 }
 
-/// A stop signal for one phase: true on shutdown, or once the job's state leaves `keep`.
-fn phase_stop(handle: &JobHandle, shutdown: &watch::Receiver<bool>, keep: fn(JobState) -> bool) -> watch::Receiver<bool> {
-    let (tx, rx) = watch::channel(false);
-    let (mut states, mut shutdown) = (handle.subscribe(), shutdown.clone());
+fn phase_stop(handle: &JobHandle, shutdown: &CancellationToken, keep: fn(JobState) -> bool) -> PhaseStop {
+    let token = shutdown.child_token();
+    let (mut states, watched) = (handle.subscribe(), token.clone());
     tokio::spawn(async move {
         tokio::select! {
-            _ = shutdown.wait_for(|v| *v) => {}
-            _ = states.wait_for(|r| !keep(r.state)) => {}
-            _ = tx.closed() => {}
+            _ = watched.cancelled() => {}
+            _ = states.wait_for(|r| !keep(r.state)) => watched.cancel(),
         }
-        let _ = tx.send(true);
     });
-    rx
+    PhaseStop { _watch: token.clone().drop_guard(), token }
 }
 
 /// Runs a zero-downtime job in whatever state `handle` says, until `shutdown` turns true,
 /// the job reaches a state where nothing runs (FAILED, SUCCESSFUL, CANCELLED), or
 /// something fails (the caller records the error and fails the job).
-pub async fn run(cfg: &JobConfig, opts: &RunOptions, handle: &JobHandle, shutdown: watch::Receiver<bool>) -> Result<(), JobError> {
+pub async fn run(cfg: &JobConfig, opts: &RunOptions, handle: &JobHandle, shutdown: CancellationToken) -> Result<(), JobError> {
     let job = Job::open(cfg, opts, handle, shutdown).await?;
     let (mut plan, channels) = job.record().await?;
     let reader = job.start_positions(&mut plan, &channels).await?;
@@ -136,7 +128,7 @@ struct Job<'a> {
     cfg: &'a JobConfig,
     opts: &'a RunOptions,
     handle: &'a JobHandle,
-    shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
     wal_cfg: WalConfig,
     source: MilvusClient,
     target: MilvusClient,
@@ -149,7 +141,7 @@ struct Job<'a> {
 
 impl<'a> Job<'a> {
     /// Checks the job file, starts a PENDING job, connects and opens the log.
-    async fn open(cfg: &'a JobConfig, opts: &'a RunOptions, handle: &'a JobHandle, shutdown: watch::Receiver<bool>) -> Result<Job<'a>, JobError> {
+    async fn open(cfg: &'a JobConfig, opts: &'a RunOptions, handle: &'a JobHandle, shutdown: CancellationToken) -> Result<Job<'a>, JobError> {
         let wal_cfg = cfg.source.wal.clone().ok_or(JobError::NoWal)?;
         if cfg.source.storage.is_some() {
             tracing::warn!("[source.storage] is used by `ferry migrate` only: this job's snapshot reads the source by query");
@@ -318,7 +310,7 @@ impl Prepared<'_> {
     /// Ingest, and the phases as the state says, until shutdown or a state where nothing runs.
     async fn stream(&self) -> Result<(), JobError> {
         let mut ingest = self.ingest();
-        let reporter = tokio::spawn(report_lag(self.job.handle.clone(), stopped(self.job.shutdown.clone())));
+        let reporter = tokio::spawn(report_lag(self.job.handle.clone(), self.job.shutdown.clone().cancelled_owned()));
         let phases = self.phases();
         tokio::pin!(phases);
         let mut ingest_done = false;
@@ -355,9 +347,12 @@ impl Prepared<'_> {
             CollectionFilter::Only(self.plan.collections.iter().map(|c| c.source_id()).collect::<HashSet<i64>>())
         };
         let ingest_stop = phase_stop(self.job.handle, &self.job.shutdown, |s| !matches!(s, JobState::Failed | JobState::Successful | JobState::Cancelled));
-        let (reader, log, stop) = (self.reader.clone(), self.job.log.clone(), stopped(ingest_stop));
+        let (reader, log) = (self.reader.clone(), self.job.log.clone());
         tokio::spawn(async move {
-            wal::ingest(&reader, &log, filter, &IngestConfig::default(), stop).await
+            let stop = ingest_stop.token.clone().cancelled_owned();
+            let r = wal::ingest(&reader, &log, filter, &IngestConfig::default(), stop).await;
+            drop(ingest_stop);
+            r
         })
     }
 
@@ -366,7 +361,7 @@ impl Prepared<'_> {
         let handle = self.job.handle;
         let mut states = handle.subscribe();
         loop {
-            if *self.job.shutdown.borrow() {
+            if self.job.shutdown.is_cancelled() {
                 return Ok(());
             }
             match handle.state() {
@@ -390,7 +385,7 @@ impl Prepared<'_> {
             state: state.clone(),
             opts: CopyOptions::from(&cfg.copy),
             progress: progress.clone(),
-            shutdown: stop.clone(),
+            shutdown: stop.token.clone(),
         };
         match snapshot_all(&copier, source, &self.plan, &self.fresh, opts.index).await {
             Ok(()) => {
@@ -398,7 +393,7 @@ impl Prepared<'_> {
                 tracing::info!("snapshot complete: streaming");
                 handle.fire(Event::SnapshotDone)?;
             }
-            Err(JobError::Copy(CopyError::Interrupted)) if *stop.borrow() => {}
+            Err(JobError::Copy(CopyError::Interrupted)) if stop.token.is_cancelled() => {}
             Err(e) => return Err(e),
         }
         Ok(())
@@ -420,7 +415,7 @@ impl Prepared<'_> {
             if let Some(f) = &self.follow {
                 applier = applier.with_follow(f.clone());
             }
-            let stop = stopped(stop.clone());
+            let stop = stop.token.clone().cancelled_owned();
             tasks.spawn(async move { applier.run(stop).await });
         }
         while let Some(r) = tasks.join_next().await {
@@ -442,10 +437,9 @@ impl Prepared<'_> {
     /// Waits while PAUSED (or until shutdown).
     async fn paused(&self, states: &mut watch::Receiver<JobRecord>) {
         tracing::info!("paused: the WAL is still read into the log; nothing is written to the target");
-        let mut sd = self.job.shutdown.clone();
         tokio::select! {
             _ = states.wait_for(|r| r.state != JobState::Paused) => {}
-            _ = sd.wait_for(|v| *v) => {}
+            _ = self.job.shutdown.cancelled() => {}
         }
     }
 }
@@ -499,10 +493,9 @@ async fn snapshot_all(
     let ts = query::snapshot_timestamp(source)
         .await
         .map_err(|source| PlanError::Connect { side: "source", source })?;
-    for (c, fresh) in plan.collections.iter().zip(fresh) {
-        let reader = QueryReader::new(source, c, ts, &copier.opts);
-        let report = copier.copy_collection(&reader, c, *fresh).await?;
-        tracing::info!(collection = %c.target_name, rows = report.rows, seconds = report.seconds, "snapshot copied");
+    let query = async |i: usize| Ok(QueryReader::new(source, &plan.collections[i], ts, &copier.opts));
+    for report in copier.copy_all(plan, fresh, query).await? {
+        tracing::info!(collection = %report.target, rows = report.rows, seconds = report.seconds, "snapshot copied");
     }
     // Loaded while streaming: the cutover's verification reads it at once, and the
     // application can search it the moment it switches.

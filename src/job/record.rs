@@ -14,12 +14,11 @@ use crate::config::JobConfig;
 use crate::milvus::MilvusClient;
 use crate::plan::{self, Plan, PlanError, PlanOptions, SourceCollection};
 use crate::proto::milvus::{DescribeCollectionResponse, IndexDescription};
+use crate::state::keys::JOB_COLLECTIONS;
 use crate::state::StateStore;
 
 use super::JobError;
 
-/// State key of the record.
-pub const COLLECTIONS_KEY: &str = "job/collections";
 
 /// One source collection as the job first saw it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -99,12 +98,12 @@ pub async fn plan(
     snapshot_done: bool,
 ) -> Result<Plan, JobError> {
     let dropped = log.dropped();
-    let Some(recorded) = state.get::<Vec<RecordedCollection>>(COLLECTIONS_KEY)? else {
+    let Some(recorded) = state.get::<Vec<RecordedCollection>>(JOB_COLLECTIONS)? else {
         let plan = plan::build(source, target, cfg, opts).await?;
         let description = |name: &str| cfg.collections.iter().find(|c| c.source == name).and_then(|c| c.description.clone());
         let record: Vec<RecordedCollection> =
             plan.collections.iter().map(|c| RecordedCollection::of(c, description(&c.source_name))).collect();
-        state.put(COLLECTIONS_KEY, &record)?;
+        state.put(JOB_COLLECTIONS, &record)?;
         for c in &record {
             tracing::info!(collection = %c.source, id = c.collection_id, partitions = ?c.partitions, "job collection recorded");
         }
@@ -135,7 +134,7 @@ pub async fn plan(
 /// its new ID, which the stream then knows the target partition holds. Any later change is
 /// on the WAL after the start. Never after the first run: a snapshot may have begun.
 pub async fn refresh_partitions(source: &MilvusClient, plan: &mut Plan, state: &StateStore) -> Result<(), JobError> {
-    let Some(mut recorded) = state.get::<Vec<RecordedCollection>>(COLLECTIONS_KEY)? else {
+    let Some(mut recorded) = state.get::<Vec<RecordedCollection>>(JOB_COLLECTIONS)? else {
         return Ok(());
     };
     let mut changed = false;
@@ -157,7 +156,7 @@ pub async fn refresh_partitions(source: &MilvusClient, plan: &mut Plan, state: &
         changed = true;
     }
     if changed {
-        state.put(COLLECTIONS_KEY, &recorded)?;
+        state.put(JOB_COLLECTIONS, &recorded)?;
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! from the source's storage), flush, build indexes, count, optionally load. A command: it
 //! composes `plan`, `sources` and `copy`, and no other module imports it but `cli`.
 
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::JobConfig;
 use crate::copy::finish::{self, CollectionSummary, Finish, IndexMode};
@@ -11,7 +11,7 @@ use crate::copy::{self, CopyError, CopyOptions, Copier, Outcome};
 use crate::milvus::{MilvusClient, MilvusError};
 use crate::plan::{self, CollectionPlan, IfExists, Plan, PlanError, PlanOptions};
 use crate::sources::{self, query::QueryReader, storage::StorageSnapshots, DecodeBudget};
-use crate::state::{StateError, StateStore};
+use crate::state::{keys, StateError, StateStore};
 
 /// Errors of a migration run.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +63,7 @@ pub struct MigrateOptions {
 pub async fn migrate(
     cfg: &JobConfig,
     opts: &MigrateOptions,
-    shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) -> Result<Outcome<CollectionSummary>, MigrateError> {
     let (source, target) = plan::connect(cfg).await?;
     let plan = plan::build(
@@ -106,23 +106,13 @@ pub async fn migrate(
             .await
             .map_err(|source| PlanError::Connect { side: "source", source })?,
     };
-    let reports = copier
-        .progress
-        .while_running(async {
-            let mut reports = Vec::new();
-            for (i, (c, fresh)) in plan.collections.iter().zip(&fresh).enumerate() {
-                let report = match &storage {
-                    Some(s) => copier.copy_collection(&s.reader(i).await?, c, *fresh).await?,
-                    None => {
-                        let reader = QueryReader::new(&source, c, snapshot_ts, &copier.opts);
-                        copier.copy_collection(&reader, c, *fresh).await?
-                    }
-                };
-                reports.push(report);
-            }
-            Ok::<_, CopyError>(reports)
-        })
-        .await?;
+    let reports = match &storage {
+        Some(s) => copier.copy_all(&plan, &fresh, async |i| Ok(s.reader(i).await?)).await?,
+        None => {
+            let query = async |i: usize| Ok(QueryReader::new(&source, &plan.collections[i], snapshot_ts, &copier.opts));
+            copier.copy_all(&plan, &fresh, query).await?
+        }
+    };
     let counts = finish::finish_targets(
         &target,
         &plan.collections,
@@ -212,7 +202,7 @@ pub fn check_counts(summaries: &[CollectionSummary]) -> Result<(), MigrateError>
 fn check_copy_mode(state: &StateStore, plan: &Plan, storage: bool) -> Result<(), MigrateError> {
     let now = if storage { "from the source's binlogs ([source.storage])" } else { "by query" };
     for c in &plan.collections {
-        let key = format!("copy-mode/{}", c.target_name);
+        let key = keys::copy_mode(&c.target_name);
         match state.get::<String>(&key)? {
             Some(was) if was != now => {
                 return Err(MigrateError::CopyModeChanged { collection: c.target_name.clone(), was, now })

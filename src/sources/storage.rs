@@ -43,7 +43,7 @@ use crate::sources::backup::meta::SegmentBackupInfo;
 use crate::sources::backup::{hidden_dynamic_field, BackupCollection, BackupError, BackupPartition, BackupReader, BackupSource};
 use crate::sources::binlog::DecodeBudget;
 use crate::sources::store::Store;
-use crate::state::{StateError, StateStore};
+use crate::state::{keys, StateError, StateStore};
 
 /// Errors of taking a storage snapshot. Each names the collection or file.
 #[derive(Debug, thiserror::Error)]
@@ -85,10 +85,6 @@ pub struct SnapshotSegment {
 /// `common.SegmentLevel` L0: a segment of deletes only (Milvus 2.4+).
 const LEVEL_L0: i32 = 1;
 
-fn snapshot_key(target: &str) -> String {
-    format!("storage/{target}")
-}
-
 /// The collection's snapshot: the one recorded by an earlier run of the job, or a new one
 /// (timestamp, flush, segment list; see the module doc).
 pub async fn snapshot(
@@ -96,7 +92,7 @@ pub async fn snapshot(
     state: &StateStore,
     c: &CollectionPlan,
 ) -> Result<StorageSnapshot, StorageError> {
-    let key = snapshot_key(&c.target_name);
+    let key = keys::storage_snapshot(&c.target_name);
     if let Some(s) = state.get::<StorageSnapshot>(&key)? {
         return Ok(s);
     }

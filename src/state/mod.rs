@@ -1,9 +1,11 @@
 //! The job's durable state (sled, under `state_dir/state`): what was created, how far each
 //! bulk copy got, the stream's start positions, the job's phase.
 //!
-//! Values are JSON under readable keys (`snapshot/<collection>/<unit>`), so an operator can
-//! inspect them. Every write is flushed before the caller moves on: state is small and
+//! Values are JSON under readable keys (`snapshot/<collection>/<unit>`; every format is in
+//! [`keys`]), so an operator can inspect them. Every write is flushed before the caller moves on: state is small and
 //! written once per batch, and "continue where it left off" must hold after kill -9.
+
+pub mod keys;
 
 use std::path::Path;
 

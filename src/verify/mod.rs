@@ -39,7 +39,7 @@ mod scan;
 
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::CopyConfig;
 use crate::copy::{finish, CopyError};
@@ -130,7 +130,7 @@ pub async fn verify(
     target: &MilvusClient,
     plan: &Plan,
     opts: &VerifyOptions,
-    shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) -> Result<VerifyReport, VerifyError> {
     let mut loaded = Loaded::default();
     let result = verify_loaded(source, target, plan, opts, shutdown, &mut loaded).await;
@@ -143,7 +143,7 @@ async fn verify_loaded(
     target: &MilvusClient,
     plan: &Plan,
     opts: &VerifyOptions,
-    shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
     loaded: &mut Loaded,
 ) -> Result<VerifyReport, VerifyError> {
     let started = Instant::now();
@@ -259,7 +259,7 @@ async fn pass(
     opts: &VerifyOptions,
     mode: VerifyMode,
     repair: bool,
-    shutdown: &watch::Receiver<bool>,
+    shutdown: &CancellationToken,
 ) -> Result<(PassReport, Option<RepairReport>), VerifyError> {
     let started = Instant::now();
     let ts = |side| move |source| VerifyError::Timestamp { side, source };
@@ -268,7 +268,7 @@ async fn pass(
     let mut collections = Vec::new();
     let mut repaired = Vec::new();
     for c in &plan.collections {
-        if *shutdown.borrow() {
+        if shutdown.is_cancelled() {
             return Err(VerifyError::Interrupted);
         }
         let ctx = Ctx {
@@ -322,5 +322,5 @@ struct Ctx<'a> {
     repair: bool,
     source_ts: u64,
     target_ts: u64,
-    shutdown: &'a watch::Receiver<bool>,
+    shutdown: &'a CancellationToken,
 }

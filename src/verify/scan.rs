@@ -10,7 +10,7 @@
 //! repaired key. The rows re-copied are the source rows just read (at the pass's guarantee
 //! timestamp), so nothing is read twice.
 
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::merge::{merge_step, Diff};
 use super::report::{FullReport, KeyList};
@@ -33,7 +33,7 @@ pub(super) struct UnitScan<'a> {
     pub target_ts: u64,
     pub opts: &'a VerifyOptions,
     pub repair: bool,
-    pub shutdown: watch::Receiver<bool>,
+    pub shutdown: CancellationToken,
 }
 
 /// What one unit found (samples: its first `sample` keys per category) and repaired.
@@ -253,7 +253,7 @@ pub(super) async fn scan_unit(scan: UnitScan<'_>) -> Result<UnitOutcome, VerifyE
         deleted: 0,
     };
     loop {
-        if *scan.shutdown.borrow() {
+        if scan.shutdown.is_cancelled() {
             return Err(VerifyError::Interrupted);
         }
         let (a, b) = tokio::join!(

@@ -13,6 +13,7 @@ use super::{BackupCollection, BackupError, BackupSegment, BackupSource};
 use crate::copy::{CollectionReader, CopyError, Order, Page, Pages, Position, SourceError, Unit};
 use crate::plan::CollectionPlan;
 use crate::sources::binlog::{Deletes, Reservation};
+use crate::state::keys;
 
 impl SourceError for BackupError {
     fn is_retryable(&self) -> bool {
@@ -60,7 +61,7 @@ impl CollectionReader for BackupReader<'_> {
             .iter()
             .enumerate()
             .map(|(index, (partition, seg))| Unit {
-                key: format!("import/{}/{}/{}", self.c.target_name, self.src.name(), seg.segment_id),
+                key: keys::backup_segment(&self.c.target_name, self.src.name(), seg.segment_id),
                 name: format!("segment {}", seg.segment_id),
                 // Partition-key collections: Milvus routes each row by its key.
                 partition: if self.c.partition_key { String::new() } else { partition.to_string() },

@@ -11,6 +11,7 @@ use crate::copy::{self, CollectionReader, CopyError, CopyOptions, Order, Page, P
 use crate::milvus::{KeyPager, MilvusClient, PagerError, PkValue};
 use crate::plan::CollectionPlan;
 use crate::proto::schema::DataType;
+use crate::state::keys;
 
 /// One collection read by query, as of one timestamp.
 pub struct QueryReader<'a> {
@@ -36,7 +37,7 @@ impl CollectionReader for QueryReader<'_> {
             .iter()
             .enumerate()
             .map(|(index, u)| copy::Unit {
-                key: format!("snapshot/{}/{}", self.c.target_name, u.key()),
+                key: keys::query_unit(&self.c.target_name, &u.key()),
                 name: format!("unit {}", u.key()),
                 partition: u.partition.clone().unwrap_or_default(),
                 order: Order::Key { pk_field: self.c.pk_field.clone() },

@@ -8,6 +8,7 @@
 use super::{V1xCollection, V1xError, V1xSource};
 use crate::copy::{CollectionReader, CopyError, Order, Page, Pages, Position, SourceError, Unit};
 use crate::plan::CollectionPlan;
+use crate::state::keys;
 
 impl SourceError for V1xError {
     fn is_retryable(&self) -> bool {
@@ -35,7 +36,7 @@ impl CollectionReader for V1xReader<'_> {
             .iter()
             .enumerate()
             .map(|(index, seg)| Unit {
-                key: format!("import-1x/{}/{}", self.c.target_name, seg.segment),
+                key: keys::v1x_segment(&self.c.target_name, &seg.segment),
                 name: format!("segment {}", seg.segment),
                 partition: String::new(),
                 order: Order::Row,
