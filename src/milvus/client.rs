@@ -127,6 +127,10 @@ pub struct Query {
     /// Read at least everything up to this hybrid timestamp (0: the collection's default).
     pub guarantee_timestamp: u64,
     pub consistency: Option<ConsistencyLevel>,
+    /// Ask for rows in ascending key order (the `iterator` query parameter of query
+    /// iterators): Milvus Lite and Milvus 2.5+ return a limited query's rows in key order
+    /// only then; Milvus 2.3 orders them anyway.
+    pub key_order: bool,
 }
 
 /// Parameters of `CreateCollection`.

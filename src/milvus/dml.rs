@@ -134,6 +134,9 @@ impl MilvusClient {
                 value: limit.to_string(),
             });
         }
+        if q.key_order {
+            params.push(KeyValuePair { key: "iterator".into(), value: "True".into() });
+        }
         let r = self
             .call_read("Query", collection, |mut c| {
                 let params = params.clone();

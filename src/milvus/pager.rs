@@ -111,6 +111,7 @@ impl KeyPager {
             limit: Some(self.page_rows),
             guarantee_timestamp,
             consistency: Some(consistency),
+            key_order: true,
         };
         let page = client.query(&self.collection, &q).await?;
         let n = page.len();

@@ -422,8 +422,6 @@ pub async fn dump(
     fields: Vec<String>,
 ) -> BTreeMap<PkValue, u64> {
     let mut pager = KeyPager::new(collection, pk, fields);
-    // Large pages: Milvus Lite does not return rows in key order, which the pager accepts
-    // only on a last (short) page.
     pager.page_rows = 16384;
     let mut out = BTreeMap::new();
     while let Some(page) = pager.next_page(client).await.expect("scan") {
