@@ -493,7 +493,7 @@ async fn snapshot_all(
     let ts = query::snapshot_timestamp(source)
         .await
         .map_err(|source| PlanError::Connect { side: "source", source })?;
-    let query = async |i: usize| Ok(QueryReader::new(source, &plan.collections[i], ts, &copier.opts));
+    let query = async |i: usize| QueryReader::new(source, &plan.collections[i], ts, &copier.opts).await;
     for report in copier.copy_all(plan, fresh, query).await? {
         tracing::info!(collection = %report.target, rows = report.rows, seconds = report.seconds, "snapshot copied");
     }

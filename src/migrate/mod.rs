@@ -109,7 +109,7 @@ pub async fn migrate(
     let reports = match &storage {
         Some(s) => copier.copy_all(&plan, &fresh, async |i| Ok(s.reader(i).await?)).await?,
         None => {
-            let query = async |i: usize| Ok(QueryReader::new(&source, &plan.collections[i], snapshot_ts, &copier.opts));
+            let query = async |i: usize| QueryReader::new(&source, &plan.collections[i], snapshot_ts, &copier.opts).await;
             copier.copy_all(&plan, &fresh, query).await?
         }
     };

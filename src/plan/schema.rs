@@ -46,7 +46,7 @@ pub fn target_schema(
             is_primary_key: f.is_primary_key,
             description: f.description.clone(),
             data_type: f.data_type,
-            type_params: f.type_params.clone(),
+            type_params: with_max_length(f, name),
             index_params: Vec::new(),
             auto_id: f.auto_id && keep_auto_id,
             state: 0,
@@ -64,6 +64,28 @@ pub fn target_schema(
         fields,
         enable_dynamic_field: source.enable_dynamic_field,
     }
+}
+
+/// The largest `max_length` Milvus takes: a VarChar value can be no longer, so a field given
+/// it holds every value any source can have.
+pub const MAX_VARCHAR_LENGTH: u32 = 65535;
+
+/// `f`'s type params, with `max_length` added where a VarChar (or an array of VarChar) lacks
+/// it: Milvus requires one, and Milvus Lite 3.2 does not report it for arrays of VarChar.
+fn with_max_length(f: &FieldSchema, collection: &str) -> Vec<KeyValuePair> {
+    let varchar = DataType::VarChar as i32;
+    let needs = f.data_type == varchar || (f.data_type == DataType::Array as i32 && f.element_type == varchar);
+    let mut params = f.type_params.clone();
+    if needs && !params.iter().any(|kv| kv.key == "max_length") {
+        tracing::warn!(
+            collection,
+            field = %f.name,
+            max_length = MAX_VARCHAR_LENGTH,
+            "the source reports no max_length for this VarChar field (Milvus Lite does not for arrays of VarChar): the target gets the largest Milvus takes"
+        );
+        params.push(KeyValuePair { key: "max_length".into(), value: MAX_VARCHAR_LENGTH.to_string() });
+    }
+    params
 }
 
 fn shape_params(params: &[KeyValuePair]) -> Vec<(String, String)> {
@@ -231,6 +253,9 @@ mod tests {
         let mut lite = a.clone();
         lite.fields[2].type_params.retain(|kv| kv.key != "max_length");
         assert_eq!(first_difference(&lite, &a), None, "unreported params are not compared");
+        // From a source that does not report it, the target gets the largest max_length.
+        let planned = target_schema(&lite, "x", None, true);
+        assert!(planned.fields[2].type_params.iter().any(|kv| kv.key == "max_length" && kv.value == "65535"), "{:?}", planned.fields[2]);
         let mut c = a.clone();
         c.fields.remove(2);
         assert!(first_difference(&a, &c).unwrap().contains("extra field \"s\""));

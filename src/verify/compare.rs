@@ -9,7 +9,7 @@ use crate::copy::finish;
 use crate::milvus::{MilvusClient, MilvusError};
 use crate::plan::CollectionPlan;
 use crate::proto::schema::DataType;
-use crate::sources::query::unit;
+use crate::sources::query::{unit, usable_key_splits};
 
 use super::{
     scan, CollectionReport, Ctx, FullReport, PartitionReport, RepairedCollection, VerifyError,
@@ -259,12 +259,11 @@ impl<'a> Comparison<'a> {
     /// `full` report, and what was repaired.
     async fn full(&mut self) -> Result<Option<RepairedCollection>, VerifyError> {
         let (ctx, c) = (self.ctx, self.c);
-        let units = unit::units(
-            &self.names,
-            c.partition_key,
-            c.pk_type == DataType::Int64,
-            ctx.opts.scan.key_splits,
-        );
+        let sides = [(ctx.source, c.source_name.as_str()), (ctx.target, c.target_name.as_str())];
+        let splits = usable_key_splits(&sides, c, ctx.opts.scan.key_splits)
+            .await
+            .map_err(|source| VerifyError::Milvus { collection: c.source_name.clone(), step: "probe key splits", source })?;
+        let units = unit::units(&self.names, c.partition_key, c.pk_type == DataType::Int64, splits);
         let (on_source, on_target) = (&self.on_source, &self.on_target);
         let outcomes: Vec<scan::UnitOutcome> = stream::iter(units.into_iter().map(|u| {
             let on_s = u.partition.as_ref().is_none_or(|p| on_source.contains(p));

@@ -8,7 +8,8 @@
 pub mod unit;
 
 use crate::copy::{self, CollectionReader, CopyError, CopyOptions, Order, Page, Pages, Position};
-use crate::milvus::{KeyPager, MilvusClient, PagerError, PkValue};
+use crate::milvus::{KeyPager, MilvusClient, MilvusError, PagerError, PkValue, Query};
+use crate::proto::common::ConsistencyLevel;
 use crate::plan::CollectionPlan;
 use crate::proto::schema::DataType;
 use crate::state::keys;
@@ -23,12 +24,52 @@ pub struct QueryReader<'a> {
 }
 
 impl<'a> QueryReader<'a> {
-    /// Reads `c` from `source` as of `snapshot_ts` (see [`snapshot_timestamp`]).
-    pub fn new(source: &'a MilvusClient, c: &'a CollectionPlan, snapshot_ts: u64, opts: &CopyOptions) -> Self {
+    /// Reads `c` from `source` as of `snapshot_ts` (see [`snapshot_timestamp`]), in the key
+    /// splits the source can filter by (see [`usable_key_splits`]).
+    pub async fn new(
+        source: &'a MilvusClient,
+        c: &'a CollectionPlan,
+        snapshot_ts: u64,
+        opts: &CopyOptions,
+    ) -> Result<QueryReader<'a>, CopyError> {
+        let splits = usable_key_splits(&[(source, &c.source_name)], c, opts.key_splits)
+            .await
+            .map_err(|source| CopyError::Milvus { collection: c.source_name.clone(), source })?;
         let partitions: Vec<String> = c.partitions.iter().map(|(n, _)| n.clone()).collect();
-        let units = unit::units(&partitions, c.partition_key, c.pk_type == DataType::Int64, opts.key_splits);
-        QueryReader { source, c, snapshot_ts, page_rows: opts.page_rows, units }
+        let units = unit::units(&partitions, c.partition_key, c.pk_type == DataType::Int64, splits);
+        Ok(QueryReader { source, c, snapshot_ts, page_rows: opts.page_rows, units })
     }
+}
+
+/// The key splits (`pk % n == i`) a scan of `c` on every one of `sides` (server, collection)
+/// can use: `wanted`, or 1 where a server refuses the modulo expression (Milvus Lite 3.2
+/// parses no `%`). Asked with a one-row query; a transport failure is an error, not a "no".
+pub async fn usable_key_splits(
+    sides: &[(&MilvusClient, &str)],
+    c: &CollectionPlan,
+    wanted: u32,
+) -> Result<u32, MilvusError> {
+    if wanted <= 1 || c.pk_type != DataType::Int64 {
+        return Ok(wanted);
+    }
+    for (server, collection) in sides {
+        let probe = Query {
+            expr: unit::Unit { partition: None, split: (0, 2) }.filter(&c.pk_field),
+            output_fields: vec![c.pk_field.clone()],
+            limit: Some(1),
+            consistency: Some(ConsistencyLevel::Eventually),
+            ..Default::default()
+        };
+        match server.query(collection, &probe).await {
+            Ok(_) => {}
+            Err(e @ MilvusError::Server { .. }) => {
+                tracing::warn!(collection, error = %e, "the server refuses key-split expressions: the collection is read in one key range per partition (copy.key_splits = 1)");
+                return Ok(1);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(wanted)
 }
 
 impl CollectionReader for QueryReader<'_> {
