@@ -207,6 +207,39 @@ async fn every_type_from_milvus_lite_over_many_pages() {
     target.drop_collection(&dst).await.unwrap();
 }
 
+/// A collection the target cannot hold (a BinaryVector field into Milvus Lite) is refused at
+/// planning, naming the collection, the field and the target; no collection of the job is
+/// created, also not the one before it that Lite could hold. The dry run says the same.
+#[tokio::test]
+async fn what_the_target_cannot_hold_is_refused_before_anything_is_created() {
+    let env = common::env();
+    let source = common::client(&env.source_uri).await;
+    let lite = common::client(&env.lite_uri).await;
+    let (fine, binary) = (common::unique("hold_f"), common::unique("hold_b"));
+    make_source(&source, &fine, Shape::default(), 100).await;
+    make_source(&source, &binary, Shape { binary_vector: true, ..Default::default() }, 100).await;
+    let dir = tempfile::tempdir().unwrap();
+    let job = common::write_job(
+        dir.path(),
+        &env.source_uri,
+        &env.lite_uri,
+        &format!("[[collections]]\nsource = \"{fine}\"\n\n[[collections]]\nsource = \"{binary}\"\n"),
+        "",
+    );
+    let job = job.to_str().unwrap();
+    for dry in [&["--dry-run"][..], &[][..]] {
+        let out = common::run_ferry(&[&["migrate", "--config", job, "--quiet"][..], dry].concat(), &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{dry:?}: migrate must fail");
+        let want = format!("collection {binary:?}: field \"v\" is BinaryVector, which the target (milvus_lite-");
+        assert!(err.contains(&want) && err.contains("Milvus Lite has no BinaryVector"), "{dry:?}: {err}");
+    }
+    assert!(!lite.has_collection(&fine).await.unwrap(), "nothing of the job is created");
+    assert!(!lite.has_collection(&binary).await.unwrap());
+    source.drop_collection(&fine).await.unwrap();
+    source.drop_collection(&binary).await.unwrap();
+}
+
 /// Milvus does not enforce key uniqueness: inserting an existing key adds a second row, which
 /// `count(*)` counts and queries do not return. The target holds one row per key, and the
 /// count checks of migrate and verify compare it with the source's distinct keys, saying so;

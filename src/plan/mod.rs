@@ -45,6 +45,14 @@ pub enum PlanError {
         field: String,
         data_type: String,
     },
+    #[error("collection {collection:?}: field {field:?} is {data_type}, which the target ({target}) cannot hold: {reason}; nothing was created")]
+    TargetCannotHold {
+        collection: String,
+        field: String,
+        data_type: String,
+        target: String,
+        reason: &'static str,
+    },
     #[error("collection {collection:?} has autoID primary key {field:?}: {reason}")]
     AutoId {
         collection: String,
@@ -158,6 +166,16 @@ pub struct Plan {
 }
 
 /// Whether a Milvus version (`v2.6.1`, `2.5.3-…`) accepts given keys into an autoID field.
+/// Why a target server (by its version string) cannot hold a field of type `t`, if it cannot.
+/// Milvus Lite reports `milvus_lite-<its own version>` and refuses BinaryVector fields.
+fn target_cannot_hold(t: DataType, target_version: &str) -> Option<&'static str> {
+    let lite = target_version.starts_with("milvus_lite");
+    match t {
+        DataType::BinaryVector if lite => Some("Milvus Lite has no BinaryVector"),
+        _ => None,
+    }
+}
+
 fn accepts_keys_into_autoid(version: &str) -> bool {
     let v = version.trim_start_matches('v');
     let mut parts = v.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
@@ -358,6 +376,15 @@ pub fn plan_described(
                 collection: src.into(),
                 field: f.name.clone(),
                 data_type: format!("{t:?}"),
+            });
+        }
+        if let Some(reason) = target_cannot_hold(t, target_version) {
+            return Err(PlanError::TargetCannotHold {
+                collection: src.into(),
+                field: f.name.clone(),
+                data_type: format!("{t:?}"),
+                target: target_version.to_string(),
+                reason,
             });
         }
     }
@@ -601,5 +628,42 @@ mod tests {
         assert!(accepts_keys_into_autoid("v2.6.0"));
         assert!(accepts_keys_into_autoid("v3.0.1-rc"));
         assert!(!accepts_keys_into_autoid(""));
+    }
+
+    fn binary_source() -> SourceCollection {
+        let field = |id, name: &str, t: DataType, pk| FieldSchema {
+            field_id: id,
+            name: name.into(),
+            data_type: t as i32,
+            is_primary_key: pk,
+            type_params: if pk { vec![] } else { vec![KeyValuePair { key: "dim".into(), value: "16".into() }] },
+            ..Default::default()
+        };
+        let schema = CollectionSchema {
+            name: "bin".into(),
+            fields: vec![field(100, "id", DataType::Int64, true), field(101, "bv", DataType::BinaryVector, false)],
+            ..Default::default()
+        };
+        SourceCollection {
+            name: "bin".into(),
+            desc: DescribeCollectionResponse { schema: Some(schema), shards_num: 1, ..Default::default() },
+            partitions: vec![("_default".into(), 1)],
+            indexes: Vec::new(),
+            row_estimate: 0,
+            load_source: false,
+        }
+    }
+
+    /// A target that cannot hold a field is refused at planning, naming the collection, the
+    /// field and the target, before anything is created.
+    #[test]
+    fn a_field_the_target_cannot_hold_is_refused_by_name() {
+        let opts = PlanOptions { allow_autoid_off: false };
+        let e = plan_described(binary_source(), "dst", None, "milvus_lite-3.2.2", opts).unwrap_err().to_string();
+        assert!(
+            e.contains("collection \"bin\": field \"bv\" is BinaryVector, which the target (milvus_lite-3.2.2) cannot hold: Milvus Lite has no BinaryVector"),
+            "{e}"
+        );
+        assert!(plan_described(binary_source(), "dst", None, "v2.3.5", opts).is_ok());
     }
 }
