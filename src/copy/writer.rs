@@ -57,7 +57,7 @@ impl UnitState {
     }
 
     /// Whether an earlier run counted the unit (and so what it wrote matches those rows).
-    fn counted(&self) -> bool {
+    fn has_count(&self) -> bool {
         self.rows > 0 || self.deleted > 0
     }
 }
@@ -140,10 +140,10 @@ impl<'a, T: Target> UnitWriter<'a, T> {
         let st = &self.st;
         // Rows of the unit may be on the target: confirmed, or a batch that may have landed.
         let written = st.rows_done > 0 || st.intent.is_some();
-        let changed = written && st.counted() && (st.rows, st.deleted) != (rows, deleted);
+        let changed = written && st.has_count() && (st.rows, st.deleted) != (rows, deleted);
         if changed || st.rows_done > rows {
             let more = if st.intent.is_some() { " (more may have landed)" } else { "" };
-            let before = if st.counted() {
+            let before = if st.has_count() {
                 format!(", reading {} rows ({} deleted)", st.rows, st.deleted)
             } else {
                 String::new()

@@ -8,7 +8,7 @@
 
 use tokio_util::sync::CancellationToken;
 
-use super::{connect_target, finish, prepare, select, ImportError, ImportOptions, ImportSummary, Prepared};
+use super::{connect_target, finish_and_summarize, prepare, select, ImportError, ImportOptions, ImportSummary, Prepared};
 use crate::config::JobConfig;
 use crate::copy::Outcome;
 use crate::plan::{self, Plan, PlanOptions, SourceCollection};
@@ -137,5 +137,5 @@ pub async fn import_backup(
         .copy_all(&plan, &fresh, async |i| Ok(BackupReader::open(&src, colls[i], &plan.collections[i]).await?))
         .await?;
     let meta_rows: Vec<Option<u64>> = colls.iter().map(|c| Some(c.num_rows().max(0) as u64)).collect();
-    Ok(Outcome::Done(finish(&target, &plan, opts, reports, &meta_rows).await?))
+    Ok(Outcome::Done(finish_and_summarize(&target, &plan, opts, reports, &meta_rows).await?))
 }

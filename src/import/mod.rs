@@ -209,7 +209,7 @@ async fn prepare(
 
 /// Finishes the targets (flush, indexes, count, `--load`) and sums each collection up;
 /// `meta_rows`: rows the source meta records per collection (`None`: what the files held).
-async fn finish(
+async fn finish_and_summarize(
     target: &MilvusClient,
     plan: &Plan,
     opts: &ImportOptions,

@@ -13,7 +13,7 @@
 
 use tokio_util::sync::CancellationToken;
 
-use super::{connect_target, finish, prepare, select, ImportError, ImportOptions, ImportSummary, Prepared};
+use super::{connect_target, finish_and_summarize, prepare, select, ImportError, ImportOptions, ImportSummary, Prepared};
 use crate::config::JobConfig;
 use crate::copy::Outcome;
 use crate::plan::{self, Plan, PlanOptions, SourceCollection};
@@ -120,7 +120,7 @@ pub async fn import_1x(
         .copy_all(&plan, &fresh, async |i| Ok(V1xReader { src: &src, coll: colls[i], c: &plan.collections[i] }))
         .await?;
     // The files decide what is expected: meta.json's count is only compared.
-    let summaries = finish(&target, &plan, opts, reports, &vec![None; colls.len()]).await?;
+    let summaries = finish_and_summarize(&target, &plan, opts, reports, &vec![None; colls.len()]).await?;
     for (s, coll) in summaries.iter().zip(&colls) {
         if coll.rows > 0 && coll.rows as u64 != s.copy.source_count {
             tracing::warn!(

@@ -360,11 +360,6 @@ impl JobHandle {
         self.inner.cutover_tasks.wait().await;
     }
 
-    /// True while a cutover is pending or running.
-    pub fn cutover_running(&self) -> bool {
-        self.inner.cutover.lock().unwrap_or_else(|p| p.into_inner()).is_some()
-    }
-
     /// Asks the running cutover to abort; false when there is none.
     pub fn abort_cutover(&self) -> bool {
         match self.inner.cutover.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {

@@ -8,7 +8,7 @@ use crate::config::JobConfig;
 use crate::copy::finish::{self, CollectionSummary, Finish, IndexMode};
 use crate::copy::progress::Progress;
 use crate::copy::{self, CopyError, CopyOptions, Copier, Outcome};
-use crate::milvus::{MilvusClient, MilvusError};
+use crate::milvus::MilvusClient;
 use crate::plan::{self, CollectionPlan, IfExists, Plan, PlanError, PlanOptions};
 use crate::sources::{self, query::QueryReader, storage::StorageSnapshots, DecodeBudget};
 use crate::state::{keys, StateError, StateStore};
@@ -22,12 +22,6 @@ pub enum MigrateError {
     Copy(#[from] CopyError),
     #[error(transparent)]
     State(#[from] StateError),
-    #[error("collection {collection:?}: {step} failed: {source}")]
-    Step {
-        collection: String,
-        step: &'static str,
-        source: MilvusError,
-    },
     #[error("row count check failed: {details}")]
     CountMismatch { details: String },
     #[error(transparent)]
@@ -149,11 +143,7 @@ async fn count_source(
         return Ok(());
     }
     s.target_count = target_count;
-    s.source_count = source.count(&c.source_name, &[]).await.map_err(|source| MigrateError::Step {
-        collection: c.source_name.clone(),
-        step: "count source",
-        source,
-    })?;
+    s.source_count = source.count(&c.source_name, &[]).await.map_err(CopyError::step(&c.source_name, "count source"))?;
     let keys = finish::distinct_keys(source, target, c, None, s.source_count, s.target_count)
         .await
         .map_err(|source| MigrateError::KeyCount { collection: c.source_name.clone(), source })?;

@@ -8,7 +8,7 @@
 pub mod unit;
 
 use crate::copy::{self, CollectionReader, CopyError, CopyOptions, Order, Page, Pages, Position};
-use crate::milvus::{KeyPager, MilvusClient, MilvusError, PagerError, PkValue, Query};
+use crate::milvus::{KeyPager, MilvusClient, MilvusError, PagerError, Query};
 use crate::proto::common::ConsistencyLevel;
 use crate::plan::CollectionPlan;
 use crate::proto::schema::DataType;
@@ -120,7 +120,7 @@ impl CollectionReader for QueryReader<'_> {
                     reason: "its stored cursor is a row number, not a key: the state was written by another kind of copy".into(),
                 })
             }
-            None => None::<PkValue>,
+            None => None,
         };
         pager.shards = c.shards.clone();
         loop {
