@@ -14,7 +14,12 @@
 //!   `is_dynamic`;
 //! - an array column carries its `element_type`, and every element holds the typed list of
 //!   that element type (an empty array is an empty typed list, never a missing one);
-//! - a row of the dynamic field that holds no bytes is `{}` (no dynamic keys).
+//! - a row of the dynamic field that holds no bytes is `{}` (no dynamic keys);
+//! - a nullable column carries values for its valid rows only, beside a validity entry for
+//!   every row (Milvus refuses a value in a null row); a column of a field that is neither
+//!   nullable nor has a default carries no validity entries when every row is valid;
+//! - a function's output column (a BM25 sparse vector, an embedding) is dropped: the target
+//!   computes it from the function's input fields, and refuses it given.
 //!
 //! Values are never changed: a canonical batch has the same row digests
 //! ([`Rows::row_digest`] hashes a missing and an empty list alike), except that a dynamic-field
@@ -25,7 +30,7 @@ use crate::proto::schema::{
     FieldData, FloatArray, IntArray, LongArray, ScalarField, StringArray,
 };
 
-use super::data::Rows;
+use super::data::{compact_nulls, Rows};
 
 /// Name Milvus gives the dynamic field's column.
 const DYNAMIC_FIELD: &str = "$meta";
@@ -33,6 +38,7 @@ const DYNAMIC_FIELD: &str = "$meta";
 /// Rewrites `rows` in place into the canonical shape for a collection of `schema`.
 /// Columns the schema does not name are left as they are (the server then says which).
 pub fn canonicalize(rows: &mut Rows, schema: &CollectionSchema) {
+    rows.columns.retain(|c| !schema.fields.iter().any(|f| f.name == c.field_name && f.is_function_output));
     for col in &mut rows.columns {
         let field = schema.fields.iter().find(|f| f.name == col.field_name);
         let dynamic = col.field_name == DYNAMIC_FIELD || field.is_some_and(|f| f.is_dynamic);
@@ -51,6 +57,14 @@ pub fn canonicalize(rows: &mut Rows, schema: &CollectionSchema) {
         if field.data_type == DataType::Array as i32 {
             let elem = DataType::try_from(field.element_type).unwrap_or(DataType::None);
             canonical_array(col, elem);
+        }
+        if field.nullable || field.default_value.is_some() {
+            if col.valid_data.is_empty() && field.nullable {
+                col.valid_data = vec![true; rows.num_rows];
+            }
+            compact_nulls(col);
+        } else if col.valid_data.iter().all(|v| *v) {
+            col.valid_data.clear();
         }
     }
 }

@@ -5,8 +5,9 @@
 //! ever turning them into per-row objects.
 
 use crate::proto::schema::{
-    field_data::Field, scalar_field::Data as Scalar, vector_field::Data as Vector, FieldData,
-    ScalarField, VectorField,
+    field_data::Field, scalar_field::Data as Scalar, vector_field::Data as Vector, ArrayArray, BoolArray,
+    BytesArray, DoubleArray, FieldData, FloatArray, GeometryArray, GeometryWktArray, IntArray, JsonArray,
+    ScalarField, SparseFloatArray, TimestamptzArray, VectorField,
 };
 use crate::proto::schema::{i_ds::IdField, IDs as Ids, LongArray, StringArray};
 
@@ -108,47 +109,98 @@ pub enum DataError {
     BadVector { field: String, dim: i64, len: usize },
 }
 
+/// Runs `$e` on the typed array inside any scalar data variant, bound as `$a`.
+macro_rules! on_scalar {
+    ($d:expr, $a:ident => $e:expr) => {
+        match $d {
+            Scalar::BoolData($a) => $e,
+            Scalar::IntData($a) => $e,
+            Scalar::LongData($a) => $e,
+            Scalar::FloatData($a) => $e,
+            Scalar::DoubleData($a) => $e,
+            Scalar::StringData($a) => $e,
+            Scalar::BytesData($a) => $e,
+            Scalar::ArrayData($a) => $e,
+            Scalar::JsonData($a) => $e,
+            Scalar::GeometryData($a) => $e,
+            Scalar::TimestamptzData($a) => $e,
+            Scalar::GeometryWktData($a) => $e,
+        }
+    };
+}
+
+/// The same scalar variant, its rows given by `$e` (with the variant's array bound as `$a`).
+macro_rules! map_scalar {
+    ($d:expr, $a:ident => $e:expr) => {
+        match $d {
+            Scalar::BoolData($a) => Scalar::BoolData(BoolArray { data: $e }),
+            Scalar::IntData($a) => Scalar::IntData(IntArray { data: $e }),
+            Scalar::LongData($a) => Scalar::LongData(LongArray { data: $e }),
+            Scalar::FloatData($a) => Scalar::FloatData(FloatArray { data: $e }),
+            Scalar::DoubleData($a) => Scalar::DoubleData(DoubleArray { data: $e }),
+            Scalar::StringData($a) => Scalar::StringData(StringArray { data: $e }),
+            Scalar::BytesData($a) => Scalar::BytesData(BytesArray { data: $e }),
+            Scalar::JsonData($a) => Scalar::JsonData(JsonArray { data: $e }),
+            Scalar::GeometryData($a) => Scalar::GeometryData(GeometryArray { data: $e }),
+            Scalar::TimestamptzData($a) => Scalar::TimestamptzData(TimestamptzArray { data: $e }),
+            Scalar::GeometryWktData($a) => Scalar::GeometryWktData(GeometryWktArray { data: $e }),
+            Scalar::ArrayData($a) => {
+                let element_type = $a.element_type;
+                Scalar::ArrayData(ArrayArray { data: $e, element_type })
+            }
+        }
+    };
+}
+
 /// Number of rows a column holds.
 pub fn column_rows(f: &FieldData) -> usize {
     match &f.field {
-        Some(Field::Scalars(s)) => match &s.data {
-            Some(Scalar::BoolData(a)) => a.data.len(),
-            Some(Scalar::IntData(a)) => a.data.len(),
-            Some(Scalar::LongData(a)) => a.data.len(),
-            Some(Scalar::FloatData(a)) => a.data.len(),
-            Some(Scalar::DoubleData(a)) => a.data.len(),
-            Some(Scalar::StringData(a)) => a.data.len(),
-            Some(Scalar::BytesData(a)) => a.data.len(),
-            Some(Scalar::ArrayData(a)) => a.data.len(),
-            Some(Scalar::JsonData(a)) => a.data.len(),
+        Some(Field::Scalars(s)) => s.data.as_ref().map_or(0, |d| on_scalar!(d, a => a.data.len())),
+        Some(Field::Vectors(v)) => match &v.data {
+            Some(Vector::SparseFloatVector(s)) => s.contents.len(),
+            Some(d) => {
+                let width = vector_row_width(v);
+                if width == 0 {
+                    return 0;
+                }
+                vector_values(d) / width
+            }
             None => 0,
         },
-        Some(Field::Vectors(v)) => {
-            let width = vector_row_width(v);
-            if width == 0 {
-                return 0;
-            }
-            match &v.data {
-                Some(Vector::FloatVector(a)) => a.data.len() / width,
-                Some(Vector::BinaryVector(b))
-                | Some(Vector::Float16Vector(b))
-                | Some(Vector::Bfloat16Vector(b)) => b.len() / width,
-                None => 0,
-            }
-        }
         None => 0,
     }
 }
 
-/// Elements (floats) or bytes one row of a vector column takes.
+/// Values (floats, or bytes) of a fixed-width vector column; rows of a sparse one.
+fn vector_values(d: &Vector) -> usize {
+    match d {
+        Vector::FloatVector(a) => a.data.len(),
+        Vector::BinaryVector(b) | Vector::Float16Vector(b) | Vector::Bfloat16Vector(b) | Vector::Int8Vector(b) => b.len(),
+        Vector::SparseFloatVector(s) => s.contents.len(),
+    }
+}
+
+/// Elements (floats) or bytes one row of a fixed-width vector column takes (0 for sparse
+/// vectors, whose rows differ in length).
 pub(super) fn vector_row_width(v: &VectorField) -> usize {
     let dim = v.dim.max(0) as usize;
     match &v.data {
         Some(Vector::FloatVector(_)) => dim,
         Some(Vector::BinaryVector(_)) => dim / 8,
         Some(Vector::Float16Vector(_)) | Some(Vector::Bfloat16Vector(_)) => dim * 2,
-        None => 0,
+        Some(Vector::Int8Vector(_)) => dim,
+        Some(Vector::SparseFloatVector(_)) | None => 0,
     }
+}
+
+/// The dimension a batch of sparse rows declares: its largest index plus one (each row is
+/// little-endian `(u32 index, f32 value)` pairs).
+pub fn sparse_dim(contents: &[Vec<u8>]) -> i64 {
+    contents
+        .iter()
+        .flat_map(|row| row.chunks_exact(8).map(|p| u32::from_le_bytes([p[0], p[1], p[2], p[3]]) as i64 + 1))
+        .max()
+        .unwrap_or(0)
 }
 
 fn kind_name(f: &FieldData) -> &'static str {
@@ -163,6 +215,9 @@ fn kind_name(f: &FieldData) -> &'static str {
             Some(Scalar::BytesData(_)) => "bytes",
             Some(Scalar::ArrayData(_)) => "array",
             Some(Scalar::JsonData(_)) => "json",
+            Some(Scalar::GeometryData(_)) => "geometry (WKB)",
+            Some(Scalar::TimestamptzData(_)) => "timestamptz",
+            Some(Scalar::GeometryWktData(_)) => "geometry (WKT)",
             None => "empty scalar",
         },
         Some(Field::Vectors(v)) => match &v.data {
@@ -170,6 +225,8 @@ fn kind_name(f: &FieldData) -> &'static str {
             Some(Vector::BinaryVector(_)) => "binary vector",
             Some(Vector::Float16Vector(_)) => "float16 vector",
             Some(Vector::Bfloat16Vector(_)) => "bfloat16 vector",
+            Some(Vector::Int8Vector(_)) => "int8 vector",
+            Some(Vector::SparseFloatVector(_)) => "sparse float vector",
             None => "empty vector",
         },
         None => "empty",
@@ -178,63 +235,71 @@ fn kind_name(f: &FieldData) -> &'static str {
 
 /// Approximate payload bytes of a column (what it costs on the wire), for batch bounds.
 pub fn column_bytes(f: &FieldData) -> usize {
-    match &f.field {
-        Some(Field::Scalars(s)) => scalar_bytes(s),
-        Some(Field::Vectors(v)) => match &v.data {
-            Some(Vector::FloatVector(a)) => a.data.len() * 4,
-            Some(Vector::BinaryVector(b))
-            | Some(Vector::Float16Vector(b))
-            | Some(Vector::Bfloat16Vector(b)) => b.len(),
+    f.valid_data.len()
+        + match &f.field {
+            Some(Field::Scalars(s)) => scalar_bytes(s),
+            Some(Field::Vectors(v)) => match &v.data {
+                Some(Vector::FloatVector(a)) => a.data.len() * 4,
+                Some(Vector::SparseFloatVector(s)) => s.contents.iter().map(|r| r.len() + 2).sum(),
+                Some(d) => vector_values(d),
+                None => 0,
+            },
             None => 0,
-        },
-        None => 0,
+        }
+}
+
+/// Wire bytes of one value of a scalar array (an element of `Scalar::*.data`).
+trait CellBytes {
+    fn cell_bytes(&self) -> usize;
+}
+macro_rules! fixed_cell {
+    ($($t:ty => $n:expr),*) => { $(impl CellBytes for $t { fn cell_bytes(&self) -> usize { $n } })* };
+}
+fixed_cell!(bool => 1, i32 => 4, i64 => 8, f32 => 4, f64 => 8);
+impl CellBytes for String {
+    fn cell_bytes(&self) -> usize {
+        self.len() + 2
+    }
+}
+impl CellBytes for Vec<u8> {
+    fn cell_bytes(&self) -> usize {
+        self.len() + 2
+    }
+}
+impl CellBytes for ScalarField {
+    fn cell_bytes(&self) -> usize {
+        scalar_bytes(self) + 4
     }
 }
 
 /// [`column_bytes`] of a scalar column (also of one array cell).
 fn scalar_bytes(s: &ScalarField) -> usize {
-    match &s.data {
-        Some(Scalar::BoolData(a)) => a.data.len(),
-        Some(Scalar::IntData(a)) => a.data.len() * 4,
-        Some(Scalar::LongData(a)) => a.data.len() * 8,
-        Some(Scalar::FloatData(a)) => a.data.len() * 4,
-        Some(Scalar::DoubleData(a)) => a.data.len() * 8,
-        Some(Scalar::StringData(a)) => a.data.iter().map(|s| s.len() + 2).sum(),
-        Some(Scalar::BytesData(a)) => a.data.iter().map(|s| s.len() + 2).sum(),
-        Some(Scalar::JsonData(a)) => a.data.iter().map(|s| s.len() + 2).sum(),
-        Some(Scalar::ArrayData(a)) => a.data.iter().map(|s| scalar_bytes(s) + 4).sum(),
-        None => 0,
-    }
+    s.data.as_ref().map_or(0, |d| on_scalar!(d, a => a.data.iter().map(CellBytes::cell_bytes).sum()))
 }
 
 /// Adds each row's share of [`column_bytes`] to `out[row]` (the shares sum to it exactly).
 fn add_row_bytes(f: &FieldData, out: &mut [usize]) {
-    fn fixed(out: &mut [usize], n: usize, each: usize) {
-        out.iter_mut().take(n).for_each(|o| *o += each);
-    }
     fn each<T>(out: &mut [usize], v: &[T], size: impl Fn(&T) -> usize) {
         out.iter_mut().zip(v).for_each(|(o, x)| *o += size(x));
     }
+    out.iter_mut().take(f.valid_data.len()).for_each(|o| *o += 1);
     match &f.field {
-        Some(Field::Scalars(s)) => match &s.data {
-            Some(Scalar::BoolData(a)) => fixed(out, a.data.len(), 1),
-            Some(Scalar::IntData(a)) => fixed(out, a.data.len(), 4),
-            Some(Scalar::LongData(a)) => fixed(out, a.data.len(), 8),
-            Some(Scalar::FloatData(a)) => fixed(out, a.data.len(), 4),
-            Some(Scalar::DoubleData(a)) => fixed(out, a.data.len(), 8),
-            Some(Scalar::StringData(a)) => each(out, &a.data, |s| s.len() + 2),
-            Some(Scalar::BytesData(a)) => each(out, &a.data, |s| s.len() + 2),
-            Some(Scalar::JsonData(a)) => each(out, &a.data, |s| s.len() + 2),
-            Some(Scalar::ArrayData(a)) => each(out, &a.data, |s| scalar_bytes(s) + 4),
+        Some(Field::Scalars(s)) => {
+            if let Some(d) = &s.data {
+                on_scalar!(d, a => each(out, &a.data, CellBytes::cell_bytes))
+            }
+        }
+        Some(Field::Vectors(v)) => match &v.data {
+            Some(Vector::SparseFloatVector(s)) => each(out, &s.contents, |r| r.len() + 2),
+            Some(d) => {
+                let per_row = match d {
+                    Vector::FloatVector(_) => vector_row_width(v) * 4,
+                    _ => vector_row_width(v),
+                };
+                out.iter_mut().take(column_rows(f)).for_each(|o| *o += per_row);
+            }
             None => {}
         },
-        Some(Field::Vectors(v)) => {
-            let per_row = match &v.data {
-                Some(Vector::FloatVector(_)) => vector_row_width(v) * 4,
-                _ => vector_row_width(v),
-            };
-            fixed(out, column_rows(f), per_row);
-        }
         None => {}
     }
 }
@@ -250,62 +315,43 @@ pub fn split_column_off(f: &mut FieldData, at: usize, reserve: usize) -> FieldDa
     }
     let field = f.field.as_mut().map(|field| match field {
         Field::Scalars(s) => Field::Scalars(ScalarField {
-            data: s.data.as_mut().map(|d| match d {
-                Scalar::BoolData(a) => Scalar::BoolData(crate::proto::schema::BoolArray {
-                    data: tail(&mut a.data, at, reserve),
-                }),
-                Scalar::IntData(a) => Scalar::IntData(crate::proto::schema::IntArray {
-                    data: tail(&mut a.data, at, reserve),
-                }),
-                Scalar::LongData(a) => Scalar::LongData(LongArray {
-                    data: tail(&mut a.data, at, reserve),
-                }),
-                Scalar::FloatData(a) => Scalar::FloatData(crate::proto::schema::FloatArray {
-                    data: tail(&mut a.data, at, reserve),
-                }),
-                Scalar::DoubleData(a) => Scalar::DoubleData(crate::proto::schema::DoubleArray {
-                    data: tail(&mut a.data, at, reserve),
-                }),
-                Scalar::StringData(a) => Scalar::StringData(StringArray {
-                    data: tail(&mut a.data, at, reserve),
-                }),
-                Scalar::BytesData(a) => Scalar::BytesData(crate::proto::schema::BytesArray {
-                    data: tail(&mut a.data, at, reserve),
-                }),
-                Scalar::JsonData(a) => Scalar::JsonData(crate::proto::schema::JsonArray {
-                    data: tail(&mut a.data, at, reserve),
-                }),
-                Scalar::ArrayData(a) => Scalar::ArrayData(crate::proto::schema::ArrayArray {
-                    data: tail(&mut a.data, at, reserve),
-                    element_type: a.element_type,
-                }),
-            }),
+            data: s.data.as_mut().map(|d| map_scalar!(d, a => tail(&mut a.data, at, reserve))),
         }),
         Field::Vectors(v) => {
             let w = vector_row_width(v);
-            Field::Vectors(VectorField {
-                dim: v.dim,
-                data: v.data.as_mut().map(|d| match d {
-                    Vector::FloatVector(a) => {
-                        Vector::FloatVector(crate::proto::schema::FloatArray {
-                            data: tail(&mut a.data, at * w, reserve * w),
-                        })
-                    }
-                    Vector::BinaryVector(b) => Vector::BinaryVector(tail(b, at * w, reserve * w)),
-                    Vector::Float16Vector(b) => Vector::Float16Vector(tail(b, at * w, reserve * w)),
-                    Vector::Bfloat16Vector(b) => {
-                        Vector::Bfloat16Vector(tail(b, at * w, reserve * w))
-                    }
-                }),
-            })
+            let mut dim = v.dim;
+            let data = v.data.as_mut().map(|d| match d {
+                Vector::FloatVector(a) => Vector::FloatVector(FloatArray { data: tail(&mut a.data, at * w, reserve * w) }),
+                Vector::BinaryVector(b) => Vector::BinaryVector(tail(b, at * w, reserve * w)),
+                Vector::Float16Vector(b) => Vector::Float16Vector(tail(b, at * w, reserve * w)),
+                Vector::Bfloat16Vector(b) => Vector::Bfloat16Vector(tail(b, at * w, reserve * w)),
+                Vector::Int8Vector(b) => Vector::Int8Vector(tail(b, at * w, reserve * w)),
+                Vector::SparseFloatVector(s) => {
+                    let contents = tail(&mut s.contents, at, reserve);
+                    s.dim = sparse_dim(&s.contents);
+                    dim = sparse_dim(&contents);
+                    Vector::SparseFloatVector(SparseFloatArray { dim, contents })
+                }
+            });
+            if let Some(Vector::SparseFloatVector(s)) = &v.data {
+                v.dim = s.dim;
+            }
+            Field::Vectors(VectorField { dim, data })
         }
     });
+    let valid_data = if f.valid_data.is_empty() { Vec::new() } else { tail(&mut f.valid_data, at, reserve) };
+    FieldData { field, valid_data, ..header(f) }
+}
+
+/// `f`'s name, type and flags, with no rows.
+fn header(f: &FieldData) -> FieldData {
     FieldData {
         r#type: f.r#type,
         field_name: f.field_name.clone(),
-        field,
+        field: None,
         field_id: f.field_id,
         is_dynamic: f.is_dynamic,
+        valid_data: Vec::new(),
     }
 }
 
@@ -386,66 +432,64 @@ pub fn append_column(dst: &mut FieldData, src: &FieldData) -> Result<(), DataErr
         got: kind_name(src),
         want,
     };
+    if dst.field.is_none() {
+        *dst = src.clone();
+        return Ok(());
+    }
+    if src.field.is_none() {
+        return Ok(());
+    }
+    let (dst_rows, src_rows) = (column_rows(dst), column_rows(src));
     match (&mut dst.field, &src.field) {
-        (None, _) => {
-            *dst = src.clone();
-            Ok(())
-        }
-        (_, None) => Ok(()),
-        (Some(Field::Scalars(d)), Some(Field::Scalars(s))) => {
-            match (&mut d.data, &s.data) {
-                (Some(Scalar::BoolData(d)), Some(Scalar::BoolData(s))) => {
-                    d.data.extend_from_slice(&s.data)
-                }
-                (Some(Scalar::IntData(d)), Some(Scalar::IntData(s))) => {
-                    d.data.extend_from_slice(&s.data)
-                }
-                (Some(Scalar::LongData(d)), Some(Scalar::LongData(s))) => {
-                    d.data.extend_from_slice(&s.data)
-                }
-                (Some(Scalar::FloatData(d)), Some(Scalar::FloatData(s))) => {
-                    d.data.extend_from_slice(&s.data)
-                }
-                (Some(Scalar::DoubleData(d)), Some(Scalar::DoubleData(s))) => {
-                    d.data.extend_from_slice(&s.data)
-                }
-                (Some(Scalar::StringData(d)), Some(Scalar::StringData(s))) => {
-                    d.data.extend(s.data.iter().cloned())
-                }
-                (Some(Scalar::BytesData(d)), Some(Scalar::BytesData(s))) => {
-                    d.data.extend(s.data.iter().cloned())
-                }
-                (Some(Scalar::JsonData(d)), Some(Scalar::JsonData(s))) => {
-                    d.data.extend(s.data.iter().cloned())
-                }
-                (Some(Scalar::ArrayData(d)), Some(Scalar::ArrayData(s))) => {
-                    d.data.extend(s.data.iter().cloned())
-                }
-                (None, Some(s)) => d.data = Some(s.clone()),
-                _ => return Err(mismatch()),
-            }
-            Ok(())
-        }
+        (Some(Field::Scalars(d)), Some(Field::Scalars(s))) => match (&mut d.data, &s.data) {
+            (Some(Scalar::BoolData(d)), Some(Scalar::BoolData(s))) => d.data.extend_from_slice(&s.data),
+            (Some(Scalar::IntData(d)), Some(Scalar::IntData(s))) => d.data.extend_from_slice(&s.data),
+            (Some(Scalar::LongData(d)), Some(Scalar::LongData(s))) => d.data.extend_from_slice(&s.data),
+            (Some(Scalar::FloatData(d)), Some(Scalar::FloatData(s))) => d.data.extend_from_slice(&s.data),
+            (Some(Scalar::DoubleData(d)), Some(Scalar::DoubleData(s))) => d.data.extend_from_slice(&s.data),
+            (Some(Scalar::TimestamptzData(d)), Some(Scalar::TimestamptzData(s))) => d.data.extend_from_slice(&s.data),
+            (Some(Scalar::StringData(d)), Some(Scalar::StringData(s))) => d.data.extend(s.data.iter().cloned()),
+            (Some(Scalar::GeometryWktData(d)), Some(Scalar::GeometryWktData(s))) => d.data.extend(s.data.iter().cloned()),
+            (Some(Scalar::BytesData(d)), Some(Scalar::BytesData(s))) => d.data.extend(s.data.iter().cloned()),
+            (Some(Scalar::JsonData(d)), Some(Scalar::JsonData(s))) => d.data.extend(s.data.iter().cloned()),
+            (Some(Scalar::GeometryData(d)), Some(Scalar::GeometryData(s))) => d.data.extend(s.data.iter().cloned()),
+            (Some(Scalar::ArrayData(d)), Some(Scalar::ArrayData(s))) => d.data.extend(s.data.iter().cloned()),
+            (None, Some(s)) => d.data = Some(s.clone()),
+            _ => return Err(mismatch()),
+        },
         (Some(Field::Vectors(d)), Some(Field::Vectors(s))) => {
             if d.dim == 0 {
                 d.dim = s.dim;
             }
             match (&mut d.data, &s.data) {
-                (Some(Vector::FloatVector(d)), Some(Vector::FloatVector(s))) => {
-                    d.data.extend_from_slice(&s.data)
-                }
+                (Some(Vector::FloatVector(d)), Some(Vector::FloatVector(s))) => d.data.extend_from_slice(&s.data),
                 (Some(Vector::BinaryVector(d)), Some(Vector::BinaryVector(s)))
                 | (Some(Vector::Float16Vector(d)), Some(Vector::Float16Vector(s)))
-                | (Some(Vector::Bfloat16Vector(d)), Some(Vector::Bfloat16Vector(s))) => {
-                    d.extend_from_slice(s)
+                | (Some(Vector::Bfloat16Vector(d)), Some(Vector::Bfloat16Vector(s)))
+                | (Some(Vector::Int8Vector(d)), Some(Vector::Int8Vector(s))) => d.extend_from_slice(s),
+                (Some(Vector::SparseFloatVector(ds)), Some(Vector::SparseFloatVector(ss))) => {
+                    ds.contents.extend(ss.contents.iter().cloned());
+                    ds.dim = ds.dim.max(ss.dim);
+                    d.dim = ds.dim;
                 }
                 (None, Some(s)) => d.data = Some(s.clone()),
                 _ => return Err(mismatch()),
             }
-            Ok(())
         }
-        _ => Err(mismatch()),
+        _ => return Err(mismatch()),
     }
+    // Validity: a column without any is all valid.
+    if !dst.valid_data.is_empty() || !src.valid_data.is_empty() {
+        if dst.valid_data.is_empty() {
+            dst.valid_data = vec![true; dst_rows];
+        }
+        if src.valid_data.is_empty() {
+            dst.valid_data.extend(std::iter::repeat_n(true, src_rows));
+        } else {
+            dst.valid_data.extend_from_slice(&src.valid_data);
+        }
+    }
+    Ok(())
 }
 
 /// A copy of `f` holding only the rows at `idx` (in that order).
@@ -462,61 +506,66 @@ pub fn select_column(f: &FieldData, idx: &[usize]) -> FieldData {
     }
     let field = f.field.as_ref().map(|field| match field {
         Field::Scalars(s) => Field::Scalars(ScalarField {
-            data: s.data.as_ref().map(|d| match d {
-                Scalar::BoolData(a) => Scalar::BoolData(crate::proto::schema::BoolArray {
-                    data: pick(&a.data, idx),
-                }),
-                Scalar::IntData(a) => Scalar::IntData(crate::proto::schema::IntArray {
-                    data: pick(&a.data, idx),
-                }),
-                Scalar::LongData(a) => Scalar::LongData(LongArray {
-                    data: pick(&a.data, idx),
-                }),
-                Scalar::FloatData(a) => Scalar::FloatData(crate::proto::schema::FloatArray {
-                    data: pick(&a.data, idx),
-                }),
-                Scalar::DoubleData(a) => Scalar::DoubleData(crate::proto::schema::DoubleArray {
-                    data: pick(&a.data, idx),
-                }),
-                Scalar::StringData(a) => Scalar::StringData(StringArray {
-                    data: pick(&a.data, idx),
-                }),
-                Scalar::BytesData(a) => Scalar::BytesData(crate::proto::schema::BytesArray {
-                    data: pick(&a.data, idx),
-                }),
-                Scalar::JsonData(a) => Scalar::JsonData(crate::proto::schema::JsonArray {
-                    data: pick(&a.data, idx),
-                }),
-                Scalar::ArrayData(a) => Scalar::ArrayData(crate::proto::schema::ArrayArray {
-                    data: pick(&a.data, idx),
-                    element_type: a.element_type,
-                }),
-            }),
+            data: s.data.as_ref().map(|d| map_scalar!(d, a => pick(&a.data, idx))),
         }),
         Field::Vectors(v) => {
             let w = vector_row_width(v);
-            Field::Vectors(VectorField {
-                dim: v.dim,
-                data: v.data.as_ref().map(|d| match d {
-                    Vector::FloatVector(a) => {
-                        Vector::FloatVector(crate::proto::schema::FloatArray {
-                            data: pick_chunks(&a.data, w, idx),
-                        })
-                    }
-                    Vector::BinaryVector(b) => Vector::BinaryVector(pick_chunks(b, w, idx)),
-                    Vector::Float16Vector(b) => Vector::Float16Vector(pick_chunks(b, w, idx)),
-                    Vector::Bfloat16Vector(b) => Vector::Bfloat16Vector(pick_chunks(b, w, idx)),
-                }),
-            })
+            let mut dim = v.dim;
+            let data = v.data.as_ref().map(|d| match d {
+                Vector::FloatVector(a) => Vector::FloatVector(FloatArray { data: pick_chunks(&a.data, w, idx) }),
+                Vector::BinaryVector(b) => Vector::BinaryVector(pick_chunks(b, w, idx)),
+                Vector::Float16Vector(b) => Vector::Float16Vector(pick_chunks(b, w, idx)),
+                Vector::Bfloat16Vector(b) => Vector::Bfloat16Vector(pick_chunks(b, w, idx)),
+                Vector::Int8Vector(b) => Vector::Int8Vector(pick_chunks(b, w, idx)),
+                Vector::SparseFloatVector(s) => {
+                    let contents = pick(&s.contents, idx);
+                    dim = sparse_dim(&contents);
+                    Vector::SparseFloatVector(SparseFloatArray { dim, contents })
+                }
+            });
+            Field::Vectors(VectorField { dim, data })
         }
     });
-    FieldData {
-        r#type: f.r#type,
-        field_name: f.field_name.clone(),
-        field,
-        field_id: f.field_id,
-        is_dynamic: f.is_dynamic,
+    let valid_data = if f.valid_data.is_empty() { Vec::new() } else { pick(&f.valid_data, idx) };
+    FieldData { field, valid_data, ..header(f) }
+}
+
+/// Whether row `i` of `f` holds null (its field is nullable and the row has no value).
+pub fn is_null(f: &FieldData, i: usize) -> bool {
+    f.valid_data.get(i).is_some_and(|v| !v)
+}
+
+/// Rewrites a nullable column that carries values for its valid rows only (as SDKs send
+/// them) into one value per row, a placeholder (the type's zero) where the row is null, so
+/// every column of a batch is indexed by row. Columns already one value per row are kept.
+fn expand_nulls(f: &mut FieldData) {
+    let rows = f.valid_data.len();
+    let valid = f.valid_data.iter().filter(|v| **v).count();
+    if rows == 0 || valid == rows {
+        return;
     }
+    fn expand<T: Default>(v: &mut Vec<T>, valid_data: &[bool]) {
+        let mut values = std::mem::take(v).into_iter();
+        *v = valid_data.iter().map(|ok| if *ok { values.next().unwrap_or_default() } else { T::default() }).collect();
+    }
+    let valid_data = &f.valid_data;
+    if let Some(Field::Scalars(ScalarField { data: Some(d) })) = &mut f.field {
+        if on_scalar!(&*d, a => a.data.len()) == valid {
+            on_scalar!(d, a => expand(&mut a.data, valid_data));
+        }
+    }
+}
+
+/// The column as a server takes it: a nullable column's values for its valid rows only,
+/// beside a validity entry for every row (what pymilvus sends; Milvus refuses a value in a
+/// null row). Only for a column about to be written: its rows no longer line up.
+pub(super) fn compact_nulls(f: &mut FieldData) {
+    if f.valid_data.iter().all(|v| *v) {
+        return;
+    }
+    let valid: Vec<usize> = (0..f.valid_data.len()).filter(|&i| f.valid_data[i]).collect();
+    let valid_data = std::mem::take(&mut f.valid_data);
+    *f = FieldData { valid_data, ..select_column(f, &valid) };
 }
 
 /// A batch of rows of one collection, column by column.
@@ -529,17 +578,15 @@ pub struct Rows {
 impl Rows {
     /// Wraps columns read from Milvus (a query result, a WAL insert), checking they agree on
     /// the row count.
-    pub fn new(columns: Vec<FieldData>) -> Result<Self, DataError> {
+    pub fn new(mut columns: Vec<FieldData>) -> Result<Self, DataError> {
+        columns.iter_mut().for_each(expand_nulls);
         let num_rows = columns.first().map(column_rows).unwrap_or(0);
         for c in &columns {
             if let Some(Field::Vectors(v)) = &c.field {
                 let w = vector_row_width(v);
                 let len = match &v.data {
-                    Some(Vector::FloatVector(a)) => a.data.len(),
-                    Some(Vector::BinaryVector(b))
-                    | Some(Vector::Float16Vector(b))
-                    | Some(Vector::Bfloat16Vector(b)) => b.len(),
-                    None => 0,
+                    Some(Vector::SparseFloatVector(_)) | None => 0,
+                    Some(d) => vector_values(d),
                 };
                 if w == 0 && len > 0 || w > 0 && len % w != 0 {
                     return Err(DataError::BadVector {
@@ -550,10 +597,10 @@ impl Rows {
                 }
             }
             let got = column_rows(c);
-            if got != num_rows {
+            if got != num_rows || !c.valid_data.is_empty() && c.valid_data.len() != num_rows {
                 return Err(DataError::RowCount {
                     field: c.field_name.clone(),
-                    got,
+                    got: if got != num_rows { got } else { c.valid_data.len() },
                     want: num_rows,
                 });
             }
@@ -606,26 +653,24 @@ impl Rows {
     /// batch bound does not reallocate and copy the batch as it grows).
     pub fn reserve(&mut self, additional: usize) {
         for c in &mut self.columns {
+            if !c.valid_data.is_empty() {
+                c.valid_data.reserve(additional);
+            }
             match &mut c.field {
-                Some(Field::Scalars(s)) => match &mut s.data {
-                    Some(Scalar::BoolData(a)) => a.data.reserve(additional),
-                    Some(Scalar::IntData(a)) => a.data.reserve(additional),
-                    Some(Scalar::LongData(a)) => a.data.reserve(additional),
-                    Some(Scalar::FloatData(a)) => a.data.reserve(additional),
-                    Some(Scalar::DoubleData(a)) => a.data.reserve(additional),
-                    Some(Scalar::StringData(a)) => a.data.reserve(additional),
-                    Some(Scalar::BytesData(a)) => a.data.reserve(additional),
-                    Some(Scalar::JsonData(a)) => a.data.reserve(additional),
-                    Some(Scalar::ArrayData(a)) => a.data.reserve(additional),
-                    None => {}
-                },
+                Some(Field::Scalars(s)) => {
+                    if let Some(d) = &mut s.data {
+                        on_scalar!(d, a => a.data.reserve(additional))
+                    }
+                }
                 Some(Field::Vectors(v)) => {
                     let w = vector_row_width(v);
                     match &mut v.data {
                         Some(Vector::FloatVector(a)) => a.data.reserve(additional * w),
                         Some(Vector::BinaryVector(b))
                         | Some(Vector::Float16Vector(b))
-                        | Some(Vector::Bfloat16Vector(b)) => b.reserve(additional * w),
+                        | Some(Vector::Bfloat16Vector(b))
+                        | Some(Vector::Int8Vector(b)) => b.reserve(additional * w),
+                        Some(Vector::SparseFloatVector(s)) => s.contents.reserve(additional),
                         None => {}
                     }
                 }

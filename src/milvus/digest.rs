@@ -1,7 +1,7 @@
 //! Row digests: a 64-bit hash of a row over every field, so two clusters can be compared row
 //! by row without moving the rows themselves (verification, tests).
 
-use super::data::{column_rows, vector_row_width, Rows};
+use super::data::{column_rows, is_null, vector_row_width, Rows};
 use crate::proto::schema::{
     field_data::Field, scalar_field::Data as Scalar, vector_field::Data as Vector, FieldData,
 };
@@ -10,6 +10,11 @@ use crate::proto::schema::{
 /// (vectors bit-exact, floats by their bit patterns, strings and JSON as stored).
 fn hash_cell(h: &mut xxhash_rust::xxh3::Xxh3, f: &FieldData, i: usize) {
     h.update(f.field_name.as_bytes());
+    if is_null(f, i) {
+        // Null is not a value of any type (never the placeholder a server puts in its row).
+        h.update(&[0xfe]);
+        return;
+    }
     h.update(&[0xff]);
     match &f.field {
         Some(Field::Scalars(s)) => match &s.data {
@@ -19,6 +24,9 @@ fn hash_cell(h: &mut xxhash_rust::xxh3::Xxh3, f: &FieldData, i: usize) {
             Some(Scalar::FloatData(a)) => h.update(&a.data[i].to_bits().to_le_bytes()),
             Some(Scalar::DoubleData(a)) => h.update(&a.data[i].to_bits().to_le_bytes()),
             Some(Scalar::StringData(a)) => h.update(a.data[i].as_bytes()),
+            Some(Scalar::GeometryWktData(a)) => h.update(a.data[i].as_bytes()),
+            Some(Scalar::GeometryData(a)) => h.update(&a.data[i]),
+            Some(Scalar::TimestamptzData(a)) => h.update(&a.data[i].to_le_bytes()),
             Some(Scalar::BytesData(a)) => h.update(&a.data[i]),
             Some(Scalar::JsonData(a)) => hash_json(h, &a.data[i], f.is_dynamic || f.field_name == "$meta"),
             Some(Scalar::ArrayData(a)) => {
@@ -42,7 +50,10 @@ fn hash_cell(h: &mut xxhash_rust::xxh3::Xxh3, f: &FieldData, i: usize) {
                 }
                 Some(Vector::BinaryVector(b))
                 | Some(Vector::Float16Vector(b))
-                | Some(Vector::Bfloat16Vector(b)) => h.update(&b[i * w..(i + 1) * w]),
+                | Some(Vector::Bfloat16Vector(b))
+                | Some(Vector::Int8Vector(b)) => h.update(&b[i * w..(i + 1) * w]),
+                // Index/value pairs, as stored (servers keep them sorted by index).
+                Some(Vector::SparseFloatVector(s)) => h.update(&s.contents[i]),
                 None => {}
             }
         }

@@ -3,9 +3,11 @@
 //!
 //! # Layout
 //! - `schema`: target schema from source schema; structural comparison of two schemas.
+//! - `target`: what a target server can hold, by its version.
 //! - this file: [`Plan`] building (describe, validate, autoID policy) and [`ensure_target`].
 
 pub mod schema;
+pub mod target;
 
 use std::fmt::Write;
 
@@ -51,7 +53,7 @@ pub enum PlanError {
         field: String,
         data_type: String,
         target: String,
-        reason: &'static str,
+        reason: String,
     },
     #[error("collection {collection:?} has autoID primary key {field:?}: {reason}")]
     AutoId {
@@ -163,24 +165,6 @@ pub struct Plan {
     pub collections: Vec<CollectionPlan>,
     pub source_version: String,
     pub target_version: String,
-}
-
-/// Whether a Milvus version (`v2.6.1`, `2.5.3-…`) accepts given keys into an autoID field.
-/// Why a target server (by its version string) cannot hold a field of type `t`, if it cannot.
-/// Milvus Lite reports `milvus_lite-<its own version>` and refuses BinaryVector fields.
-fn target_cannot_hold(t: DataType, target_version: &str) -> Option<&'static str> {
-    let lite = target_version.starts_with("milvus_lite");
-    match t {
-        DataType::BinaryVector if lite => Some("Milvus Lite has no BinaryVector"),
-        _ => None,
-    }
-}
-
-fn accepts_keys_into_autoid(version: &str) -> bool {
-    let v = version.trim_start_matches('v');
-    let mut parts = v.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
-    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    (major, minor) >= (2, 6)
 }
 
 /// Fails when the client's database does not exist on that side (`side` names it).
@@ -371,22 +355,37 @@ pub fn plan_described(
         let t = DataType::try_from(f.data_type).unwrap_or(DataType::None);
         let elem_ok = t != DataType::Array
             || schema::supported(DataType::try_from(f.element_type).unwrap_or(DataType::None));
-        if !schema::supported(t) || !elem_ok {
-            return Err(PlanError::UnsupportedType {
-                collection: src.into(),
-                field: f.name.clone(),
-                data_type: format!("{t:?}"),
-            });
+        let unsupported = if !schema::supported(t) || !elem_ok {
+            Some(format!("{t:?}"))
+        } else if f.nullable && schema::is_vector(f.data_type) {
+            Some(format!("a nullable {t:?}"))
+        } else if f.element_nullable {
+            Some("an array with null elements".into())
+        } else if !f.external_field.is_empty() {
+            Some("an external field".into())
+        } else {
+            None
+        };
+        if let Some(data_type) = unsupported {
+            return Err(PlanError::UnsupportedType { collection: src.into(), field: f.name.clone(), data_type });
         }
-        if let Some(reason) = target_cannot_hold(t, target_version) {
-            return Err(PlanError::TargetCannotHold {
-                collection: src.into(),
-                field: f.name.clone(),
-                data_type: format!("{t:?}"),
-                target: target_version.to_string(),
-                reason,
-            });
-        }
+    }
+    if let Some(s) = schema.struct_array_fields.first() {
+        return Err(PlanError::UnsupportedType {
+            collection: src.into(),
+            field: s.name.clone(),
+            data_type: "an array of structs".into(),
+        });
+    }
+    let server = target::Server::parse(target_version);
+    if let Some((field, data_type, reason)) = target::cannot_hold(&schema, server) {
+        return Err(PlanError::TargetCannotHold {
+            collection: src.into(),
+            field,
+            data_type,
+            target: target_version.to_string(),
+            reason,
+        });
     }
     let pk: &FieldSchema = schema
         .fields
@@ -399,7 +398,7 @@ pub fn plan_described(
     let mut properties = desc.properties.clone();
     let autoid = if !pk.auto_id {
         AutoIdPlan::NotAutoId
-    } else if accepts_keys_into_autoid(target_version) {
+    } else if server.accepts_keys_into_autoid() {
         properties.push(KeyValuePair {
             key: "allow_insert_auto_id".into(),
             value: "true".into(),
@@ -427,8 +426,10 @@ pub fn plan_described(
         description,
         autoid == AutoIdPlan::KeepAllowInsert,
     );
+    // A function's output is computed by each server from its inputs: neither copied nor
+    // compared (Milvus 2.5 does not return BM25 output in a query).
     let mut output_fields: Vec<String> =
-        schema::user_fields(&schema).map(|f| f.name.clone()).collect();
+        schema::user_fields(&schema).filter(|f| !f.is_function_output).map(|f| f.name.clone()).collect();
     if schema.enable_dynamic_field {
         output_fields.push("$meta".into());
     }
@@ -578,6 +579,9 @@ pub fn render(plan: &Plan) -> String {
         for f in &c.schema().fields {
             let _ = writeln!(s, "  field  {}", schema::describe_field(f));
         }
+        for f in &c.schema().functions {
+            let _ = writeln!(s, "  function {}", schema::describe_function(f));
+        }
         if c.partition_key {
             let _ = writeln!(s, "  partitions: partition key, {} partitions", c.create.num_partitions);
         } else {
@@ -620,15 +624,6 @@ fn or_unknown(v: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn autoid_support_by_version() {
-        assert!(!accepts_keys_into_autoid("v2.3.5"));
-        assert!(!accepts_keys_into_autoid("2.5.9"));
-        assert!(accepts_keys_into_autoid("v2.6.0"));
-        assert!(accepts_keys_into_autoid("v3.0.1-rc"));
-        assert!(!accepts_keys_into_autoid(""));
-    }
 
     fn binary_source() -> SourceCollection {
         let field = |id, name: &str, t: DataType, pk| FieldSchema {

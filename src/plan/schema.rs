@@ -1,9 +1,10 @@
 //! Target schemas: how a source schema becomes the target's, and how two schemas compare.
 
 use crate::proto::common::KeyValuePair;
-use crate::proto::schema::{CollectionSchema, DataType, FieldSchema};
+use crate::proto::schema::{CollectionSchema, DataType, FieldSchema, FunctionSchema};
 
-/// Types ferry can move (every user type of Milvus 2.3).
+/// Types ferry can move: every user type of Milvus 2.3 to 2.6 (not yet the 2.6 struct
+/// arrays, vector arrays, or types newer than TIMESTAMPTZ).
 pub fn supported(t: DataType) -> bool {
     matches!(
         t,
@@ -17,13 +18,33 @@ pub fn supported(t: DataType) -> bool {
             | DataType::VarChar
             | DataType::Array
             | DataType::Json
+            | DataType::Geometry
+            | DataType::Timestamptz
             | DataType::BinaryVector
             | DataType::FloatVector
+            | DataType::Float16Vector
+            | DataType::BFloat16Vector
+            | DataType::SparseFloatVector
+            | DataType::Int8Vector
     )
 }
 
-/// Type parameters that define a field's shape (others, like `mmap.enabled`, are tuning).
-const SHAPE_PARAMS: [&str; 3] = ["dim", "max_length", "max_capacity"];
+/// Whether values of this type are vectors.
+pub fn is_vector(t: i32) -> bool {
+    t >= DataType::BinaryVector as i32 && t < DataType::ArrayOfStruct as i32
+}
+
+/// Type parameters that define a field's shape, or what a function computes from it (others,
+/// like `mmap.enabled`, are tuning).
+const SHAPE_PARAMS: [&str; 7] = [
+    "dim",
+    "max_length",
+    "max_capacity",
+    "enable_analyzer",
+    "analyzer_params",
+    "multi_analyzer_params",
+    "enable_match",
+];
 
 /// The user-declared fields (the hidden `$meta` dynamic field is implied by
 /// `enable_dynamic_field`, and Milvus refuses it in a create call).
@@ -54,7 +75,18 @@ pub fn target_schema(
             default_value: f.default_value.clone(),
             is_dynamic: false,
             is_partition_key: f.is_partition_key,
+            is_clustering_key: f.is_clustering_key,
+            nullable: f.nullable,
+            is_function_output: f.is_function_output,
+            external_field: f.external_field.clone(),
+            element_nullable: f.element_nullable,
         })
+        .collect();
+    // Functions by field name; the target assigns the IDs.
+    let functions = source
+        .functions
+        .iter()
+        .map(|f| FunctionSchema { id: 0, input_field_ids: Vec::new(), output_field_ids: Vec::new(), ..f.clone() })
         .collect();
     #[allow(deprecated)]
     CollectionSchema {
@@ -63,6 +95,10 @@ pub fn target_schema(
         auto_id: false,
         fields,
         enable_dynamic_field: source.enable_dynamic_field,
+        properties: Vec::new(),
+        functions,
+        db_name: String::new(),
+        struct_array_fields: Vec::new(),
     }
 }
 
@@ -92,10 +128,27 @@ fn shape_params(params: &[KeyValuePair]) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = params
         .iter()
         .filter(|kv| SHAPE_PARAMS.contains(&kv.key.as_str()))
-        .map(|kv| (kv.key.clone(), kv.value.clone()))
+        .map(|kv| (kv.key.clone(), json_by_meaning(&kv.value)))
         .collect();
     v.sort();
     v
+}
+
+/// A JSON value (analyzer parameters) in one spelling: servers re-serialise it. Anything
+/// else as it is.
+fn json_by_meaning(v: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(v) {
+        Ok(j @ (serde_json::Value::Object(_) | serde_json::Value::Array(_))) => j.to_string(),
+        _ => v.to_string(),
+    }
+}
+
+/// A function as compared between schemas: type, fields and parameters (not IDs).
+fn function_shape(f: &FunctionSchema) -> String {
+    let mut params: Vec<(String, String)> =
+        f.params.iter().map(|kv| (kv.key.clone(), json_by_meaning(&kv.value))).collect();
+    params.sort();
+    format!("{:?} {:?} -> {:?} {:?}", f.r#type(), f.input_field_names, f.output_field_names, params)
 }
 
 fn type_name(t: i32) -> String {
@@ -120,12 +173,16 @@ pub fn first_difference(existing: &CollectionSchema, planned: &CollectionSchema)
         let Some(e) = ex.iter().find(|e| e.name == p.name) else {
             return Some(format!("field {:?} is missing on the target", p.name));
         };
-        let checks: [(&str, String, String); 6] = [
+        let checks: [(&str, String, String); 10] = [
             ("type", type_name(e.data_type), type_name(p.data_type)),
             ("element type", type_name(e.element_type), type_name(p.element_type)),
             ("primary key", e.is_primary_key.to_string(), p.is_primary_key.to_string()),
             ("autoID", e.auto_id.to_string(), p.auto_id.to_string()),
             ("partition key", e.is_partition_key.to_string(), p.is_partition_key.to_string()),
+            ("clustering key", e.is_clustering_key.to_string(), p.is_clustering_key.to_string()),
+            ("nullable", e.nullable.to_string(), p.nullable.to_string()),
+            ("default value", format!("{:?}", e.default_value), format!("{:?}", p.default_value)),
+            ("function output", e.is_function_output.to_string(), p.is_function_output.to_string()),
             (
                 "type params",
                 format!("{:?}", shape_params(&e.type_params)),
@@ -151,6 +208,15 @@ pub fn first_difference(existing: &CollectionSchema, planned: &CollectionSchema)
     }
     if let Some(extra) = ex.iter().find(|e| !pl.iter().any(|p| p.name == e.name)) {
         return Some(format!("the target has an extra field {:?}", extra.name));
+    }
+    let shapes = |s: &CollectionSchema| {
+        let mut v: Vec<String> = s.functions.iter().map(function_shape).collect();
+        v.sort();
+        v
+    };
+    let (ef, pf) = (shapes(existing), shapes(planned));
+    if ef != pf {
+        return Some(format!("functions are {ef:?} on the target, {pf:?} in the plan"));
     }
     None
 }
@@ -181,7 +247,30 @@ pub fn describe_field(f: &FieldSchema) -> String {
     if f.is_partition_key {
         s.push_str(" partition-key");
     }
+    if f.is_clustering_key {
+        s.push_str(" clustering-key");
+    }
+    if f.nullable {
+        s.push_str(" nullable");
+    }
+    if let Some(d) = f.default_value.as_ref().and_then(|d| d.data.as_ref()) {
+        s.push_str(&format!(" default={d:?}"));
+    }
+    if f.is_function_output {
+        s.push_str(" function-output (computed by the target)");
+    }
     s
+}
+
+/// A one-line description of a function, for plans.
+pub fn describe_function(f: &FunctionSchema) -> String {
+    format!(
+        "{} {:?}({}) -> {}",
+        f.name,
+        f.r#type(),
+        f.input_field_names.join(", "),
+        f.output_field_names.join(", ")
+    )
 }
 
 #[cfg(test)]

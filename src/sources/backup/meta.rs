@@ -201,8 +201,11 @@ impl SchemaJson {
                     default_value: None,
                     is_dynamic: f.is_dynamic,
                     is_partition_key: f.is_partition_key,
+                    nullable: f.nullable,
+                    ..Default::default()
                 })
                 .collect(),
+            ..Default::default()
         }
     }
 
@@ -237,7 +240,7 @@ impl SchemaJson {
                     element_type: f.element_type,
                     is_dynamic: f.is_dynamic,
                     is_partition_key: f.is_partition_key,
-                    nullable: false,
+                    nullable: f.nullable,
                 })
                 .collect(),
         }

@@ -201,7 +201,7 @@ impl Column {
             DataType::Float16Vector | DataType::BFloat16Vector => {
                 Values::ByteVector(Vec::new(), 2, 1)
             }
-            DataType::None => {
+            _ => {
                 return Err(BinlogError::BadPayload {
                     file: file.to_string(),
                     offset: 0,
@@ -531,6 +531,7 @@ impl Column {
             field,
             field_id: f.field_id,
             is_dynamic: f.is_dynamic,
+            valid_data: Vec::new(),
         }
     }
 }

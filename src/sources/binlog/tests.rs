@@ -38,6 +38,7 @@ fn scalar(f: &FieldSchema, data: Scalar) -> FieldData {
         field_id: f.field_id,
         field: Some(Field::Scalars(ScalarField { data: Some(data) })),
         is_dynamic: f.is_dynamic,
+        valid_data: Vec::new(),
     }
 }
 
@@ -51,6 +52,7 @@ fn vector(f: &FieldSchema, dim: i64, data: Vector) -> FieldData {
             data: Some(data),
         })),
         is_dynamic: false,
+        valid_data: Vec::new(),
     }
 }
 

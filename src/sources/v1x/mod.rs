@@ -447,6 +447,7 @@ impl V1xSource {
                     data: Some(Scalar::LongData(LongArray { data: ids })),
                 })),
                 is_dynamic: false,
+                valid_data: Vec::new(),
             },
             FieldData {
                 r#type: schema.fields[1].data_type,
@@ -457,6 +458,7 @@ impl V1xSource {
                     data: Some(vector),
                 })),
                 is_dynamic: false,
+                valid_data: Vec::new(),
             },
         ];
         Rows::new(columns).map_err(|e| V1xError::Format {
