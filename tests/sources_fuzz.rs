@@ -150,6 +150,7 @@ fn samples() -> Vec<(FieldSchema, FieldData)> {
         field_id: f.field_id,
         field: Some(field),
         is_dynamic: false,
+        valid_data: Vec::new(),
     };
     let s = |d| Field::Scalars(ScalarField { data: Some(d) });
     let mut out = Vec::new();
