@@ -30,6 +30,7 @@ fn a_caught_reader_panic_reaches_no_panic_hook() {
             data: Some(Scalar::StringData(StringArray { data: (0..64).map(|i| format!("value-{}", i % 4)).collect() })),
         })),
         is_dynamic: false,
+        valid_data: Vec::new(),
     };
     let good = testdata::insert_log(&f, &col, Default::default(), (1, 2)).unwrap();
     let limits = ReadLimits { max_decoded_bytes: 16 << 20 };
