@@ -218,4 +218,43 @@ mod tests {
         canonicalize(&mut rows, &schema);
         assert_eq!(rows, before);
     }
+
+    /// A nullable column goes out as pymilvus sends it (values of valid rows, validity of
+    /// all); a non-nullable column drops an all-valid validity; a function's output column is
+    /// not sent at all.
+    #[test]
+    fn nulls_are_compacted_and_function_outputs_dropped() {
+        let int_field = |name: &str, nullable: bool| FieldSchema {
+            name: name.into(),
+            data_type: DataType::Int32 as i32,
+            nullable,
+            ..Default::default()
+        };
+        let mut bm = FieldSchema { name: "bm".into(), data_type: DataType::SparseFloatVector as i32, ..Default::default() };
+        bm.is_function_output = true;
+        let schema = CollectionSchema { fields: vec![int_field("n", true), int_field("m", false), int_field("all", true), bm], ..Default::default() };
+        let col = |name: &str, v: Vec<i32>, valid: Vec<bool>| FieldData {
+            field_name: name.into(),
+            field: Some(Field::Scalars(ScalarField { data: Some(Scalar::IntData(IntArray { data: v })) })),
+            valid_data: valid,
+            ..Default::default()
+        };
+        let mut rows = Rows::new(vec![
+            col("n", vec![1, 0, 3], vec![true, false, true]),
+            col("m", vec![4, 5, 6], vec![true, true, true]),
+            col("all", vec![7, 8, 9], vec![]),
+            col("bm", vec![0, 0, 0], vec![]),
+        ])
+        .unwrap();
+        canonicalize(&mut rows, &schema);
+        let get = |name: &str| rows.columns.iter().find(|c| c.field_name == name);
+        assert!(get("bm").is_none(), "function output is computed by the target");
+        let ints = |c: &FieldData| match &c.field {
+            Some(Field::Scalars(ScalarField { data: Some(Scalar::IntData(a)) })) => (a.data.clone(), c.valid_data.clone()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(ints(get("n").unwrap()), (vec![1, 3], vec![true, false, true]));
+        assert_eq!(ints(get("m").unwrap()), (vec![4, 5, 6], vec![]));
+        assert_eq!(ints(get("all").unwrap()), (vec![7, 8, 9], vec![true, true, true]), "a nullable field always says");
+    }
 }

@@ -1092,3 +1092,73 @@ mod tests {
         assert!(matches!(a.append(&b), Err(DataError::TypeMismatch { .. })));
     }
 }
+
+#[cfg(test)]
+mod modern_tests {
+    use super::*;
+    use crate::proto::schema::DataType;
+
+    fn nullable_ints(v: Vec<i32>, valid: Vec<bool>) -> FieldData {
+        FieldData {
+            r#type: DataType::Int32 as i32,
+            field_name: "n".into(),
+            field: Some(Field::Scalars(ScalarField { data: Some(Scalar::IntData(IntArray { data: v })) })),
+            valid_data: valid,
+            ..Default::default()
+        }
+    }
+
+    fn sparse(rows: &[&[(u32, f32)]]) -> FieldData {
+        let contents: Vec<Vec<u8>> = rows
+            .iter()
+            .map(|r| r.iter().flat_map(|(i, v)| [i.to_le_bytes(), v.to_le_bytes()].concat()).collect())
+            .collect();
+        FieldData {
+            r#type: DataType::SparseFloatVector as i32,
+            field_name: "sp".into(),
+            field: Some(Field::Vectors(VectorField {
+                dim: sparse_dim(&contents),
+                data: Some(Vector::SparseFloatVector(SparseFloatArray { dim: sparse_dim(&contents), contents })),
+            })),
+            ..Default::default()
+        }
+    }
+
+    fn ints(f: &FieldData) -> (&[i32], &[bool]) {
+        match &f.field {
+            Some(Field::Scalars(ScalarField { data: Some(Scalar::IntData(a)) })) => (&a.data, &f.valid_data),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A compact nullable column (values of valid rows only, as SDKs send it) is expanded to
+    /// one value per row; selecting, splitting and appending keep each row's validity with
+    /// its value; compacting for a write gives the SDK's shape back.
+    #[test]
+    fn nullable_columns_keep_validity_row_by_row() {
+        let rows = Rows::new(vec![nullable_ints(vec![5, 7], vec![false, true, false, true]), sparse(&[&[(1, 0.5)], &[], &[(9, 1.0), (100_000, 2.0)], &[(3, 0.25)]])]).unwrap();
+        assert_eq!(rows.len(), 4);
+        assert_eq!(ints(&rows.columns[0]), (&[0, 5, 0, 7][..], &[false, true, false, true][..]));
+        let picked = rows.select(&[3, 0]);
+        assert_eq!(ints(&picked.columns[0]), (&[7, 0][..], &[true, false][..]));
+        match &picked.columns[1].field {
+            Some(Field::Vectors(v)) => assert_eq!(v.dim, 4, "dim follows the rows kept"),
+            other => panic!("{other:?}"),
+        }
+        let mut head = rows.clone();
+        let tail = head.split_off(1, 0);
+        assert_eq!(ints(&head.columns[0]), (&[0][..], &[false][..]));
+        assert_eq!(ints(&tail.columns[0]), (&[5, 0, 7][..], &[true, false, true][..]));
+        let mut joined = head.clone();
+        joined.append(&tail).unwrap();
+        assert_eq!(joined, rows);
+        // A column without validity joining one with: all its rows are valid.
+        let mut mixed = Rows::new(vec![nullable_ints(vec![1], vec![])]).unwrap();
+        mixed.append(&Rows::new(vec![nullable_ints(vec![0, 2], vec![false, true])]).unwrap()).unwrap();
+        assert_eq!(ints(&mixed.columns[0]), (&[1, 0, 2][..], &[true, false, true][..]));
+        let mut c = rows.columns[0].clone();
+        compact_nulls(&mut c);
+        assert_eq!(ints(&c), (&[5, 7][..], &[false, true, false, true][..]));
+        assert_eq!(rows.row_bytes().iter().sum::<usize>(), rows.byte_size());
+    }
+}

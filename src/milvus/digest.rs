@@ -147,4 +147,42 @@ mod tests {
         assert_ne!(a.row_digest(0), c.row_digest(0));
         assert_eq!(a.row_digest(1), c.row_digest(1));
     }
+
+    /// A null row is not its placeholder: `0` stored and null differ, a null differs from
+    /// every value, and validity all true is the same as none. Sparse rows by their pairs.
+    #[test]
+    fn null_is_not_a_value_and_sparse_rows_hash_their_pairs() {
+        use crate::proto::schema::{IntArray, SparseFloatArray};
+        let ints = |v: Vec<i32>, valid: Vec<bool>| {
+            Rows::new(vec![FieldData {
+                field_name: "n".into(),
+                field: Some(Field::Scalars(ScalarField { data: Some(Scalar::IntData(IntArray { data: v })) })),
+                valid_data: valid,
+                ..Default::default()
+            }])
+            .unwrap()
+        };
+        let a = ints(vec![0, 5], vec![false, true]);
+        let b = ints(vec![0, 5], vec![true, true]);
+        let c = ints(vec![9, 5], vec![false, true]);
+        assert_ne!(a.row_digest(0), b.row_digest(0), "null vs 0");
+        assert_eq!(a.row_digest(0), c.row_digest(0), "the placeholder under a null is not data");
+        assert_eq!(b.row_digest(1), ints(vec![0, 5], vec![]).row_digest(1));
+        let sp = |rows: Vec<Vec<u8>>| {
+            Rows::new(vec![FieldData {
+                field_name: "s".into(),
+                field: Some(Field::Vectors(VectorField {
+                    dim: 0,
+                    data: Some(Vector::SparseFloatVector(SparseFloatArray { dim: 0, contents: rows })),
+                })),
+                ..Default::default()
+            }])
+            .unwrap()
+        };
+        let pair = |i: u32, v: f32| [i.to_le_bytes(), v.to_le_bytes()].concat();
+        let x = sp(vec![pair(1, 0.5), [pair(1, 0.5), pair(7, 1.0)].concat()]);
+        assert_ne!(x.row_digest(0), x.row_digest(1));
+        assert_ne!(x.row_digest(0), sp(vec![pair(1, 0.25)]).row_digest(0));
+        assert_eq!(x.row_digest(0), sp(vec![pair(1, 0.5)]).row_digest(0));
+    }
 }

@@ -21,6 +21,8 @@ pub struct TestEnv {
     pub source_uri: String,
     pub target_uri: String,
     pub lite_uri: String,
+    /// A second Milvus Lite (the target of Lite -> Lite tests).
+    pub lite2_uri: String,
     pub kafka_brokers: String,
     pub topic_prefix: String,
     pub python: String,
@@ -67,6 +69,7 @@ pub fn env() -> &'static TestEnv {
             source_uri: get("FERRY_TEST_SOURCE_URI"),
             target_uri: get("FERRY_TEST_TARGET_URI"),
             lite_uri: get("FERRY_TEST_LITE_URI"),
+            lite2_uri: get("FERRY_TEST_LITE2_URI"),
             kafka_brokers: get("FERRY_TEST_KAFKA_BROKERS"),
             topic_prefix: std::env::var("FERRY_TEST_TOPIC_PREFIX")
                 .ok()
