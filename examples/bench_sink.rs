@@ -175,7 +175,7 @@ fn make_rows(start: u64, end: u64, dim: usize, rng: &mut Rng) -> Rows {
     let scalar = |name: &str, t: DataType, d: S| FieldData {
         r#type: t as i32,
         field_name: name.into(),
-        field: Some(Field::Scalars(ScalarField { data: Some(d) })),
+        field: Some(Field::Scalars(ScalarField { data: Some(d), ..Default::default() })),
         ..Default::default()
     };
     Rows::new(vec![
@@ -186,6 +186,7 @@ fn make_rows(start: u64, end: u64, dim: usize, rng: &mut Rng) -> Rows {
             field: Some(Field::Vectors(VectorField {
                 dim: dim as i64,
                 data: Some(V::FloatVector(FloatArray { data: vecs })),
+                ..Default::default()
             })),
             ..Default::default()
         },

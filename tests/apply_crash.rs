@@ -192,7 +192,7 @@ fn scalar(name: &str, t: DataType, data: S) -> FieldData {
     FieldData {
         r#type: t as i32,
         field_name: name.into(),
-        field: Some(Field::Scalars(ScalarField { data: Some(data) })),
+        field: Some(Field::Scalars(ScalarField { data: Some(data), ..Default::default() })),
         ..Default::default()
     }
 }
@@ -207,6 +207,7 @@ fn columns(rows: &[Row]) -> Vec<FieldData> {
             field: Some(Field::Vectors(VectorField {
                 dim: 2,
                 data: Some(V::FloatVector(FloatArray { data: rows.iter().flat_map(|r| r.v).collect() })),
+                ..Default::default()
             })),
             ..Default::default()
         },

@@ -28,6 +28,7 @@ fn a_caught_reader_panic_reaches_no_panic_hook() {
         field_id: 101,
         field: Some(Field::Scalars(ScalarField {
             data: Some(Scalar::StringData(StringArray { data: (0..64).map(|i| format!("value-{}", i % 4)).collect() })),
+            ..Default::default()
         })),
         is_dynamic: false,
         valid_data: Vec::new(),

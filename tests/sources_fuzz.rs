@@ -152,7 +152,7 @@ fn samples() -> Vec<(FieldSchema, FieldData)> {
         is_dynamic: false,
         valid_data: Vec::new(),
     };
-    let s = |d| Field::Scalars(ScalarField { data: Some(d) });
+    let s = |d| Field::Scalars(ScalarField { data: Some(d), ..Default::default() });
     let mut out = Vec::new();
     let f = field(100, "pk", DataType::Int64, None);
     let c = col(
@@ -190,6 +190,7 @@ fn samples() -> Vec<(FieldSchema, FieldData)> {
                     data: Some(Scalar::LongData(LongArray {
                         data: vec![i, i + 1],
                     })),
+                    ..Default::default()
                 })
                 .collect(),
             element_type: DataType::Int64 as i32,
@@ -204,6 +205,7 @@ fn samples() -> Vec<(FieldSchema, FieldData)> {
             data: Some(Vector::FloatVector(FloatArray {
                 data: (0..256).map(|i| i as f32 * 0.5).collect(),
             })),
+            ..Default::default()
         }),
     );
     out.push((f, c));
@@ -300,6 +302,7 @@ fn samples() -> Vec<(FieldSchema, FieldData)> {
             Field::Vectors(VectorField {
                 dim,
                 data: Some(data),
+                ..Default::default()
             }),
         );
         out.push((f, c));
@@ -462,13 +465,13 @@ fn real_milvus_files_read_back_whole() {
         assert_eq!(Rows::new(vec![col.clone()]).unwrap().len(), rows, "{}", f.name);
         types.insert(f.data_type);
         match (f.name.as_str(), &col.field) {
-            ("pk", Some(Field::Scalars(ScalarField { data: Some(Scalar::LongData(a)) }))) => {
+            ("pk", Some(Field::Scalars(ScalarField { data: Some(Scalar::LongData(a)), .. }))) => {
                 assert_eq!(a.data[..3], [i64::MIN, i64::MAX, -3]);
             }
-            ("s", Some(Field::Scalars(ScalarField { data: Some(Scalar::StringData(a)) }))) => {
+            ("s", Some(Field::Scalars(ScalarField { data: Some(Scalar::StringData(a)), .. }))) => {
                 assert_eq!(a.data[..5], ["", "é", "日本語", "a\"b\\c", "xxxxxxxxxxxxxxxx"]);
             }
-            ("ai", Some(Field::Scalars(ScalarField { data: Some(Scalar::ArrayData(a)) }))) => {
+            ("ai", Some(Field::Scalars(ScalarField { data: Some(Scalar::ArrayData(a)), .. }))) => {
                 assert_eq!(a.data.len(), rows);
             }
             _ => {}

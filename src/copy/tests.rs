@@ -100,7 +100,7 @@ fn rows_of(keys: &[i64]) -> Rows {
         FieldData {
             r#type: DataType::Int64 as i32,
             field_name: "id".into(),
-            field: Some(Field::Scalars(ScalarField { data: Some(Scalar::LongData(LongArray { data: keys.to_vec() })) })),
+            field: Some(Field::Scalars(ScalarField { data: Some(Scalar::LongData(LongArray { data: keys.to_vec() })), ..Default::default() })),
             ..Default::default()
         },
         FieldData {
@@ -109,6 +109,7 @@ fn rows_of(keys: &[i64]) -> Rows {
             field: Some(Field::Vectors(VectorField {
                 dim: 2,
                 data: Some(Vector::FloatVector(FloatArray { data: keys.iter().flat_map(|k| [*k as f32, 0.5]).collect() })),
+                ..Default::default()
             })),
             ..Default::default()
         },

@@ -71,7 +71,7 @@ pub fn canonicalize(rows: &mut Rows, schema: &CollectionSchema) {
 
 /// `{}` for dynamic-field rows that hold no bytes (a row without dynamic keys).
 fn fill_empty_json(col: &mut FieldData) {
-    if let Some(Field::Scalars(ScalarField { data: Some(Scalar::JsonData(j)) })) = &mut col.field {
+    if let Some(Field::Scalars(ScalarField { data: Some(Scalar::JsonData(j)), .. })) = &mut col.field {
         for v in j.data.iter_mut().filter(|v| v.is_empty()) {
             *v = b"{}".to_vec();
         }
@@ -79,7 +79,7 @@ fn fill_empty_json(col: &mut FieldData) {
 }
 
 fn canonical_array(col: &mut FieldData, elem: DataType) {
-    let Some(Field::Scalars(ScalarField { data: Some(Scalar::ArrayData(arr)) })) = &mut col.field else {
+    let Some(Field::Scalars(ScalarField { data: Some(Scalar::ArrayData(arr)), .. })) = &mut col.field else {
         return;
     };
     if elem != DataType::None {
@@ -126,9 +126,10 @@ mod tests {
             field_name: name.into(),
             field: Some(Field::Scalars(ScalarField {
                 data: Some(Scalar::ArrayData(ArrayArray {
-                    data: rows.into_iter().map(|data| ScalarField { data }).collect(),
+                    data: rows.into_iter().map(|data| ScalarField { data, ..Default::default() }).collect(),
                     element_type,
                 })),
+                ..Default::default()
             })),
             ..Default::default()
         }
@@ -136,7 +137,7 @@ mod tests {
 
     fn elements(col: &FieldData) -> &ArrayArray {
         match &col.field {
-            Some(Field::Scalars(ScalarField { data: Some(Scalar::ArrayData(a)) })) => a,
+            Some(Field::Scalars(ScalarField { data: Some(Scalar::ArrayData(a)), .. })) => a,
             other => panic!("not an array column: {other:?}"),
         }
     }
@@ -181,13 +182,14 @@ mod tests {
         };
         let x = FieldData {
             field_name: "x".into(),
-            field: Some(Field::Scalars(ScalarField { data: Some(Scalar::LongData(LongArray { data: vec![1, 2] })) })),
+            field: Some(Field::Scalars(ScalarField { data: Some(Scalar::LongData(LongArray { data: vec![1, 2] })), ..Default::default() })),
             ..Default::default()
         };
         let meta = FieldData {
             field_name: DYNAMIC_FIELD.into(),
             field: Some(Field::Scalars(ScalarField {
                 data: Some(Scalar::JsonData(JsonArray { data: vec![vec![], b"{\"k\":null}".to_vec()] })),
+                ..Default::default()
             })),
             ..Default::default()
         };
@@ -199,7 +201,7 @@ mod tests {
         assert!(m.is_dynamic);
         assert_eq!(m.r#type, DataType::Json as i32);
         match &m.field {
-            Some(Field::Scalars(ScalarField { data: Some(Scalar::JsonData(j)) })) => {
+            Some(Field::Scalars(ScalarField { data: Some(Scalar::JsonData(j)), .. })) => {
                 assert_eq!(j.data, vec![b"{}".to_vec(), b"{\"k\":null}".to_vec()]);
             }
             other => panic!("{other:?}"),
@@ -235,7 +237,7 @@ mod tests {
         let schema = CollectionSchema { fields: vec![int_field("n", true), int_field("m", false), int_field("all", true), bm], ..Default::default() };
         let col = |name: &str, v: Vec<i32>, valid: Vec<bool>| FieldData {
             field_name: name.into(),
-            field: Some(Field::Scalars(ScalarField { data: Some(Scalar::IntData(IntArray { data: v })) })),
+            field: Some(Field::Scalars(ScalarField { data: Some(Scalar::IntData(IntArray { data: v })), ..Default::default() })),
             valid_data: valid,
             ..Default::default()
         };
@@ -250,7 +252,7 @@ mod tests {
         let get = |name: &str| rows.columns.iter().find(|c| c.field_name == name);
         assert!(get("bm").is_none(), "function output is computed by the target");
         let ints = |c: &FieldData| match &c.field {
-            Some(Field::Scalars(ScalarField { data: Some(Scalar::IntData(a)) })) => (a.data.clone(), c.valid_data.clone()),
+            Some(Field::Scalars(ScalarField { data: Some(Scalar::IntData(a)), .. })) => (a.data.clone(), c.valid_data.clone()),
             other => panic!("{other:?}"),
         };
         assert_eq!(ints(get("n").unwrap()), (vec![1, 3], vec![true, false, true]));

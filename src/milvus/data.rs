@@ -52,9 +52,11 @@ impl PrimaryKeys {
         match field.field.as_ref()? {
             Field::Scalars(ScalarField {
                 data: Some(Scalar::LongData(a)),
+                ..
             }) => Some(PrimaryKeys::Int(a.data.clone())),
             Field::Scalars(ScalarField {
                 data: Some(Scalar::StringData(a)),
+                ..
             }) => Some(PrimaryKeys::Str(a.data.clone())),
             _ => None,
         }
@@ -316,6 +318,7 @@ pub fn split_column_off(f: &mut FieldData, at: usize, reserve: usize) -> FieldDa
     let field = f.field.as_mut().map(|field| match field {
         Field::Scalars(s) => Field::Scalars(ScalarField {
             data: s.data.as_mut().map(|d| map_scalar!(d, a => tail(&mut a.data, at, reserve))),
+            ..Default::default()
         }),
         Field::Vectors(v) => {
             let w = vector_row_width(v);
@@ -336,7 +339,7 @@ pub fn split_column_off(f: &mut FieldData, at: usize, reserve: usize) -> FieldDa
             if let Some(Vector::SparseFloatVector(s)) = &v.data {
                 v.dim = s.dim;
             }
-            Field::Vectors(VectorField { dim, data })
+            Field::Vectors(VectorField { dim, data, ..Default::default() })
         }
     });
     let valid_data = if f.valid_data.is_empty() { Vec::new() } else { tail(&mut f.valid_data, at, reserve) };
@@ -507,6 +510,7 @@ pub fn select_column(f: &FieldData, idx: &[usize]) -> FieldData {
     let field = f.field.as_ref().map(|field| match field {
         Field::Scalars(s) => Field::Scalars(ScalarField {
             data: s.data.as_ref().map(|d| map_scalar!(d, a => pick(&a.data, idx))),
+            ..Default::default()
         }),
         Field::Vectors(v) => {
             let w = vector_row_width(v);
@@ -523,7 +527,7 @@ pub fn select_column(f: &FieldData, idx: &[usize]) -> FieldData {
                     Vector::SparseFloatVector(SparseFloatArray { dim, contents })
                 }
             });
-            Field::Vectors(VectorField { dim, data })
+            Field::Vectors(VectorField { dim, data, ..Default::default() })
         }
     });
     let valid_data = if f.valid_data.is_empty() { Vec::new() } else { pick(&f.valid_data, idx) };
@@ -538,7 +542,19 @@ pub fn is_null(f: &FieldData, i: usize) -> bool {
 /// Rewrites a nullable column that carries values for its valid rows only (as SDKs send
 /// them) into one value per row, a placeholder (the type's zero) where the row is null, so
 /// every column of a batch is indexed by row. Columns already one value per row are kept.
+///
+/// Validity is read where the server put it: `FieldData.valid_data` (Milvus 2.4-2.6), or the
+/// scalar's or vector's own `valid_data` (servers from late 2026, which prefer it); ferry
+/// keeps it in `FieldData.valid_data`.
 fn expand_nulls(f: &mut FieldData) {
+    let inner = match &mut f.field {
+        Some(Field::Scalars(s)) => std::mem::take(&mut s.valid_data),
+        Some(Field::Vectors(v)) => std::mem::take(&mut v.valid_data),
+        None => Vec::new(),
+    };
+    if !inner.is_empty() {
+        f.valid_data = inner;
+    }
     let rows = f.valid_data.len();
     let valid = f.valid_data.iter().filter(|v| **v).count();
     if rows == 0 || valid == rows {
@@ -549,7 +565,7 @@ fn expand_nulls(f: &mut FieldData) {
         *v = valid_data.iter().map(|ok| if *ok { values.next().unwrap_or_default() } else { T::default() }).collect();
     }
     let valid_data = &f.valid_data;
-    if let Some(Field::Scalars(ScalarField { data: Some(d) })) = &mut f.field {
+    if let Some(Field::Scalars(ScalarField { data: Some(d), .. })) = &mut f.field {
         if on_scalar!(&*d, a => a.data.len()) == valid {
             on_scalar!(d, a => expand(&mut a.data, valid_data));
         }
@@ -780,6 +796,7 @@ mod tests {
             field_name: name.into(),
             field: Some(Field::Scalars(ScalarField {
                 data: Some(Scalar::LongData(LongArray { data: v })),
+                ..Default::default()
             })),
             ..Default::default()
         }
@@ -792,6 +809,7 @@ mod tests {
             field: Some(Field::Vectors(VectorField {
                 dim,
                 data: Some(Vector::FloatVector(FloatArray { data: v })),
+                ..Default::default()
             })),
             ..Default::default()
         }
@@ -840,6 +858,7 @@ mod tests {
             field_name: name.into(),
             field: Some(Field::Scalars(ScalarField {
                 data: Some(Scalar::StringData(StringArray { data: v })),
+                ..Default::default()
             })),
             ..Default::default()
         }
@@ -858,11 +877,12 @@ mod tests {
                 data: Some(Scalar::IntData(IntArray {
                     data: vec![i as i32; i % 3],
                 })),
+                ..Default::default()
             })
             .collect();
         let scalar = |name: &str, d: Scalar| FieldData {
             field_name: name.into(),
-            field: Some(Field::Scalars(ScalarField { data: Some(d) })),
+            field: Some(Field::Scalars(ScalarField { data: Some(d), ..Default::default() })),
             ..Default::default()
         };
         Rows::new(vec![
@@ -874,6 +894,7 @@ mod tests {
                 field: Some(Field::Vectors(VectorField {
                     dim: 16,
                     data: Some(Vector::BinaryVector(bins)),
+                    ..Default::default()
                 })),
                 ..Default::default()
             },
@@ -1102,7 +1123,7 @@ mod modern_tests {
         FieldData {
             r#type: DataType::Int32 as i32,
             field_name: "n".into(),
-            field: Some(Field::Scalars(ScalarField { data: Some(Scalar::IntData(IntArray { data: v })) })),
+            field: Some(Field::Scalars(ScalarField { data: Some(Scalar::IntData(IntArray { data: v })), ..Default::default() })),
             valid_data: valid,
             ..Default::default()
         }
@@ -1119,6 +1140,7 @@ mod modern_tests {
             field: Some(Field::Vectors(VectorField {
                 dim: sparse_dim(&contents),
                 data: Some(Vector::SparseFloatVector(SparseFloatArray { dim: sparse_dim(&contents), contents })),
+                ..Default::default()
             })),
             ..Default::default()
         }
@@ -1126,7 +1148,7 @@ mod modern_tests {
 
     fn ints(f: &FieldData) -> (&[i32], &[bool]) {
         match &f.field {
-            Some(Field::Scalars(ScalarField { data: Some(Scalar::IntData(a)) })) => (&a.data, &f.valid_data),
+            Some(Field::Scalars(ScalarField { data: Some(Scalar::IntData(a)), .. })) => (&a.data, &f.valid_data),
             other => panic!("{other:?}"),
         }
     }
@@ -1160,5 +1182,12 @@ mod modern_tests {
         compact_nulls(&mut c);
         assert_eq!(ints(&c), (&[5, 7][..], &[false, true, false, true][..]));
         assert_eq!(rows.row_bytes().iter().sum::<usize>(), rows.byte_size());
+        // Validity where newer servers put it (the scalar's own) is read the same.
+        let mut inner = nullable_ints(vec![5, 7], vec![]);
+        if let Some(Field::Scalars(s)) = &mut inner.field {
+            s.valid_data = vec![false, true, false, true];
+        }
+        let rows2 = Rows::new(vec![inner]).unwrap();
+        assert_eq!(ints(&rows2.columns[0]), (&[0, 5, 0, 7][..], &[false, true, false, true][..]));
     }
 }

@@ -109,6 +109,7 @@ mod tests {
                 is_dynamic: dynamic,
                 field: Some(Field::Scalars(ScalarField {
                     data: Some(Scalar::JsonData(crate::proto::schema::JsonArray { data: vec![v.as_bytes().to_vec()] })),
+                    ..Default::default()
                 })),
                 ..Default::default()
             }])
@@ -129,6 +130,7 @@ mod tests {
             field: Some(Field::Vectors(VectorField {
                 dim: 2,
                 data: Some(Vector::FloatVector(FloatArray { data: v })),
+                ..Default::default()
             })),
             ..Default::default()
         };
@@ -136,6 +138,7 @@ mod tests {
             field_name: "id".into(),
             field: Some(Field::Scalars(ScalarField {
                 data: Some(Scalar::LongData(LongArray { data: v })),
+                ..Default::default()
             })),
             ..Default::default()
         };
@@ -156,7 +159,7 @@ mod tests {
         let ints = |v: Vec<i32>, valid: Vec<bool>| {
             Rows::new(vec![FieldData {
                 field_name: "n".into(),
-                field: Some(Field::Scalars(ScalarField { data: Some(Scalar::IntData(IntArray { data: v })) })),
+                field: Some(Field::Scalars(ScalarField { data: Some(Scalar::IntData(IntArray { data: v })), ..Default::default() })),
                 valid_data: valid,
                 ..Default::default()
             }])
@@ -174,6 +177,7 @@ mod tests {
                 field: Some(Field::Vectors(VectorField {
                     dim: 0,
                     data: Some(Vector::SparseFloatVector(SparseFloatArray { dim: 0, contents: rows })),
+                    ..Default::default()
                 })),
                 ..Default::default()
             }])

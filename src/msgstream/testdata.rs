@@ -29,6 +29,7 @@ pub fn long_col(name: &str, v: Vec<i64>) -> FieldData {
         field_name: name.into(),
         field: Some(Field::Scalars(ScalarField {
             data: Some(Scalar::LongData(LongArray { data: v })),
+            ..Default::default()
         })),
         field_id: 100,
         ..Default::default()
@@ -41,6 +42,7 @@ pub fn str_col(name: &str, v: Vec<String>) -> FieldData {
         field_name: name.into(),
         field: Some(Field::Scalars(ScalarField {
             data: Some(Scalar::StringData(StringArray { data: v })),
+            ..Default::default()
         })),
         field_id: 100,
         ..Default::default()
@@ -54,6 +56,7 @@ pub fn vec_col(name: &str, v: Vec<f32>) -> FieldData {
         field: Some(Field::Vectors(VectorField {
             dim: DIM,
             data: Some(Vector::FloatVector(FloatArray { data: v })),
+            ..Default::default()
         })),
         field_id: 101,
         ..Default::default()

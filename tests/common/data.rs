@@ -93,7 +93,7 @@ fn scalar(name: &str, t: DataType, d: S) -> FieldData {
     FieldData {
         r#type: t as i32,
         field_name: name.into(),
-        field: Some(Field::Scalars(ScalarField { data: Some(d) })),
+        field: Some(Field::Scalars(ScalarField { data: Some(d), ..Default::default() })),
         ..Default::default()
     }
 }
@@ -321,6 +321,7 @@ pub fn rows(shape: Shape, ids: &[i64], version: i64) -> Rows {
                             _ => vec![n(i), n(i) + 1, -n(i)],
                         },
                     })),
+                    ..Default::default()
                 })
                 .collect(),
             element_type: DataType::Int64 as i32,
@@ -341,6 +342,7 @@ pub fn rows(shape: Shape, ids: &[i64], version: i64) -> Rows {
                             _ => vec![format!("a{}", n(i) % 1000), "b".into()],
                         },
                     })),
+                    ..Default::default()
                 })
                 .collect(),
             element_type: DataType::VarChar as i32,
@@ -361,6 +363,7 @@ pub fn rows(shape: Shape, ids: &[i64], version: i64) -> Rows {
                         })
                         .collect(),
                 )),
+                ..Default::default()
             })),
             ..Default::default()
         }
@@ -384,6 +387,7 @@ pub fn rows(shape: Shape, ids: &[i64], version: i64) -> Rows {
                         })
                         .collect(),
                 })),
+                ..Default::default()
             })),
             ..Default::default()
         }

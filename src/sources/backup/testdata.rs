@@ -105,6 +105,7 @@ pub fn write_segment(dir: &Path, spec: &SegmentSpec<'_>) -> anyhow::Result<Segme
                         data: (0..spec.rows.len() as i64).collect(),
                     },
                 )),
+                ..Default::default()
             },
         )),
         ..Default::default()

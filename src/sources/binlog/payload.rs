@@ -494,11 +494,12 @@ impl Column {
     pub(super) fn finish(self) -> FieldData {
         let f = &self.field;
         let dim = field_dim(f).unwrap_or(0);
-        let scalars = |data| Some(Field::Scalars(ScalarField { data: Some(data) }));
+        let scalars = |data| Some(Field::Scalars(ScalarField { data: Some(data), ..Default::default() }));
         let vectors = |dim, data| {
             Some(Field::Vectors(VectorField {
                 dim,
                 data: Some(data),
+                ..Default::default()
             }))
         };
         let field = match self.values {
@@ -734,7 +735,7 @@ fn check_element(
                 DataType::String | DataType::VarChar => Scalar::StringData(StringArray::default()),
                 _ => return Ok(sf),
             };
-            return Ok(ScalarField { data: Some(data) });
+            return Ok(ScalarField { data: Some(data), ..Default::default() });
         }
         (Some(Scalar::BoolData(_)), DataType::Bool) => true,
         (Some(Scalar::IntData(_)), DataType::Int8 | DataType::Int16 | DataType::Int32) => true,

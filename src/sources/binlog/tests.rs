@@ -36,7 +36,7 @@ fn scalar(f: &FieldSchema, data: Scalar) -> FieldData {
         r#type: f.data_type,
         field_name: f.name.clone(),
         field_id: f.field_id,
-        field: Some(Field::Scalars(ScalarField { data: Some(data) })),
+        field: Some(Field::Scalars(ScalarField { data: Some(data), ..Default::default() })),
         is_dynamic: f.is_dynamic,
         valid_data: Vec::new(),
     }
@@ -50,6 +50,7 @@ fn vector(f: &FieldSchema, dim: i64, data: Vector) -> FieldData {
         field: Some(Field::Vectors(VectorField {
             dim,
             data: Some(data),
+            ..Default::default()
         })),
         is_dynamic: false,
         valid_data: Vec::new(),
@@ -121,6 +122,7 @@ pub(crate) fn every_type() -> Vec<(FieldSchema, FieldData)> {
     arr.element_type = DataType::Int64 as i32;
     let long = |v: Vec<i64>| ScalarField {
         data: Some(Scalar::LongData(LongArray { data: v })),
+        ..Default::default()
     };
     add(
         arr,
@@ -381,6 +383,7 @@ fn dictionary_expansion_is_refused_before_decoding() {
     let col = read_insert_log("t", Bytes::from(b), &f, &limits).unwrap();
     let Some(Field::Scalars(ScalarField {
         data: Some(Scalar::StringData(a)),
+        ..
     })) = col.field
     else {
         panic!("{col:?}")

@@ -445,6 +445,7 @@ impl V1xSource {
                 field_id: schema.fields[0].field_id,
                 field: Some(Field::Scalars(ScalarField {
                     data: Some(Scalar::LongData(LongArray { data: ids })),
+                    ..Default::default()
                 })),
                 is_dynamic: false,
                 valid_data: Vec::new(),
@@ -456,6 +457,7 @@ impl V1xSource {
                 field: Some(Field::Vectors(VectorField {
                     dim: coll.dim,
                     data: Some(vector),
+                    ..Default::default()
                 })),
                 is_dynamic: false,
                 valid_data: Vec::new(),
