@@ -52,12 +52,27 @@ fn hash_cell(h: &mut xxhash_rust::xxh3::Xxh3, f: &FieldData, i: usize) {
                 | Some(Vector::Float16Vector(b))
                 | Some(Vector::Bfloat16Vector(b))
                 | Some(Vector::Int8Vector(b)) => h.update(&b[i * w..(i + 1) * w]),
-                // Index/value pairs, as stored (servers keep them sorted by index).
-                Some(Vector::SparseFloatVector(s)) => h.update(&s.contents[i]),
+                Some(Vector::SparseFloatVector(s)) => hash_sparse(h, &s.contents[i]),
                 None => {}
             }
         }
         None => {}
+    }
+}
+
+/// A sparse row by its index/value pairs in index order (servers sort them on insert; a row
+/// given out of order is the same vector), each value by its bits.
+fn hash_sparse(h: &mut xxhash_rust::xxh3::Xxh3, row: &[u8]) {
+    let index = |p: &[u8]| u32::from_le_bytes([p[0], p[1], p[2], p[3]]);
+    let pairs: Vec<&[u8]> = row.chunks(8).collect();
+    if pairs.windows(2).all(|w| w[1].len() < 8 || index(w[0]) <= index(w[1])) {
+        h.update(row);
+        return;
+    }
+    let mut sorted = pairs;
+    sorted.sort_by_key(|p| if p.len() == 8 { index(p) } else { u32::MAX });
+    for p in sorted {
+        h.update(p);
     }
 }
 
@@ -188,5 +203,8 @@ mod tests {
         assert_ne!(x.row_digest(0), x.row_digest(1));
         assert_ne!(x.row_digest(0), sp(vec![pair(1, 0.25)]).row_digest(0));
         assert_eq!(x.row_digest(0), sp(vec![pair(1, 0.5)]).row_digest(0));
+        // The same pairs in another order are the same vector.
+        assert_eq!(x.row_digest(1), sp(vec![[pair(7, 1.0), pair(1, 0.5)].concat()]).row_digest(0));
+        assert_ne!(x.row_digest(1), sp(vec![[pair(7, 0.5), pair(1, 1.0)].concat()]).row_digest(0));
     }
 }
