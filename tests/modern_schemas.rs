@@ -90,14 +90,8 @@ async fn every_lite_type_moves_lite_to_lite() {
         assert!(plan.contains(want), "dry-run plan lacks {want:?}:\n{plan}");
     }
 
-    let out = common::run_ferry(&["migrate", "--config", job, "--quiet"], &[]);
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "migrate failed: {}", common::tail(&text, 30));
-    assert!(text.contains(&format!("ok {rows}")), "{text}");
-
-    let out = common::run_ferry(&["verify", "--config", job, "--full"], &[]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("EQUAL"), "verify --full: {text}{}", String::from_utf8_lossy(&out.stderr));
+    common::migrate_ok(job, &[], rows);
+    common::verify_full_equal(job);
 
     let (a, b) = (dump(&env.lite_uri, &src), dump(&env.lite2_uri, &dst));
     assert_eq!(a["rows"].as_array().unwrap().len() as u64, rows);
@@ -178,13 +172,8 @@ async fn a_partition_key_collection_moves_lite_to_lite() {
         "page_rows = 300\nparallelism = 2",
     );
     let job = job.to_str().unwrap();
-    let out = common::run_ferry(&["migrate", "--config", job, "--quiet"], &[]);
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "migrate failed: {}", common::tail(&text, 30));
-    assert!(text.contains(&format!("ok {rows}")), "{text}");
-    let out = common::run_ferry(&["verify", "--config", job, "--full"], &[]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("EQUAL"), "verify --full: {text}{}", String::from_utf8_lossy(&out.stderr));
+    common::migrate_ok(job, &[], rows);
+    common::verify_full_equal(job);
     let (a, mut b) = (dump(&env.lite_uri, &src), dump(&env.lite2_uri, &dst));
     // The target keeps autoID by taking the source's keys as given.
     let props = b["properties"].as_object_mut().unwrap();

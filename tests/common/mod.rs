@@ -232,3 +232,20 @@ pub fn make_certs(dir: &std::path::Path) {
         openssl(dir, &["x509", "-req", "-in", &format!("{name}.csr"), "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", &format!("{name}.pem"), "-days", "2", "-extfile", &format!("{name}.cnf")]);
     }
 }
+
+/// `ferry migrate --config JOB --quiet ARGS`, which must succeed and report `rows` copied and
+/// counted ("ok ROWS"); its output.
+pub fn migrate_ok(job: &str, args: &[&str], rows: u64) -> String {
+    let out = run_ferry(&[&["migrate", "--config", job, "--quiet"][..], args].concat(), &[]);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "migrate failed: {}", tail(&text, 30));
+    assert!(text.contains(&format!("ok {rows}")), "migrate did not count {rows} rows: {text}");
+    text
+}
+
+/// `ferry verify --config JOB --full`, which must say EQUAL.
+pub fn verify_full_equal(job: &str) {
+    let out = run_ferry(&["verify", "--config", job, "--full"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("EQUAL"), "verify --full: {text}{}", String::from_utf8_lossy(&out.stderr));
+}
