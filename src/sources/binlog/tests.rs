@@ -9,7 +9,7 @@ use crate::proto::schema::{
 use proptest::prelude::*;
 
 mod modern;
-pub(crate) use modern::modern_types;
+pub(crate) use modern::{modern_types, sparse_row, MODERN_ROWS};
 
 const IDS: SegmentIds = SegmentIds {
     collection_id: 100,
