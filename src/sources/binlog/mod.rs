@@ -21,12 +21,13 @@
 //! adjacent, and derives N from the descriptor's own length so a newer writer with more event
 //! types still parses.
 //!
-//! Milvus 2.5+ writes insert logs through `BinlogStreamWriter` (`internal/storage`), whose
-//! data event leaves `next_position` at -1 (unset) and its timestamps at 1; Milvus's own
-//! reader never looks at `next_position` and reads events back to back, so -1 is read as
-//! "the next event follows this one". Its descriptor extras also carry `nullable` (a JSON
-//! bool, 2.4+) and, for a collection in an encryption zone (2.6), `edek` and
-//! `encryption_zone`: everything after such a descriptor is ciphertext, refused here.
+//! Milvus 2.4+ also writes logs through `BinlogStreamWriter` (`internal/storage`: compaction,
+//! and later versions' flushes), whose data event leaves `next_position` at -1 (unset) and
+//! its timestamps at 1. Milvus's own reader never looks at `next_position` and reads events
+//! back to back, so -1 is read as "the next event follows this one". Descriptor extras of
+//! 2.4+ also carry `nullable` (a JSON bool); a descriptor of a collection in a 2.6
+//! encryption zone carries `edek` and `encryption_zone`, and everything after it is
+//! ciphertext: refused here.
 //!
 //! # Invariants
 //!
@@ -74,7 +75,7 @@ pub const TIMESTAMP_FIELD_ID: i64 = 1;
 /// System field holding Milvus's internal row ids (not migrated).
 pub const ROW_ID_FIELD_ID: i64 = 0;
 
-/// A `next_position` the writer left unset (Milvus 2.5+ `BinlogStreamWriter`).
+/// A `next_position` the writer left unset (Milvus 2.4+ `BinlogStreamWriter`).
 const UNSET_POSITION: i64 = -1;
 
 /// Descriptor extras of an encrypted binlog (Milvus 2.6 encryption zones).

@@ -1,9 +1,10 @@
 //! Decoding an event's Parquet payload into a Milvus column.
 //!
 //! Arrow types per Milvus type, as Milvus writes them: `milvusDataTypeToArrowType` in
-//! `internal/storage/payload_writer.go` (2.3, 2.4; one column named `val`) and the
-//! `serdeMap` of `internal/storage/serde.go` (2.5, 2.6 `BinlogStreamWriter`; the column is
-//! named by the field id and always declared nullable), both of milvus-io/milvus:
+//! `internal/storage/payload_writer.go` (`InsertCodec`; one column named `val`) and the
+//! `serdeMap` of `internal/storage/serde.go` (`BinlogStreamWriter`, which compaction uses
+//! from 2.4 on and later versions flush with; the column is named by the field id and
+//! always declared nullable), both of milvus-io/milvus:
 //! Bool → boolean; Int8/16/32/64 → int8/16/32/64; Float → float32; Double → float64;
 //! VarChar/String → utf8; JSON → binary; Array → binary holding a serialized `ScalarField`;
 //! FloatVector → fixed_size_binary(dim*4) of little-endian f32; BinaryVector →

@@ -4,7 +4,7 @@
 //! `{"original_size":"<n>"}` and whose post-header lengths are `[52,16,16,16,16,16,16,16]`,
 //! then one data event whose payload is a zstd Parquet file with one column `val` of the
 //! Arrow type `milvusDataTypeToArrowType` picks. [`Writer`] names the later variants (2.4's
-//! `nullable` extra and nullable column, 2.5+'s `BinlogStreamWriter`). Tests decode these
+//! `nullable` extra and nullable column, 2.4+'s `BinlogStreamWriter`). Tests decode these
 //! with the real reader; the integration test compares the reader against binlogs a real
 //! Milvus wrote.
 
@@ -45,7 +45,7 @@ pub enum Writer {
     /// 2.4's `InsertCodec` (`NewInsertBinlogWriter` with `WithNullable`): column `val`
     /// declared nullable when the field is, extras also `"nullable": <bool>`.
     V24,
-    /// 2.5/2.6 `BinlogStreamWriter` (`serde.go`, `binlog_record_writer.go`): the column
+    /// 2.4+ `BinlogStreamWriter` (`serde.go`, `binlog_record_writer.go`): the column
     /// named by the field id and always declared nullable, extras as 2.4, and a data event
     /// whose `next_position` is left at -1 and whose timestamps are both 1.
     Stream,
