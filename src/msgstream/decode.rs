@@ -22,6 +22,9 @@ pub const LOGICAL_BITS: u32 = 18;
 /// arithmetic.
 const MAX_VECTOR_DIM: i64 = 1 << 20;
 
+/// Largest sparse dim: every u32 index, plus one.
+const MAX_SPARSE_DIM: i64 = 1 << 32;
+
 /// Wall-clock milliseconds of a hybrid (TSO) timestamp.
 pub fn physical_ms(ts: u64) -> u64 {
     ts >> LOGICAL_BITS
@@ -385,12 +388,16 @@ fn insert(m: msg::InsertRequest, base_ts: u64) -> Result<InsertEvent, DecodeErro
     })
 }
 
-/// Rejects dims that make no sense before [`Rows::new`] does arithmetic with them.
+/// Rejects dims that make no sense before [`Rows::new`] does arithmetic with them. A sparse
+/// column's dim only describes it: the proxy copies the client batch's `SparseFloatArray.dim`
+/// (its largest index plus one, indices being any u32; 0 when every row is empty), so it
+/// may be anything in that range.
 fn check_vector_dims(collection_id: i64, fields: &[FieldData]) -> Result<(), DecodeError> {
     for f in fields {
         if let Some(Field::Vectors(v)) = &f.field {
             let ok = match &v.data {
                 None => true,
+                Some(Vector::SparseFloatVector(_)) => (0..=MAX_SPARSE_DIM).contains(&v.dim),
                 Some(Vector::BinaryVector(_)) => {
                     v.dim > 0 && v.dim <= MAX_VECTOR_DIM && v.dim % 8 == 0
                 }

@@ -200,6 +200,27 @@ pub fn drop_collection(collection_id: i64, name: &str, ts: u64) -> Vec<u8> {
     .encode_to_vec()
 }
 
+/// An insert of `columns`, as a 2.4+ proxy writes one: column-based, per-row timestamps,
+/// nullable columns already filled to one value a row beside their `valid_data`
+/// (`fillWithValue` in `internal/proxy/validate_util.go` runs before the message is built).
+pub fn insert_columns(collection_id: i64, ts: u64, columns: Vec<FieldData>) -> Vec<u8> {
+    let rows = columns.first().map_or(0, crate::milvus::data::column_rows);
+    msg::InsertRequest {
+        base: base(MsgType::Insert, ts),
+        shard_name: format!("by-dev-rootcoord-dml_0_{collection_id}v0"),
+        collection_name: format!("c{collection_id}"),
+        partition_name: "_default".into(),
+        collection_id,
+        timestamps: vec![ts; rows],
+        row_i_ds: (0..rows as i64).collect(),
+        fields_data: columns,
+        num_rows: rows as u64,
+        version: msg::InsertDataVersion::ColumnBased as i32,
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
 /// An insert with VarChar keys `pk = pks[i]`, `v = [i, version]`.
 pub fn insert_str(collection_id: i64, ts: u64, pks: &[&str], version: f32) -> Vec<u8> {
     let vectors = (0..pks.len()).flat_map(|i| [i as f32, version]).collect();

@@ -157,7 +157,10 @@ impl BackupCollection {
             path: meta_path.to_string(),
             what: format!("collection {:?} has no schema", c.collection_name),
         })?;
-        let schema = schema.to_proto();
+        let schema = schema.to_proto().map_err(|what| BackupError::Meta {
+            path: meta_path.to_string(),
+            what: format!("collection {:?}: {what}", c.collection_name),
+        })?;
         let hidden_dynamic_field = hidden_dynamic_field(&schema);
         Ok(BackupCollection {
             id: c.collection_id,

@@ -436,3 +436,86 @@ async fn a_collections_deletes_are_held_in_the_decode_budget() {
     assert_eq!(budget.usable(), budget.total());
     assert_eq!(budget.available(), budget.total());
 }
+
+#[tokio::test]
+async fn a_collection_with_modern_types_functions_and_nulls_reads_back() {
+    use crate::proto::schema::{
+        value_field::Data as Value, DataType, FunctionSchema, FunctionType, ValueField,
+    };
+    use crate::sources::binlog::tests::{modern_types, MODERN_ROWS};
+    let pk = FieldSchema {
+        field_id: 100,
+        name: "id".into(),
+        is_primary_key: true,
+        data_type: DataType::Int64 as i32,
+        ..Default::default()
+    };
+    let keys = crate::msgstream::testdata::long_col("id", (1..=MODERN_ROWS as i64).collect());
+    let (mut fields, mut cols): (Vec<_>, Vec<_>) = modern_types().into_iter().unzip();
+    fields.insert(0, pk);
+    cols.insert(0, keys);
+    // A nullable field with a default value, and the sparse field a function's output.
+    let n = fields.iter().position(|f| f.name == "n_i64").unwrap();
+    fields[n].default_value = Some(ValueField { data: Some(Value::LongData(-1)) });
+    let sp = fields.iter().position(|f| f.name == "sp").unwrap();
+    fields[sp].is_function_output = true;
+    let schema = CollectionSchema {
+        name: "modern".into(),
+        fields,
+        functions: vec![FunctionSchema {
+            name: "bm25".into(),
+            id: 1,
+            r#type: FunctionType::Bm25 as i32,
+            input_field_names: vec!["n_s".into()],
+            input_field_ids: vec![134],
+            output_field_names: vec!["sp".into()],
+            output_field_ids: vec![123],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let rows = Rows::new(cols).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bk = dir.path().join("bk");
+    let timestamps: Vec<u64> = (1..=MODERN_ROWS as u64).collect();
+    let seg = write_segment(
+        &bk,
+        &SegmentSpec {
+            collection_id: 7,
+            partition_id: 8,
+            group: Some(1),
+            segment_id: 9001,
+            schema: &schema,
+            rows: &rows,
+            timestamps: &timestamps,
+            deletes: &[],
+        },
+    )
+    .unwrap();
+    let info = BackupInfo {
+        name: "bk".into(),
+        milvus_version: "v2.5.4".into(),
+        collection_backups: vec![CollectionBackupInfo {
+            collection_id: 7,
+            collection_name: "modern".into(),
+            schema: Some(SchemaJson::from_proto(&schema)),
+            partition_backups: vec![PartitionBackupInfo {
+                partition_id: 8,
+                partition_name: "_default".into(),
+                collection_id: 7,
+                segment_backups: vec![seg],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    write_meta(&bk, &info, false).unwrap();
+    let src = BackupSource::open(dir.path().to_str().unwrap(), Some("bk")).await.unwrap();
+    let coll = src.collection("modern").unwrap().clone();
+    assert_eq!(coll.schema, schema);
+    let seg = coll.segments().next().unwrap().clone();
+    let data = src.read_segment(&coll, &seg).await.unwrap();
+    assert_same_rows(&data.rows, &rows);
+    assert_eq!(data.timestamps, timestamps);
+}

@@ -21,6 +21,14 @@
 //! adjacent, and derives N from the descriptor's own length so a newer writer with more event
 //! types still parses.
 //!
+//! Milvus 2.4+ also writes logs through `BinlogStreamWriter` (`internal/storage`: compaction,
+//! and later versions' flushes), whose data event leaves `next_position` at -1 (unset) and
+//! its timestamps at 1. Milvus's own reader never looks at `next_position` and reads events
+//! back to back, so -1 is read as "the next event follows this one". Descriptor extras of
+//! 2.4+ also carry `nullable` (a JSON bool); a descriptor of a collection in a 2.6
+//! encryption zone carries `edek` and `encryption_zone`, and everything after it is
+//! ciphertext: refused here.
+//!
 //! # Invariants
 //!
 //! - Input is untrusted. Every length read from the file is checked against the bytes that
@@ -66,6 +74,12 @@ pub const POST_HEADER_COUNT: usize = 8;
 pub const TIMESTAMP_FIELD_ID: i64 = 1;
 /// System field holding Milvus's internal row ids (not migrated).
 pub const ROW_ID_FIELD_ID: i64 = 0;
+
+/// A `next_position` the writer left unset (Milvus 2.4+ `BinlogStreamWriter`).
+const UNSET_POSITION: i64 = -1;
+
+/// Descriptor extras of an encrypted binlog (Milvus 2.6 encryption zones).
+const ENCRYPTION_KEYS: [&str; 2] = ["edek", "encryption_zone"];
 
 /// Event type codes.
 pub const INSERT_EVENT: i8 = 1;
@@ -426,9 +440,25 @@ pub fn parse(label: &str, data: Bytes) -> Result<Binlog, BinlogError> {
         extras,
     };
 
+    if let Some(key) = ENCRYPTION_KEYS
+        .iter()
+        .find(|k| descriptor.extras.contains_key(**k))
+    {
+        return Err(bad(
+            at,
+            format!(
+                "the binlog is encrypted (descriptor extras carry {key:?}); ferry cannot read \
+                 encrypted binlogs"
+            ),
+        ));
+    }
+
     let mut events = Vec::new();
     let (mut from, mut min, mut next) = (at, descriptor_end, h.next as i64);
     loop {
+        if next == UNSET_POSITION {
+            next = min as i64;
+        }
         // next_position must move past the previous event, or a loop could never end.
         if next < min as i64 {
             return Err(bad(
@@ -483,7 +513,7 @@ pub fn parse(label: &str, data: Bytes) -> Result<Binlog, BinlogError> {
     Ok(Binlog {
         label: label.to_string(),
         descriptor,
-        events_offset: (h.next as usize).max(descriptor_end),
+        events_offset: usize::try_from(h.next).map_or(descriptor_end, |n| n.max(descriptor_end)),
         events,
     })
 }

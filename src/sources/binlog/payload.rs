@@ -1,14 +1,31 @@
 //! Decoding an event's Parquet payload into a Milvus column.
 //!
-//! Arrow types per Milvus type, as `milvusDataTypeToArrowType` in Milvus 2.3
-//! `internal/storage/payload_writer.go` writes them (one column named `val`):
+//! Arrow types per Milvus type, as Milvus writes them: `milvusDataTypeToArrowType` in
+//! `internal/storage/payload_writer.go` (`InsertCodec`; one column named `val`) and the
+//! `serdeMap` of `internal/storage/serde.go` (`BinlogStreamWriter`, which compaction uses
+//! from 2.4 on and later versions flush with; the column is named by the field id and
+//! always declared nullable), both of milvus-io/milvus:
 //! Bool → boolean; Int8/16/32/64 → int8/16/32/64; Float → float32; Double → float64;
 //! VarChar/String → utf8; JSON → binary; Array → binary holding a serialized `ScalarField`;
 //! FloatVector → fixed_size_binary(dim*4) of little-endian f32; BinaryVector →
-//! fixed_size_binary(dim/8); Float16/BFloat16Vector (2.4) → fixed_size_binary(dim*2).
+//! fixed_size_binary(dim/8); Float16/BFloat16Vector (2.4) → fixed_size_binary(dim*2);
+//! SparseFloatVector (2.4) → binary, each row the bytes of one `SparseFloatArray.contents`
+//! entry as the gRPC API carries it (`AddSparseFloatVectorToPayload` appends them as they
+//! are): little-endian (u32 index, f32 value) pairs, possibly none; Int8Vector (2.5) →
+//! fixed_size_binary(dim); Timestamptz (2.6) → int64 (microseconds since the epoch, UTC);
+//! Geometry (2.6) → binary holding WKB.
 //! Readers may see the same Parquet column as a sibling Arrow type (large or view strings,
 //! binary for unannotated strings), so each Milvus type accepts those siblings too; small
 //! integers are range-checked because Int8/Int16 travel as IntData (i32).
+//!
+//! Nullable fields (2.4+): a null row is an Arrow null (Parquet definition level 0), the
+//! writers' `AppendNull`. It becomes a row-aligned placeholder with `valid_data` false, the
+//! way [`crate::milvus::Rows`] holds nullable columns: an empty value, or for bools and
+//! numbers the slot the Parquet reader leaves (false, zero). Nothing downstream reads it:
+//! digests hash null as null and writes drop null rows. A column of a nullable field always
+//! carries `valid_data`, one entry per row. A null in a field the schema does not mark
+//! nullable is an error naming the row. Nullable vector fields (newer Milvus stores them in
+//! another layout) are refused.
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type};
@@ -19,18 +36,24 @@ use parquet::file::metadata::ParquetMetaData;
 use prost::Message;
 
 use super::{field_dim, pages, type_name, BinlogError, DataEvent};
+use crate::milvus::data::sparse_dim;
 use crate::proto::schema::{
     field_data::Field, scalar_field::Data as Scalar, vector_field::Data as Vector, ArrayArray,
-    BoolArray, DataType, DoubleArray, FieldData, FieldSchema, FloatArray, IntArray, JsonArray,
-    LongArray, ScalarField, StringArray, VectorField,
+    BoolArray, DataType, DoubleArray, FieldData, FieldSchema, FloatArray, GeometryArray, IntArray,
+    JsonArray, LongArray, ScalarField, SparseFloatArray, StringArray, TimestamptzArray,
+    VectorField,
 };
 
 const BATCH_ROWS: usize = 4096;
+/// Bytes of one sparse vector entry: u32 index, f32 value.
+const SPARSE_PAIR: usize = 8;
 
 /// A column being assembled from one or more events, typed by the schema field.
 pub(super) struct Column {
     field: FieldSchema,
     values: Values,
+    /// Whether each row holds a value; kept for nullable fields only.
+    valid: Option<Vec<bool>>,
     rows: usize,
 }
 
@@ -38,14 +61,18 @@ enum Values {
     Bool(Vec<bool>),
     /// Int8/Int16/Int32, with the range the field's type allows.
     Int(Vec<i32>, i32, i32),
+    /// Int64, and Timestamptz (microseconds since the epoch, UTC).
     Long(Vec<i64>),
     Float(Vec<f32>),
     Double(Vec<f64>),
     Str(Vec<String>),
-    Json(Vec<Vec<u8>>),
+    /// JSON documents, and Geometry values (WKB): bytes as stored.
+    Bytes(Vec<Vec<u8>>),
     Array(Vec<ScalarField>),
+    /// Sparse rows: little-endian (u32 index, f32 value) pairs each.
+    Sparse(Vec<Vec<u8>>),
     FloatVector(Vec<f32>),
-    /// Binary, Float16 and BFloat16 vectors: raw bytes, `dim * num / den` bytes a row.
+    /// Binary, Float16, BFloat16 and Int8 vectors: raw bytes, `dim * num / den` bytes a row.
     ByteVector(Vec<u8>, i64, i64),
 }
 
@@ -95,7 +122,9 @@ impl Values {
             Values::Long(_) => (Physical::INT64, 8),
             Values::Float(_) => (Physical::FLOAT, 4),
             Values::Double(_) => (Physical::DOUBLE, 8),
-            Values::Str(_) | Values::Json(_) | Values::Array(_) => (Physical::BYTE_ARRAY, 0),
+            Values::Str(_) | Values::Bytes(_) | Values::Array(_) | Values::Sparse(_) => {
+                (Physical::BYTE_ARRAY, 0)
+            }
             Values::FloatVector(_) => (
                 Physical::FIXED_LEN_BYTE_ARRAY,
                 vector_bytes(ctx, 4, 1)? as u64,
@@ -124,7 +153,7 @@ impl Values {
             Values::Float(v) => v.reserve_exact(rows),
             Values::Double(v) => v.reserve_exact(rows),
             Values::Str(v) => v.reserve_exact(rows),
-            Values::Json(v) => v.reserve_exact(rows),
+            Values::Bytes(v) | Values::Sparse(v) => v.reserve_exact(rows),
             Values::Array(v) => v.reserve_exact(rows),
             Values::FloatVector(v) => v.reserve_exact(rows.saturating_mul(width as usize / 4)),
             Values::ByteVector(v, ..) => v.reserve_exact(rows.saturating_mul(width as usize)),
@@ -136,10 +165,10 @@ impl Values {
         let rows = col.len() as u64;
         let (per_row, factor) = self.byte_costs();
         match self {
-            Values::Str(_) | Values::Json(_) | Values::Array(_) => {
+            Values::Str(_) | Values::Bytes(_) | Values::Array(_) | Values::Sparse(_) => {
                 let mut bytes = 0u64;
                 let _ = for_each_bytes(col, |_, b| {
-                    bytes += b.len() as u64;
+                    bytes += b.map_or(0, <[u8]>::len) as u64;
                     Ok(())
                 });
                 rows * per_row + bytes * factor
@@ -184,38 +213,49 @@ impl Ctx<'_> {
 impl Column {
     /// An empty column for `field`; `file` names the binlog if the type is unsupported.
     pub(super) fn new(file: &str, field: &FieldSchema) -> Result<Column, BinlogError> {
+        let refuse = |what: String| BinlogError::BadPayload {
+            file: file.to_string(),
+            offset: 0,
+            what: format!(
+                "field {:?} {what}, which ferry cannot read from binlogs",
+                field.name
+            ),
+        };
         let dt = DataType::try_from(field.data_type).unwrap_or(DataType::None);
         let values = match dt {
             DataType::Bool => Values::Bool(Vec::new()),
             DataType::Int8 => Values::Int(Vec::new(), i8::MIN as i32, i8::MAX as i32),
             DataType::Int16 => Values::Int(Vec::new(), i16::MIN as i32, i16::MAX as i32),
             DataType::Int32 => Values::Int(Vec::new(), i32::MIN, i32::MAX),
-            DataType::Int64 => Values::Long(Vec::new()),
+            DataType::Int64 | DataType::Timestamptz => Values::Long(Vec::new()),
             DataType::Float => Values::Float(Vec::new()),
             DataType::Double => Values::Double(Vec::new()),
             DataType::String | DataType::VarChar => Values::Str(Vec::new()),
-            DataType::Json => Values::Json(Vec::new()),
+            DataType::Json | DataType::Geometry => Values::Bytes(Vec::new()),
             DataType::Array => Values::Array(Vec::new()),
+            DataType::SparseFloatVector => Values::Sparse(Vec::new()),
             DataType::FloatVector => Values::FloatVector(Vec::new()),
             DataType::BinaryVector => Values::ByteVector(Vec::new(), 1, 8),
             DataType::Float16Vector | DataType::BFloat16Vector => {
                 Values::ByteVector(Vec::new(), 2, 1)
             }
-            _ => {
-                return Err(BinlogError::BadPayload {
-                    file: file.to_string(),
-                    offset: 0,
-                    what: format!(
-                        "field {:?} has type {}, which ferry cannot read from binlogs",
-                        field.name,
-                        type_name(field.data_type)
-                    ),
-                })
-            }
+            DataType::Int8Vector => Values::ByteVector(Vec::new(), 1, 1),
+            _ => return Err(refuse(format!("has type {}", type_name(field.data_type)))),
         };
+        let vector = matches!(
+            values,
+            Values::Sparse(_) | Values::FloatVector(_) | Values::ByteVector(..)
+        );
+        if field.nullable && vector {
+            return Err(refuse(format!(
+                "is a nullable {}",
+                type_name(field.data_type)
+            )));
+        }
         Ok(Column {
             field: field.clone(),
             values,
+            valid: field.nullable.then(Vec::new),
             rows: 0,
         })
     }
@@ -268,6 +308,9 @@ impl Column {
         let batch = ((*budget - plan.kept - plan.internal) / (2 * plan.row_bound))
             .clamp(1, BATCH_ROWS as u64);
         self.values.reserve(plan.rows as usize, plan.width);
+        if let Some(valid) = &mut self.valid {
+            valid.reserve_exact(plan.rows as usize);
+        }
         let reader = builder
             .with_batch_size(batch as usize)
             .build()
@@ -275,7 +318,7 @@ impl Column {
         for batch in reader {
             let batch = batch.map_err(|e| pq(e.into()))?;
             let col = batch.column(0);
-            let cost = self.values.cost(col);
+            let cost = self.values.cost(col) + self.valid.as_ref().map_or(0, |_| col.len() as u64);
             if cost > *budget {
                 return Err(ctx.bad(format!(
                     "decoded values exceed the limit for one binlog file ({} bytes left)",
@@ -283,12 +326,17 @@ impl Column {
                 )));
             }
             *budget -= cost;
-            if col.null_count() > 0 {
-                let row = (0..col.len()).find(|&i| col.is_null(i)).unwrap_or(0);
-                return Err(ctx.bad(format!(
-                    "null value at row {} (nullable fields are not supported)",
-                    self.rows + row
-                )));
+            match &mut self.valid {
+                Some(valid) => valid.extend((0..col.len()).map(|i| col.is_valid(i))),
+                None if col.null_count() > 0 => {
+                    let row = (0..col.len()).find(|&i| col.is_null(i)).unwrap_or(0);
+                    return Err(ctx.bad(format!(
+                        "row {}: null in field {:?}, which the schema does not mark nullable",
+                        self.rows + row,
+                        field.name
+                    )));
+                }
+                None => {}
             }
             self.push(&ctx, col)?;
             self.rows += col.len();
@@ -370,6 +418,8 @@ impl Column {
         } else {
             (rows.saturating_mul(width), width.max(1).saturating_add(8))
         };
+        // A nullable field keeps one validity entry a row.
+        let kept = kept.saturating_add(self.valid.as_ref().map_or(0, |_| rows));
         let internal = d
             .max_page
             .saturating_mul(2)
@@ -385,6 +435,8 @@ impl Column {
         })
     }
 
+    /// Appends the values of `col`. A null row (only in a nullable field, checked before)
+    /// gets an empty value, or for a bool or number the slot the reader left (false, zero).
     fn push(&mut self, ctx: &Ctx<'_>, col: &ArrayRef) -> Result<(), BinlogError> {
         let dt = col.data_type();
         let first_row = self.rows;
@@ -436,7 +488,7 @@ impl Column {
             }
             Values::Str(v) => {
                 for_each_bytes(col, |i, b| {
-                    let s = std::str::from_utf8(b).map_err(|e| {
+                    let s = std::str::from_utf8(b.unwrap_or_default()).map_err(|e| {
                         ctx.bad(format!("row {}: string is not UTF-8: {e}", first_row + i))
                     })?;
                     v.push(s.to_string());
@@ -444,9 +496,9 @@ impl Column {
                 })
                 .ok_or_else(|| ctx.mismatch(dt, "utf8"))??;
             }
-            Values::Json(v) => {
+            Values::Bytes(v) => {
                 for_each_bytes(col, |_, b| {
-                    v.push(b.to_vec());
+                    v.push(b.unwrap_or_default().to_vec());
                     Ok(())
                 })
                 .ok_or_else(|| ctx.mismatch(dt, "binary"))??;
@@ -454,6 +506,10 @@ impl Column {
             Values::Array(v) => {
                 let elem = ctx.field.element_type;
                 for_each_bytes(col, |i, b| {
+                    let Some(b) = b else {
+                        v.push(ScalarField::default());
+                        return Ok(());
+                    };
                     let sf = ScalarField::decode(b).map_err(|e| {
                         ctx.bad(format!(
                             "row {}: array value is not a ScalarField: {e}",
@@ -461,6 +517,22 @@ impl Column {
                         ))
                     })?;
                     v.push(check_element(ctx, sf, elem, first_row + i)?);
+                    Ok(())
+                })
+                .ok_or_else(|| ctx.mismatch(dt, "binary"))??;
+            }
+            Values::Sparse(v) => {
+                for_each_bytes(col, |i, b| {
+                    let b = b.unwrap_or_default();
+                    if b.len() % SPARSE_PAIR != 0 {
+                        return Err(ctx.bad(format!(
+                            "row {}: a sparse vector of {} bytes is not whole (u32 index, f32 \
+                             value) pairs",
+                            first_row + i,
+                            b.len()
+                        )));
+                    }
+                    v.push(b.to_vec());
                     Ok(())
                 })
                 .ok_or_else(|| ctx.mismatch(dt, "binary"))??;
@@ -493,6 +565,7 @@ impl Column {
 
     pub(super) fn finish(self) -> FieldData {
         let f = &self.field;
+        let dt = DataType::try_from(f.data_type).unwrap_or(DataType::None);
         let dim = field_dim(f).unwrap_or(0);
         let scalars = |data| Some(Field::Scalars(ScalarField { data: Some(data), ..Default::default() }));
         let vectors = |dim, data| {
@@ -505,26 +578,38 @@ impl Column {
         let field = match self.values {
             Values::Bool(data) => scalars(Scalar::BoolData(BoolArray { data })),
             Values::Int(data, ..) => scalars(Scalar::IntData(IntArray { data })),
+            Values::Long(data) if dt == DataType::Timestamptz => {
+                scalars(Scalar::TimestamptzData(TimestamptzArray { data }))
+            }
             Values::Long(data) => scalars(Scalar::LongData(LongArray { data })),
             Values::Float(data) => scalars(Scalar::FloatData(FloatArray { data })),
             Values::Double(data) => scalars(Scalar::DoubleData(DoubleArray { data })),
             Values::Str(data) => scalars(Scalar::StringData(StringArray { data })),
-            Values::Json(data) => scalars(Scalar::JsonData(JsonArray { data })),
+            Values::Bytes(data) if dt == DataType::Geometry => {
+                scalars(Scalar::GeometryData(GeometryArray { data }))
+            }
+            Values::Bytes(data) => scalars(Scalar::JsonData(JsonArray { data })),
             Values::Array(data) => scalars(Scalar::ArrayData(ArrayArray {
                 data,
                 element_type: f.element_type,
             })),
-            Values::FloatVector(data) => vectors(dim, Vector::FloatVector(FloatArray { data })),
-            Values::ByteVector(data, ..) => {
-                let v = if f.data_type == DataType::BinaryVector as i32 {
-                    Vector::BinaryVector(data)
-                } else if f.data_type == DataType::Float16Vector as i32 {
-                    Vector::Float16Vector(data)
-                } else {
-                    Vector::Bfloat16Vector(data)
-                };
-                vectors(dim, v)
+            Values::Sparse(contents) => {
+                let dim = sparse_dim(&contents);
+                vectors(
+                    dim,
+                    Vector::SparseFloatVector(SparseFloatArray { contents, dim }),
+                )
             }
+            Values::FloatVector(data) => vectors(dim, Vector::FloatVector(FloatArray { data })),
+            Values::ByteVector(data, ..) => vectors(
+                dim,
+                match dt {
+                    DataType::BinaryVector => Vector::BinaryVector(data),
+                    DataType::Float16Vector => Vector::Float16Vector(data),
+                    DataType::Int8Vector => Vector::Int8Vector(data),
+                    _ => Vector::Bfloat16Vector(data),
+                },
+            ),
         };
         FieldData {
             r#type: f.data_type,
@@ -532,7 +617,7 @@ impl Column {
             field,
             field_id: f.field_id,
             is_dynamic: f.is_dynamic,
-            valid_data: Vec::new(),
+            valid_data: self.valid.unwrap_or_default(),
         }
     }
 }
@@ -682,32 +767,31 @@ fn vector_width(
     Ok(())
 }
 
-/// Calls `f(row, bytes)` for each value of a binary or string column; `None` when the column
-/// holds neither.
+/// Calls `f(row, bytes)` for each value of a binary or string column, `None` for a null
+/// row; `None` when the column holds neither.
 fn for_each_bytes(
     col: &ArrayRef,
-    mut f: impl FnMut(usize, &[u8]) -> Result<(), BinlogError>,
+    mut f: impl FnMut(usize, Option<&[u8]>) -> Result<(), BinlogError>,
 ) -> Option<Result<(), BinlogError>> {
     fn each<'a>(
-        n: usize,
+        col: &ArrayRef,
         get: impl Fn(usize) -> &'a [u8],
-        f: &mut impl FnMut(usize, &[u8]) -> Result<(), BinlogError>,
+        f: &mut impl FnMut(usize, Option<&[u8]>) -> Result<(), BinlogError>,
     ) -> Result<(), BinlogError> {
-        (0..n).try_for_each(|i| f(i, get(i)))
+        (0..col.len()).try_for_each(|i| f(i, col.is_valid(i).then(|| get(i))))
     }
-    let n = col.len();
     Some(if let Some(a) = col.as_binary_opt::<i32>() {
-        each(n, |i| a.value(i), &mut f)
+        each(col, |i| a.value(i), &mut f)
     } else if let Some(a) = col.as_binary_opt::<i64>() {
-        each(n, |i| a.value(i), &mut f)
+        each(col, |i| a.value(i), &mut f)
     } else if let Some(a) = col.as_string_opt::<i32>() {
-        each(n, |i| a.value(i).as_bytes(), &mut f)
+        each(col, |i| a.value(i).as_bytes(), &mut f)
     } else if let Some(a) = col.as_string_opt::<i64>() {
-        each(n, |i| a.value(i).as_bytes(), &mut f)
+        each(col, |i| a.value(i).as_bytes(), &mut f)
     } else if let Some(a) = col.as_binary_view_opt() {
-        each(n, |i| a.value(i), &mut f)
+        each(col, |i| a.value(i), &mut f)
     } else if let Some(a) = col.as_string_view_opt() {
-        each(n, |i| a.value(i).as_bytes(), &mut f)
+        each(col, |i| a.value(i).as_bytes(), &mut f)
     } else {
         return None;
     })

@@ -8,6 +8,9 @@ use crate::proto::schema::{
 };
 use proptest::prelude::*;
 
+mod modern;
+pub(crate) use modern::{modern_types, sparse_row, MODERN_ROWS};
+
 const IDS: SegmentIds = SegmentIds {
     collection_id: 100,
     partition_id: 101,
@@ -418,13 +421,14 @@ proptest! {
 
     #[test]
     fn mutated_files_never_panic(
-        which in 0usize..12,
+        which in 0usize..12 + 16,
         edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
         cut in any::<prop::sample::Index>(),
         truncate in any::<bool>(),
     ) {
-        let (f, col) = every_type().swap_remove(which);
-        let mut b = testdata::insert_log(&f, &col, IDS, (5, 6)).unwrap();
+        let (f, col) = every_type().into_iter().chain(modern_types()).nth(which).unwrap();
+        let writer = if which < 12 { testdata::Writer::V23 } else { testdata::Writer::Stream };
+        let mut b = testdata::insert_log_as(writer, &f, &col, IDS, (5, 6)).unwrap();
         for (i, v) in edits {
             let i = i.index(b.len());
             b[i] = v;
