@@ -261,6 +261,7 @@ fn modern_columns() -> Vec<FieldData> {
         field: Some(Field::Vectors(VectorField {
             dim: 16,
             data: Some(Vector::BinaryVector((0..2 * rows as u8).collect())),
+            ..Default::default()
         })),
         ..Default::default()
     };
@@ -324,6 +325,7 @@ fn sparse_dims_are_the_batch_s_whatever_they_are() {
                 contents,
                 dim,
             })),
+            ..Default::default()
         })),
         ..Default::default()
     };

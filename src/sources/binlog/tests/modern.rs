@@ -159,6 +159,7 @@ pub(crate) fn modern_types() -> Vec<(FieldSchema, FieldData)> {
         data: Some(Scalar::StringData(StringArray {
             data: v.iter().map(|s| s.to_string()).collect(),
         })),
+        ..Default::default()
     };
     add_nullable(
         arr,
@@ -260,6 +261,7 @@ fn nulls_read_as_placeholders_with_valid_data() {
     let mut written = expected.clone();
     if let Some(Field::Scalars(ScalarField {
         data: Some(Scalar::LongData(a)),
+        ..
     })) = &mut written.field
     {
         a.data = vec![11, -7, 22, i64::MAX, 33];
