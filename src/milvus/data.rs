@@ -534,6 +534,39 @@ pub fn select_column(f: &FieldData, idx: &[usize]) -> FieldData {
     FieldData { field, valid_data, ..header(f) }
 }
 
+/// A column of `rows` nulls for a nullable or defaulted scalar field (a placeholder per row,
+/// every row invalid): what a segment written before the field was added holds (Milvus 2.6
+/// `AddCollectionField`). Written, the target gives each row the field's default, or null.
+/// `None` for fields that can be neither (vectors, or no default and not nullable).
+pub fn null_column(field: &crate::proto::schema::FieldSchema, rows: usize) -> Option<FieldData> {
+    use crate::proto::schema::DataType as T;
+    if !(field.nullable || field.default_value.is_some()) {
+        return None;
+    }
+    let t = T::try_from(field.data_type).ok()?;
+    let data = match t {
+        T::Bool => Scalar::BoolData(BoolArray { data: vec![false; rows] }),
+        T::Int8 | T::Int16 | T::Int32 => Scalar::IntData(IntArray { data: vec![0; rows] }),
+        T::Int64 => Scalar::LongData(LongArray { data: vec![0; rows] }),
+        T::Float => Scalar::FloatData(FloatArray { data: vec![0.0; rows] }),
+        T::Double => Scalar::DoubleData(DoubleArray { data: vec![0.0; rows] }),
+        T::VarChar | T::String => Scalar::StringData(StringArray { data: vec![String::new(); rows] }),
+        T::Json => Scalar::JsonData(JsonArray { data: vec![b"null".to_vec(); rows] }),
+        T::Geometry => Scalar::GeometryData(GeometryArray { data: vec![Vec::new(); rows] }),
+        T::Timestamptz => Scalar::TimestamptzData(TimestamptzArray { data: vec![0; rows] }),
+        T::Array => Scalar::ArrayData(ArrayArray { data: vec![ScalarField::default(); rows], element_type: field.element_type }),
+        _ => return None,
+    };
+    Some(FieldData {
+        r#type: field.data_type,
+        field_name: field.name.clone(),
+        field: Some(Field::Scalars(ScalarField { data: Some(data), ..Default::default() })),
+        field_id: field.field_id,
+        is_dynamic: field.is_dynamic,
+        valid_data: vec![false; rows],
+    })
+}
+
 /// Whether row `i` of `f` holds null (its field is nullable and the row has no value).
 pub fn is_null(f: &FieldData, i: usize) -> bool {
     f.valid_data.get(i).is_some_and(|v| !v)

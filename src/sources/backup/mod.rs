@@ -506,6 +506,17 @@ impl BackupSource {
         fields.push(&ts_field);
         let mut fetched = Vec::with_capacity(fields.len());
         let mut need = 0u64;
+        // A field added after this segment was written (Milvus 2.6 AddCollectionField) has
+        // no log in it: nullable or defaulted, its rows are null (the target then gives them
+        // the default), as Milvus reads them.
+        let mut added = Vec::new();
+        fields.retain(|f| {
+            let absent = !files.fields.contains_key(&f.field_id) && (f.nullable || f.default_value.is_some());
+            if absent {
+                added.push(*f);
+            }
+            !absent
+        });
         for field in &fields {
             let logs = files
                 .fields
@@ -540,6 +551,10 @@ impl BackupSource {
         let mut timestamps = Vec::new();
         for (label, bytes) in ts_parts {
             timestamps.extend(binlog::read_timestamps(&label, bytes, &self.limits)?);
+        }
+        for field in added {
+            let n = columns.first().map(crate::milvus::data::column_rows).unwrap_or(seg.num_of_rows as usize);
+            columns.push(crate::milvus::data::null_column(field, n).ok_or_else(|| missing(&field.name, field.field_id))?);
         }
         let rows = Rows::new(columns).map_err(|e| seg_err(e.to_string()))?;
         if rows.len() as i64 != seg.num_of_rows || timestamps.len() != rows.len() {

@@ -519,3 +519,78 @@ async fn a_collection_with_modern_types_functions_and_nulls_reads_back() {
     assert_same_rows(&data.rows, &rows);
     assert_eq!(data.timestamps, timestamps);
 }
+
+/// A field added to the collection after a segment was written (Milvus 2.6
+/// AddCollectionField: nullable, or with a default) has no log in that segment: its rows read
+/// as null (the target then gives them the default), as Milvus reads them. A field that can
+/// be neither is still an error naming it.
+#[tokio::test]
+async fn a_field_added_after_the_segment_reads_as_null() {
+    use crate::proto::schema::{DataType, FieldSchema, ValueField, value_field};
+    let dir = tempfile::tempdir().unwrap();
+    let (schema, rows) = schema_and_rows();
+    let bk = dir.path().join("bk");
+    let seg = write_segment(
+        &bk,
+        &SegmentSpec {
+            collection_id: 7,
+            partition_id: 8,
+            group: None,
+            segment_id: 9001,
+            schema: &schema,
+            rows: &rows,
+            timestamps: &[100, 200, 300],
+            deletes: &[],
+        },
+    )
+    .unwrap();
+    let mut later = schema.clone();
+    later.fields.push(FieldSchema { field_id: 190, name: "added_n".into(), data_type: DataType::Int32 as i32, nullable: true, ..Default::default() });
+    later.fields.push(FieldSchema {
+        field_id: 191,
+        name: "added_d".into(),
+        data_type: DataType::VarChar as i32,
+        default_value: Some(ValueField { data: Some(value_field::Data::StringData("dflt".into())) }),
+        type_params: vec![crate::proto::common::KeyValuePair { key: "max_length".into(), value: "8".into() }],
+        ..Default::default()
+    });
+    let info = |s: &CollectionSchema| BackupInfo {
+        name: "bk".into(),
+        milvus_version: "v2.6.0".into(),
+        collection_backups: vec![CollectionBackupInfo {
+            collection_id: 7,
+            db_name: "default".into(),
+            collection_name: "all_types".into(),
+            schema: Some(SchemaJson::from_proto(s)),
+            shards_num: 1,
+            partition_backups: vec![PartitionBackupInfo {
+                partition_id: 8,
+                partition_name: "_default".into(),
+                collection_id: 7,
+                segment_backups: vec![seg.clone()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    write_meta(&bk, &info(&later), false).unwrap();
+    let src = BackupSource::open(&dir.path().to_str().unwrap().to_string(), Some("bk")).await.unwrap();
+    let coll = src.collections()[0].clone();
+    let seg0 = coll.segments().next().unwrap().clone();
+    let data = src.read_segment(&coll, &seg0).await.unwrap();
+    assert_eq!(data.rows.len(), 3);
+    for name in ["added_n", "added_d"] {
+        let c = data.rows.column(name).unwrap_or_else(|| panic!("{name} missing"));
+        assert_eq!(c.valid_data, vec![false; 3], "{name}");
+    }
+    // A field that can be neither nullable nor defaulted is still missing by name.
+    let mut strict = later.clone();
+    strict.fields.last_mut().unwrap().default_value = None;
+    write_meta(&bk, &info(&strict), false).unwrap();
+    let src = BackupSource::open(&dir.path().to_str().unwrap().to_string(), Some("bk")).await.unwrap();
+    let coll = src.collections()[0].clone();
+    let seg0 = coll.segments().next().unwrap().clone();
+    let e = src.read_segment(&coll, &seg0).await.unwrap_err().to_string();
+    assert!(e.contains("field \"added_d\" (id 191) has no insert log"), "{e}");
+}
