@@ -450,7 +450,18 @@ async fn a_collection_with_modern_types_functions_and_nulls_reads_back() {
         data_type: DataType::Int64 as i32,
         ..Default::default()
     };
-    let keys = crate::msgstream::testdata::long_col("id", (1..=MODERN_ROWS as i64).collect());
+    let keys = FieldData {
+        r#type: DataType::Int64 as i32,
+        field_name: "id".into(),
+        field_id: 100,
+        field: Some(crate::proto::schema::field_data::Field::Scalars(crate::proto::schema::ScalarField {
+            data: Some(crate::proto::schema::scalar_field::Data::LongData(crate::proto::schema::LongArray {
+                data: (1..=MODERN_ROWS as i64).collect(),
+            })),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
     let (mut fields, mut cols): (Vec<_>, Vec<_>) = modern_types().into_iter().unzip();
     fields.insert(0, pk);
     cols.insert(0, keys);
