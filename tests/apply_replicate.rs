@@ -56,20 +56,7 @@ elif mode == "dump":
 "#;
 
 fn python(args: &[&str]) -> String {
-    let env = common::env();
-    let out = std::process::Command::new(&env.python)
-        .arg("-c")
-        .arg(SCRIPT)
-        .args(args)
-        .output()
-        .expect("run FERRY_TEST_PYTHON");
-    assert!(
-        out.status.success(),
-        "python {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    common::wal::run_python(SCRIPT, args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,18 +32,7 @@ else:
 "#;
 
 fn python(args: &[&str]) {
-    let env = common::env();
-    let out = std::process::Command::new(&env.python)
-        .arg("-c")
-        .arg(SCRIPT)
-        .args(args)
-        .output()
-        .expect("run FERRY_TEST_PYTHON");
-    assert!(
-        out.status.success(),
-        "python {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::wal::run_python(SCRIPT, args);
 }
 
 fn kinds(entries: &[StoredEntry]) -> Vec<String> {

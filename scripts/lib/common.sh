@@ -141,3 +141,25 @@ _ensure_tansu() {
     _tansu_ok || die "tansu built but $TANSU_BIN does not run"
 }
 ensure_tansu() { with_lock tansu _ensure_tansu; }
+
+# apt_get HINT ARGS...: apt-get ARGS (through `sudo -n` when not root, waiting for the dpkg
+# lock); HINT is what to tell someone who must do it by hand.
+apt_get() {
+    local hint=$1 sudo=()
+    shift
+    if [[ $(id -u) != 0 ]]; then
+        sudo -n true 2> /dev/null || die "installing needs root: $hint"
+        sudo=(sudo -n)
+    fi
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 -y -q "$@"
+}
+
+# apt_install LOG HINT PACKAGE...: installs Debian packages (updating the package lists once
+# if they are too old to know them); the output goes to LOG.
+apt_install() {
+    local logf=$1 hint=$2
+    shift 2
+    command -v apt-get > /dev/null || die "there is no apt-get: $hint"
+    apt_get "$hint" install --no-install-recommends "$@" > "$logf" 2>&1 \
+        || { apt_get "$hint" update >> "$logf" 2>&1 && apt_get "$hint" install --no-install-recommends "$@" >> "$logf" 2>&1; }
+}

@@ -26,22 +26,10 @@ _prometheus_found() {
     command -v prometheus > /dev/null && command -v promtool > /dev/null
 }
 
-_apt() {
-    local sudo=()
-    if [[ $(id -u) != 0 ]]; then
-        sudo -n true 2> /dev/null \
-            || die "prometheus/promtool are missing and installing them needs root: run 'sudo apt-get install --no-install-recommends prometheus' (or set FERRY_PROMETHEUS_BIN_DIR)"
-        sudo=(sudo -n)
-    fi
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 -y -q "$@"
-}
-
 _ensure_prometheus() {
     _prometheus_found && return 0
     [[ -z "${FERRY_PROMETHEUS_BIN_DIR:-}" ]] \
         || die "FERRY_PROMETHEUS_BIN_DIR=$FERRY_PROMETHEUS_BIN_DIR does not hold executable prometheus and promtool"
-    command -v apt-get > /dev/null \
-        || die "prometheus/promtool are missing and there is no apt-get: install Prometheus 2.x and put prometheus and promtool on PATH (or set FERRY_PROMETHEUS_BIN_DIR)"
     mkdir -p "$CACHE_LOG_DIR"
     local logf="$CACHE_LOG_DIR/prometheus-install.log" policy=/usr/sbin/policy-rc.d made_policy=0
     log "installing Debian's prometheus package with apt-get (log: $logf)"
@@ -51,12 +39,7 @@ _ensure_prometheus() {
         made_policy=1
     fi
     local ok=0
-    # An old or missing package list cannot find the package: update once and retry.
-    if _apt install --no-install-recommends prometheus > "$logf" 2>&1; then
-        ok=1
-    elif _apt update >> "$logf" 2>&1 && _apt install --no-install-recommends prometheus >> "$logf" 2>&1; then
-        ok=1
-    fi
+    apt_install "$logf" "prometheus/promtool are missing: run 'sudo apt-get install --no-install-recommends prometheus', or install Prometheus 2.x and put prometheus and promtool on PATH (or set FERRY_PROMETHEUS_BIN_DIR)" prometheus && ok=1
     ((made_policy)) && rm -f "$policy"
     if ((!ok)); then
         tail -20 "$logf" >&2

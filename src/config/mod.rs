@@ -236,8 +236,17 @@ fn secret_field<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SecretS
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WalConfig {
-    /// Kafka bootstrap servers, comma-separated.
+    /// Kafka bootstrap servers, comma-separated (a WAL on Kafka).
+    #[serde(default)]
     pub brokers: String,
+    /// A standalone Milvus's RocksMQ directory (its `rocksmq.path`, for example
+    /// `/var/lib/milvus/rdb_data`): the WAL is read from there, read-only, beside the running
+    /// Milvus. Exclusive with `brokers`.
+    pub rocksmq: Option<PathBuf>,
+    /// How often the RocksMQ reader catches up with Milvus, in milliseconds (a bound on the
+    /// lag it adds).
+    #[serde(default = "default_rocksmq_catch_up_ms")]
+    pub rocksmq_catch_up_ms: u64,
     /// Milvus's `msgChannel.chanNamePrefix.cluster` (topics `{prefix}-rootcoord-dml_N`).
     #[serde(default = "default_topic_prefix")]
     pub topic_prefix: String,
@@ -270,6 +279,10 @@ pub struct WalConfig {
     /// Password of an encrypted `ssl_key_location`; `env:VAR` reads it from the environment.
     #[serde(default, deserialize_with = "secret_field")]
     pub ssl_key_password: Option<SecretSpec>,
+}
+
+fn default_rocksmq_catch_up_ms() -> u64 {
+    100
 }
 
 impl WalConfig {
@@ -573,6 +586,17 @@ impl JobConfig {
             }
         }
         if let Some(wal) = &mut cfg.source.wal {
+            match (wal.brokers.trim().is_empty(), &wal.rocksmq) {
+                (true, None) => return Err(invalid("source.wal", "needs brokers (a WAL on Kafka) or rocksmq (a standalone's RocksMQ directory)".into())),
+                (false, Some(_)) => return Err(invalid("source.wal", "brokers and rocksmq exclude each other: the WAL is on Kafka or in RocksMQ".into())),
+                _ => {}
+            }
+            if wal.rocksmq.is_some() && (wal.security_protocol.is_some() || wal.sasl_mechanism.is_some() || wal.ssl_ca_location.is_some()) {
+                return Err(invalid("source.wal", "security settings are Kafka's; a RocksMQ source has none".into()));
+            }
+            if wal.rocksmq.is_some() && !(10..=60_000).contains(&wal.rocksmq_catch_up_ms) {
+                return Err(invalid("source.wal.rocksmq_catch_up_ms", format!("{} is out of range 10..=60000", wal.rocksmq_catch_up_ms)));
+            }
             wal.check_security().map_err(|(field, m)| invalid(field, m))?;
         }
         if let Some(w) = cfg.source.wal.as_ref().filter(|w| !(1..=1024).contains(&w.dml_channel_count)) {

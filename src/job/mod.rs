@@ -189,7 +189,7 @@ impl<'a> Job<'a> {
         // one created after the listing has its CreateCollection on the WAL past them.
         let every_channel = self.whole_database.then(|| self.wal_cfg.all_channels());
         if let Some(channels) = &every_channel {
-            let reader = WalReader::new(self.wal_cfg.brokers.clone(), channels.clone()).with_security(&self.wal_cfg);
+            let reader = WalReader::from_config(&self.wal_cfg, channels.clone(), &cfg.job.state_dir);
             record_start(&reader, &self.source, &self.log, state, channels).await?;
         }
         let snapshot_done = state.get::<bool>(SNAPSHOT_DONE)?.unwrap_or(false);
@@ -207,7 +207,7 @@ impl<'a> Job<'a> {
     /// start (see `record::refresh_partitions`).
     async fn start_positions(&self, plan: &mut Plan, channels: &[String]) -> Result<WalReader, JobError> {
         let state = &self.state;
-        let reader = WalReader::new(self.wal_cfg.brokers.clone(), channels.to_vec()).with_security(&self.wal_cfg);
+        let reader = WalReader::from_config(&self.wal_cfg, channels.to_vec(), &self.cfg.job.state_dir);
         record_start(&reader, &self.source, &self.log, state, channels).await?;
         if state.get::<bool>(PARTITIONS_PENDING)?.unwrap_or(false) {
             record::refresh_partitions(&self.source, plan, state).await?;

@@ -20,14 +20,17 @@ pub enum WalError {
         #[source]
         source: KafkaError,
     },
-    #[error("Kafka topic {topic}: offset {offset} is no longer (or not yet) in the topic; the WAL ferry needs was deleted by retention or the position is wrong ({source})")]
+    #[error("WAL topic {topic}: position {offset} is no longer (or not yet) in the topic; the WAL ferry needs was deleted by retention or the position is wrong ({reason})")]
     OffsetOutOfRange {
         topic: String,
         offset: i64,
-        #[source]
-        source: KafkaError,
+        reason: String,
     },
-    #[error("Kafka topic {topic} offset {offset}: {source}")]
+    /// `retryable`: reopening the secondary instance may succeed (the primary rewrote files
+    /// under it); otherwise the path or the library is wrong.
+    #[error("RocksMQ at {path}: {reason}")]
+    RocksMq { path: String, reason: String, retryable: bool },
+    #[error("WAL topic {topic} position {offset}: {source}")]
     Decode {
         topic: String,
         offset: i64,
@@ -99,6 +102,7 @@ impl WalError {
                 kafka_transient(source)
             }
             WalError::Log(e) => e.is_retryable(),
+            WalError::RocksMq { retryable, .. } => *retryable,
             WalError::OffsetOutOfRange { .. }
             | WalError::Decode { .. }
             | WalError::NoTimeTick { .. }
@@ -112,6 +116,7 @@ impl WalError {
     pub fn kind(&self) -> &'static str {
         match self {
             WalError::Client { .. } | WalError::Topic { .. } => "kafka",
+            WalError::RocksMq { .. } => "rocksmq",
             WalError::OffsetOutOfRange { .. } => "out_of_range",
             WalError::Decode { .. } => "decode",
             WalError::NoTimeTick { .. } => "no_time_tick",

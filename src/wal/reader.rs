@@ -1,34 +1,21 @@
-//! Reading Milvus DML channels from Kafka at positions ferry manages.
-//!
-//! Each channel is a topic `{prefix}-rootcoord-dml_{i}` with one partition (0). ferry
-//! assigns partitions with explicit offsets (no consumer-group rebalancing) and never
-//! commits to Kafka: its positions live in the durable log, written in the same batch as
-//! the records they follow. librdkafka still requires a `group.id`; it is never used.
-//! `auto.offset.reset=error` makes a position that retention already deleted an error
-//! instead of a silent jump to the topic's start or end.
+//! Reading Milvus DML channels at positions ferry manages, whatever the transport: the
+//! records a [`Transport`] hands over are decoded and filtered here, once.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
-
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
+use std::sync::Arc;
 
 use super::decode::{decode, peek};
-use super::error::{kafka_out_of_range, kafka_transient};
+use super::kafka::KafkaTransport;
+use super::transport::{RawStream, Transport};
 use super::{WalError, WalEvent};
 use crate::proto::common::MsgType;
-use crate::secret::Secret;
-
-const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One WAL record that passed the filter.
 #[derive(Debug, Clone)]
 pub struct WalRecord {
-    /// The channel (= Kafka topic).
+    /// The channel (a Kafka or RocksMQ topic).
     pub channel: String,
+    /// Its position in the channel (Kafka offset, RocksMQ message id).
     pub offset: i64,
     /// `base.msg_type` as on the wire.
     pub msg_type: i32,
@@ -53,175 +40,100 @@ impl CollectionFilter {
     }
 }
 
-/// Connection settings for the source's Kafka.
+/// The source's WAL: a transport and the channels it reads.
 #[derive(Debug, Clone)]
 pub struct WalReader {
-    brokers: String,
-    channels: Vec<String>,
-    /// Extra librdkafka settings (security.protocol, sasl.*, ...): values are [`Secret`]s,
-    /// so a Debug print of the reader never shows a password.
-    options: Vec<(String, Secret)>,
+    transport: Arc<dyn Transport>,
 }
 
 impl WalReader {
+    /// Channels on Kafka.
     pub fn new(brokers: impl Into<String>, channels: Vec<String>) -> Self {
-        WalReader {
-            brokers: brokers.into(),
-            channels,
-            options: Vec::new(),
+        WalReader { transport: Arc::new(KafkaTransport::new(brokers, channels)) }
+    }
+
+    /// Channels from any transport.
+    pub fn with_transport(transport: impl Transport + 'static) -> Self {
+        WalReader { transport: Arc::new(transport) }
+    }
+
+    /// The reader `[source.wal]` describes: its Kafka (with the connection's security), or a
+    /// standalone's RocksMQ (read through a secondary instance under `state_dir`).
+    pub fn from_config(wal: &crate::config::WalConfig, channels: Vec<String>, state_dir: &std::path::Path) -> Self {
+        match &wal.rocksmq {
+            Some(path) => WalReader::with_transport(super::rocksmq::RocksMqTransport::new(
+                path,
+                state_dir.join("rocksmq-secondary"),
+                channels,
+                std::time::Duration::from_millis(wal.rocksmq_catch_up_ms),
+            )),
+            None => WalReader::new(wal.brokers.clone(), channels).with_security(wal),
         }
     }
 
-    /// Adds a librdkafka setting (for example `security.protocol`).
+    fn kafka_mut(&mut self) -> Option<&mut KafkaTransport> {
+        Arc::get_mut(&mut self.transport).and_then(|t| t.as_kafka_mut())
+    }
+
+    /// Adds a librdkafka setting (for example `security.protocol`); Kafka readers only, while
+    /// being built.
     pub fn with_option(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.options.push((key.into(), Secret::new(value.into())));
+        if let Some(k) = self.kafka_mut() {
+            k.set_option(key, value);
+        }
         self
     }
 
-    /// Adds the connection's security settings (`[source.wal]` protocol, SASL, TLS files).
+    /// Adds the connection's security settings (`[source.wal]` protocol, SASL, TLS files);
+    /// Kafka readers only, while being built.
     pub fn with_security(mut self, wal: &crate::config::WalConfig) -> Self {
-        self.options.extend(wal.security_options().into_iter().map(|(k, v)| (k.to_string(), v)));
+        if let Some(k) = self.kafka_mut() {
+            k.set_security(wal);
+        }
         self
     }
 
     pub fn channels(&self) -> &[String] {
-        &self.channels
+        self.transport.channels()
     }
 
-    fn config(&self) -> ClientConfig {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.brokers)
-            .set("group.id", format!("ferry-{}", std::process::id()))
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "error")
-            .set("enable.partition.eof", "false")
-            // Time ticks arrive every 200 ms per channel; librdkafka's default 500 ms fetch
-            // wait would add up to half a second to lag and to the cutover's end position.
-            .set("fetch.wait.max.ms", "50")
-            // Milvus records can be tens of MB (one insert request).
-            .set("fetch.message.max.bytes", "67108864")
-            .set("receive.message.max.bytes", "134217728");
-        for (k, v) in &self.options {
-            c.set(k, v.expose());
-        }
-        c
+    /// What the reader reads ("Kafka at host:9092", "RocksMQ at /var/lib/milvus/rdb_data").
+    pub fn describe(&self) -> String {
+        self.transport.describe()
     }
 
-    fn client_error(&self, source: KafkaError) -> WalError {
-        WalError::Client {
-            brokers: self.brokers.clone(),
-            source,
-        }
-    }
-
-    /// The next offset of every channel: recorded before a snapshot, these are where
+    /// The next position of every channel: recorded before a snapshot, these are where
     /// streaming starts, so nothing written after the snapshot began is missed.
     pub async fn high_watermarks(&self) -> Result<HashMap<String, i64>, WalError> {
-        let consumer: BaseConsumer = self.config().create().map_err(|e| self.client_error(e))?;
-        let channels = self.channels.clone();
-        // fetch_watermarks blocks on the network.
-        tokio::task::spawn_blocking(move || {
-            let mut out = HashMap::new();
-            for ch in channels {
-                let (_, high) = consumer
-                    .fetch_watermarks(&ch, 0, WATERMARK_TIMEOUT)
-                    .map_err(|source| WalError::Topic {
-                        topic: ch.clone(),
-                        source,
-                    })?;
-                out.insert(ch, high);
-            }
-            Ok(out)
-        })
-        .await
-        .map_err(|join| WalError::Task {
-            reason: join.to_string(),
-        })?
+        self.transport.high_watermarks().await
     }
 
-    /// Reads every channel in `from` starting at its offset.
-    pub fn stream(
-        &self,
-        from: &HashMap<String, i64>,
-        filter: CollectionFilter,
-    ) -> Result<WalStream, WalError> {
-        let consumer: StreamConsumer = self.config().create().map_err(|e| self.client_error(e))?;
-        let mut tpl = TopicPartitionList::new();
-        for (ch, &offset) in from {
-            tpl.add_partition_offset(ch, 0, Offset::Offset(offset))
-                .map_err(|source| WalError::Topic {
-                    topic: ch.clone(),
-                    source,
-                })?;
-        }
-        consumer.assign(&tpl).map_err(|e| self.client_error(e))?;
-        Ok(WalStream {
-            consumer,
-            brokers: self.brokers.clone(),
-            filter,
-            expected: from.clone(),
-        })
+    /// Reads every channel in `from` starting at its position.
+    pub fn stream(&self, from: &HashMap<String, i64>, filter: CollectionFilter) -> Result<WalStream, WalError> {
+        Ok(WalStream { raw: self.transport.open(from)?, filter })
     }
 }
 
-/// Records of the assigned channels, in Kafka order per channel.
+/// Records of the opened channels, in order per channel, decoded and filtered.
 pub struct WalStream {
-    consumer: StreamConsumer,
-    brokers: String,
+    raw: Box<dyn RawStream>,
     filter: CollectionFilter,
-    /// Next offset expected per channel, to report where an out-of-range error happened.
-    expected: HashMap<String, i64>,
 }
 
 impl WalStream {
-    /// The next record that passes the filter. Transient Kafka errors (a broker restart)
-    /// are logged and waited out; librdkafka reconnects and resumes at its fetch position.
+    /// The next record that passes the filter.
     pub async fn next(&mut self) -> Result<WalRecord, WalError> {
-        let mut backoff = Duration::from_millis(100);
         loop {
-            let msg = match self.consumer.recv().await {
-                Ok(m) => m,
-                Err(e) if kafka_out_of_range(&e) => {
-                    let (topic, offset) = self.out_of_range_where();
-                    return Err(WalError::OffsetOutOfRange {
-                        topic,
-                        offset,
-                        source: e,
-                    });
-                }
-                Err(e) if kafka_transient(&e) => {
-                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "Kafka read failed; retrying");
-                    metrics::counter!(crate::metrics::WAL_READ_RETRIES).increment(1);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    continue;
-                }
-                Err(e) => {
-                    return Err(WalError::Client {
-                        brokers: self.brokers.clone(),
-                        source: e,
-                    })
-                }
-            };
-            backoff = Duration::from_millis(100);
-            let topic = msg.topic().to_string();
-            let offset = msg.offset();
-            if let Some(next) = self.expected.get_mut(&topic) {
-                *next = offset + 1;
-            }
-            let Some(value) = msg.payload() else {
+            let rec = self.raw.next().await?;
+            let (topic, offset) = (rec.channel, rec.position);
+            let Some(value) = rec.value else {
                 // Milvus skips null records too; they carry nothing to replay.
                 tracing::warn!(%topic, offset, "WAL record without a value; skipped");
                 metrics::counter!(crate::metrics::WAL_EMPTY_RECORDS).increment(1);
                 continue;
             };
-            let decode_err = |source| WalError::Decode {
-                topic: topic.clone(),
-                offset,
-                source,
-            };
-            let head = peek(value).map_err(decode_err)?;
+            let decode_err = |source| WalError::Decode { topic: topic.clone(), offset, source };
+            let head = peek(&value).map_err(decode_err)?;
             let keep = match head.collection_id {
                 Some(id) => self.filter.keeps(id),
                 None => head.msg_type == MsgType::TimeTick as i32,
@@ -229,31 +141,8 @@ impl WalStream {
             if !keep {
                 continue;
             }
-            let event = decode(value).map_err(decode_err)?;
-            return Ok(WalRecord {
-                channel: topic,
-                offset,
-                msg_type: head.msg_type,
-                event,
-                raw: value.to_vec(),
-            });
-        }
-    }
-
-    /// Best guess at which assignment failed: librdkafka's error does not name it, so
-    /// report the channel(s) and next offsets ferry expected.
-    fn out_of_range_where(&self) -> (String, i64) {
-        let mut all: Vec<_> = self.expected.iter().collect();
-        all.sort();
-        match all.as_slice() {
-            [(topic, offset)] => ((*topic).clone(), **offset),
-            _ => (
-                all.iter()
-                    .map(|(t, o)| format!("{t}@{o}"))
-                    .collect::<Vec<_>>()
-                    .join(","),
-                -1,
-            ),
+            let event = decode(&value).map_err(decode_err)?;
+            return Ok(WalRecord { channel: topic, offset, msg_type: head.msg_type, event, raw: value });
         }
     }
 }

@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 
 pub mod data;
 pub mod stream;
+pub mod wal;
 
 use ferry::milvus::{ConnectOptions, MilvusClient};
 
@@ -28,6 +29,8 @@ pub struct TestEnv {
     pub python: String,
     pub lite_python: String,
     pub source_data_dir: String,
+    /// The target Milvus's local storage root (its WAL is RocksMQ, under `rocksmq/`).
+    pub target_data_dir: String,
 }
 
 pub fn repo_root() -> PathBuf {
@@ -78,6 +81,7 @@ pub fn env() -> &'static TestEnv {
             python: get("FERRY_TEST_PYTHON"),
             lite_python: get("FERRY_TEST_LITE_PYTHON"),
             source_data_dir: get("FERRY_TEST_SOURCE_DATA_DIR"),
+            target_data_dir: get("FERRY_TEST_TARGET_DATA_DIR"),
         }
     })
 }
