@@ -59,21 +59,21 @@ pub async fn make_source(source: &MilvusClient, name: &str, rows: i64) {
 /// daemon listens on free ports, written to `state/daemon.json` ([`endpoints`]).
 pub fn job(dir: &Path, src: &str, dst: &str) -> String {
     let env = super::env();
+    let wal = format!("brokers = \"{}\"\ntopic_prefix = \"{}\"", env.kafka_brokers, env.topic_prefix);
+    job_between(dir, &env.source_uri, &env.target_uri, &wal, src, dst)
+}
+
+/// A job file for `ferry run` from `src` on `source_uri` to `dst` on `target_uri`, with
+/// `wal` as the `[source.wal]` table's body.
+pub fn job_between(dir: &Path, source_uri: &str, target_uri: &str, wal: &str, src: &str, dst: &str) -> String {
     let job = super::write_job(
         dir,
-        &env.source_uri,
-        &env.target_uri,
+        source_uri,
+        target_uri,
         &format!("[[collections]]\nsource = \"{src}\"\ntarget = \"{dst}\"\n"),
         "page_rows = 500\nbatch_bytes = 100000\nparallelism = 2\nkey_splits = 2",
     );
-    let text = std::fs::read_to_string(&job).unwrap().replacen(
-        "[target]",
-        &format!(
-            "[source.wal]\nbrokers = \"{}\"\ntopic_prefix = \"{}\"\n\n[target]",
-            env.kafka_brokers, env.topic_prefix
-        ),
-        1,
-    )
+    let text = std::fs::read_to_string(&job).unwrap().replacen("[target]", &format!("[source.wal]\n{wal}\n\n[target]"), 1)
         + "\n[control]\nlisten = \"127.0.0.1:0\"\n\n[telemetry]\nlisten = \"127.0.0.1:0\"\n";
     std::fs::write(&job, text).unwrap();
     job.to_str().unwrap().to_string()

@@ -10,9 +10,10 @@
 //! digits), as ferry does when it seeks.
 //!
 //! Retention deletes a topic's oldest messages (whole pages, a prefix of the topic). ferry's
-//! position is the id after the last message it read; that message still being there proves
-//! nothing after it was deleted. Before every read ferry checks it, and a missing one is an
-//! error naming the topic and the position, never a silent jump. (RocksMQ's meta store
+//! position is the id after the last message it read, or the id of a message it read but
+//! has not sealed yet; that message still being there proves nothing after it was deleted.
+//! Before every read ferry checks it, and a missing one is an error naming the topic and the
+//! position, never a silent jump. (RocksMQ's meta store
 //! records pages and acknowledgements of Milvus's own consumers, not a reader it does not
 //! know; the message itself is the record of what is left.)
 
@@ -215,20 +216,28 @@ fn read_new(t: &RocksMqTransport, db: &ffi::Secondary, next: &mut [(String, i64)
     for (topic, pos) in next.iter_mut() {
         let mut it = db.iter(MESSAGES, topic_end(topic)).map_err(|e| t.err(e, false))?;
         if *pos > 0 {
-            let last = key(topic, *pos - 1);
+            // A position is the id after the last message read, or the id of a message read
+            // but not yet sealed by a time tick (the sequencer carries it over): one of the two
+            // was in the topic when the position was stored. Retention deletes a prefix, so
+            // while that message is there nothing after it was deleted.
+            let (last, at) = (key(topic, *pos - 1), key(topic, *pos));
             it.seek(&last);
-            if it.current().map(|(k, _)| k) != Some(last.as_slice()) {
-                it.status().map_err(|e| t.err(format!("topic {topic}: {e}"), true))?;
-                return Err(WalError::OffsetOutOfRange {
-                    topic: topic.clone(),
-                    offset: *pos,
-                    reason: format!(
-                        "the message ferry read last ({}) is gone from RocksMQ: its retention (rocksmq.retentionTimeInMinutes, rocksmq.retentionSizeInMB) deleted it, so messages after it may be gone too",
-                        *pos - 1
-                    ),
-                });
+            match it.current().map(|(k, _)| k.to_vec()) {
+                Some(k) if k == last => it.next(),
+                Some(k) if k == at => {}
+                _ => {
+                    it.status().map_err(|e| t.err(format!("topic {topic}: {e}"), true))?;
+                    return Err(WalError::OffsetOutOfRange {
+                        topic: topic.clone(),
+                        offset: *pos,
+                        reason: format!(
+                            "neither message {} (read last) nor {} (to read next) is in RocksMQ any more: its retention (rocksmq.retentionTimeInMinutes, rocksmq.retentionSizeInMB) deleted them, and messages after them may be gone too",
+                            *pos - 1,
+                            *pos
+                        ),
+                    });
+                }
             }
-            it.next();
         } else {
             it.seek(format!("{topic}/").as_bytes());
         }
