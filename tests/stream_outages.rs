@@ -10,16 +10,6 @@ use std::time::Duration;
 
 use common::stream;
 
-fn testenv_restart(name: &str, down_seconds: u32) {
-    let script = common::repo_root().join("scripts/testenv");
-    let ok = tokio::task::block_in_place(|| {
-        std::process::Command::new(script).args(["restart", name, &down_seconds.to_string()]).status()
-    })
-    .map(|s| s.success())
-    .unwrap_or(false);
-    assert!(ok, "scripts/testenv restart {name} failed (see target/testenv/logs)");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_restart_and_target_outage_lose_nothing() {
     let env = common::env();
@@ -35,11 +25,11 @@ async fn broker_restart_and_target_outage_lose_nothing() {
     let mut ferry = stream::spawn_daemon(&cfg, dir.path(), "");
     tokio::time::sleep(Duration::from_secs(8)).await;
 
-    testenv_restart("kafka", 5);
+    stream::testenv_restart("kafka", 5);
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(ferry.try_wait().is_none(), "ferry stopped during the broker restart:\n{}", ferry.log());
 
-    testenv_restart("target", 30);
+    stream::testenv_restart("target", 30);
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(ferry.try_wait().is_none(), "ferry stopped while the target was down:\n{}", ferry.log());
 

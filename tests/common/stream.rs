@@ -326,3 +326,15 @@ impl Drop for Daemon {
         }
     }
 }
+
+/// `scripts/testenv restart NAME DOWN_SECONDS`: stops one server keeping its data, starts it
+/// again after the pause (outage tests).
+pub fn testenv_restart(name: &str, down_seconds: u32) {
+    let script = super::repo_root().join("scripts/testenv");
+    let ok = tokio::task::block_in_place(|| {
+        std::process::Command::new(script).args(["restart", name, &down_seconds.to_string()]).status()
+    })
+    .map(|s| s.success())
+    .unwrap_or(false);
+    assert!(ok, "scripts/testenv restart {name} failed (see target/testenv/logs)");
+}
