@@ -39,6 +39,10 @@ async fn target_converges_through_crashes_from_a_rocksmq_source() {
 
     let child = spawn_daemon(&cfg, dir.path(), "");
     tokio::time::sleep(Duration::from_secs(5)).await;
+    // Readiness names the RocksMQ reader and checks it reads.
+    let eps = stream::endpoints(dir.path());
+    let (code, body) = tokio::task::block_in_place(|| common::http_get(&eps.telemetry, "/readyz"));
+    assert!(code == 200 && body.contains(&format!("wal (RocksMQ at {}): ok", rocksmq.display())), "{code} {body}");
     stop.store(true, Ordering::Relaxed);
     let written = w.await.unwrap();
     eprintln!("writer stopped after id {written}");

@@ -71,7 +71,7 @@ async fn probe(ctx: &Ctx) -> (StatusCode, String) {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("job not started yet (connecting, planning)\n{why}"));
     };
     let c = &live.context;
-    let (source, target, broker) = tokio::join!(
+    let (source, target, wal) = tokio::join!(
         tokio::time::timeout(PROBE_TIMEOUT, c.source.server_version()),
         tokio::time::timeout(PROBE_TIMEOUT, c.target.server_version()),
         tokio::time::timeout(PROBE_TIMEOUT, c.reader.high_watermarks()),
@@ -84,7 +84,8 @@ async fn probe(ctx: &Ctx) -> (StatusCode, String) {
     let checks = [
         line("source", source.map(|r| r.map(|_| ()).map_err(|e| e.to_string()))),
         line("target", target.map(|r| r.map(|_| ()).map_err(|e| e.to_string()))),
-        line("broker", broker.map(|r| r.map(|_| ()).map_err(|e| e.to_string()))),
+        // The WAL's transport by name: "wal (Kafka at host:9092)", "wal (RocksMQ at /path)".
+        line(&format!("wal ({})", c.reader.describe()), wal.map(|r| r.map(|_| ()).map_err(|e| e.to_string()))),
     ];
     let ok = checks.iter().all(|(ok, _)| *ok);
     let body: String = checks.into_iter().map(|(_, l)| l).collect();
