@@ -836,6 +836,28 @@ name = "j1"
         assert!(e.contains("target.token") && e.contains("FERRY_TEST_SURELY_UNSET"), "{e}");
     }
 
+    /// The WAL is on Kafka or in RocksMQ, never both nor neither; RocksMQ takes no Kafka
+    /// security; its catch-up interval is bounded.
+    #[test]
+    fn wal_on_kafka_or_in_rocksmq() {
+        let with = |wal: &str| {
+            let text = MINIMAL.replace("[target]", &format!("[source.wal]\n{wal}\n[target]"));
+            JobConfig::parse(&text, Path::new("j.toml"))
+        };
+        let c = with("rocksmq = \"/var/lib/milvus/rdb_data\"").unwrap();
+        let w = c.source.wal.unwrap();
+        assert_eq!((w.rocksmq.unwrap(), w.rocksmq_catch_up_ms, w.brokers.as_str()), (PathBuf::from("/var/lib/milvus/rdb_data"), 100, ""));
+        for (wal, want) in [
+            ("brokers = \"k:9092\"\nrocksmq = \"/d\"", "brokers and rocksmq exclude each other"),
+            ("topic_prefix = \"p\"", "needs brokers (a WAL on Kafka) or rocksmq"),
+            ("rocksmq = \"/d\"\nsecurity_protocol = \"SSL\"", "security settings are Kafka's"),
+            ("rocksmq = \"/d\"\nrocksmq_catch_up_ms = 5", "source.wal.rocksmq_catch_up_ms"),
+        ] {
+            let e = with(wal).unwrap_err().to_string();
+            assert!(e.contains(want), "{wal}: {e}");
+        }
+    }
+
     #[test]
     fn source_storage() {
         let with = |extra: &str| {
