@@ -19,9 +19,7 @@ async fn a_restart_of_the_rocksmq_source_loses_nothing() {
     let dst = common::unique("rmqr_dst");
     stream::make_source(&source, &src, 3000).await;
     let dir = tempfile::tempdir().unwrap();
-    let rocksmq = std::path::Path::new(&env.target_data_dir).join("rocksmq");
-    let wal = format!("rocksmq = \"{}\"\nrocksmq_catch_up_ms = 50\ntopic_prefix = \"{}\"", rocksmq.display(), env.topic_prefix);
-    let cfg = stream::job_between(dir.path(), &env.target_uri, &env.source_uri, &wal, &src, &dst);
+    let cfg = stream::rocksmq_job(dir.path(), &src, &dst);
 
     let stop = Arc::new(AtomicBool::new(false));
     let w = tokio::spawn(stream::writer(source.clone(), src.clone(), 3000, stop.clone(), true));

@@ -19,7 +19,7 @@ use ferry::wal::rocksmq::RocksMqTransport;
 use ferry::wal::{dml_channels, CollectionFilter, WalError, WalEvent, WalReader, WalRecord};
 
 fn rocksmq_dir() -> PathBuf {
-    let dir = PathBuf::from(&common::env().target_data_dir).join("rocksmq");
+    let dir = common::stream::rocksmq_dir();
     assert!(dir.join("CURRENT").is_file(), "the target Milvus has no RocksMQ at {} (is the test environment up? `scripts/testenv up`)", dir.display());
     dir
 }

@@ -338,3 +338,49 @@ pub fn testenv_restart(name: &str, down_seconds: u32) {
     .unwrap_or(false);
     assert!(ok, "scripts/testenv restart {name} failed (see target/testenv/logs)");
 }
+
+/// A job file for `ferry run` from `src` on the test environment's RocksMQ Milvus (its
+/// "target" server, here the source) to `dst` on the other one, reading the WAL from RocksMQ.
+pub fn rocksmq_job(dir: &Path, src: &str, dst: &str) -> String {
+    let env = super::env();
+    let wal = format!("rocksmq = \"{}\"\nrocksmq_catch_up_ms = 50\ntopic_prefix = \"{}\"", rocksmq_dir().display(), env.topic_prefix);
+    job_between(dir, &env.target_uri, &env.source_uri, &wal, src, dst)
+}
+
+/// The RocksMQ directory of the test environment's RocksMQ Milvus.
+pub fn rocksmq_dir() -> PathBuf {
+    Path::new(&super::env().target_data_dir).join("rocksmq")
+}
+
+/// The crash drill of a zero-downtime job: while a writer changes `src` (which holds `rows`
+/// rows), ferry is crashed during the snapshot, while applying and after a log append
+/// (failpoints), then killed -9 a few seconds into streaming; a last run must then converge
+/// the target to exactly the source. `ready` runs against that last run's endpoints first.
+pub async fn crash_drill(
+    source: &MilvusClient,
+    target: &MilvusClient,
+    (src, dst): (&str, &str),
+    (cfg, dir): (&str, &Path),
+    rows: i64,
+    ready: impl FnOnce(&Path),
+) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = tokio::spawn(writer(source.clone(), src.to_string(), rows, stop.clone(), false));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    expect_abort(spawn_daemon(cfg, dir, "copy.after_target_write"), "snapshot crash");
+    expect_abort(spawn_daemon(cfg, dir, "apply.after_target_write"), "apply crash");
+    expect_abort(spawn_daemon(cfg, dir, "log.after_append"), "log crash");
+    let child = spawn_daemon(cfg, dir, "");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    child.kill();
+
+    let child = spawn_daemon(cfg, dir, "");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    ready(dir);
+    stop.store(true, Ordering::Relaxed);
+    let written = w.await.unwrap();
+    eprintln!("writer stopped after id {written}");
+    let (expected, got) = converge(source, target, src, dst, Duration::from_secs(90)).await;
+    stop_and_assert_same(child, &expected, &got);
+    assert!(expected.len() as i64 > rows, "the writer added rows ({})", expected.len());
+}
