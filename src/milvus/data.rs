@@ -445,18 +445,21 @@ pub fn append_column(dst: &mut FieldData, src: &FieldData) -> Result<(), DataErr
     let (dst_rows, src_rows) = (column_rows(dst), column_rows(src));
     match (&mut dst.field, &src.field) {
         (Some(Field::Scalars(d)), Some(Field::Scalars(s))) => match (&mut d.data, &s.data) {
-            (Some(Scalar::BoolData(d)), Some(Scalar::BoolData(s))) => d.data.extend_from_slice(&s.data),
-            (Some(Scalar::IntData(d)), Some(Scalar::IntData(s))) => d.data.extend_from_slice(&s.data),
-            (Some(Scalar::LongData(d)), Some(Scalar::LongData(s))) => d.data.extend_from_slice(&s.data),
-            (Some(Scalar::FloatData(d)), Some(Scalar::FloatData(s))) => d.data.extend_from_slice(&s.data),
-            (Some(Scalar::DoubleData(d)), Some(Scalar::DoubleData(s))) => d.data.extend_from_slice(&s.data),
-            (Some(Scalar::TimestamptzData(d)), Some(Scalar::TimestamptzData(s))) => d.data.extend_from_slice(&s.data),
-            (Some(Scalar::StringData(d)), Some(Scalar::StringData(s))) => d.data.extend(s.data.iter().cloned()),
-            (Some(Scalar::GeometryWktData(d)), Some(Scalar::GeometryWktData(s))) => d.data.extend(s.data.iter().cloned()),
-            (Some(Scalar::BytesData(d)), Some(Scalar::BytesData(s))) => d.data.extend(s.data.iter().cloned()),
-            (Some(Scalar::JsonData(d)), Some(Scalar::JsonData(s))) => d.data.extend(s.data.iter().cloned()),
-            (Some(Scalar::GeometryData(d)), Some(Scalar::GeometryData(s))) => d.data.extend(s.data.iter().cloned()),
-            (Some(Scalar::ArrayData(d)), Some(Scalar::ArrayData(s))) => d.data.extend(s.data.iter().cloned()),
+            (Some(d), Some(s)) => {
+                // The same variant on both sides: its rows appended.
+                macro_rules! extend_same {
+                    ($($v:ident),*) => {
+                        match (d, s) {
+                            $((Scalar::$v(d), Scalar::$v(s)) => d.data.extend_from_slice(&s.data),)*
+                            _ => return Err(mismatch()),
+                        }
+                    };
+                }
+                extend_same!(
+                    BoolData, IntData, LongData, FloatData, DoubleData, TimestamptzData, StringData,
+                    GeometryWktData, BytesData, JsonData, GeometryData, ArrayData
+                )
+            }
             (None, Some(s)) => d.data = Some(s.clone()),
             _ => return Err(mismatch()),
         },
