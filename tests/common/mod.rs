@@ -253,3 +253,14 @@ pub fn verify_full_equal(job: &str) {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("EQUAL"), "verify --full: {text}{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `ferry migrate --config JOB --quiet`, as a dry run and for real: both must fail, and
+/// stderr must hold every one of `wants`.
+pub fn migrate_refused(job: &str, wants: &[&str]) {
+    for dry in [&["--dry-run"][..], &[][..]] {
+        let out = run_ferry(&[&["migrate", "--config", job, "--quiet"][..], dry].concat(), &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{dry:?}: migrate must fail");
+        assert!(wants.iter().all(|w| err.contains(w)), "{dry:?}: want {wants:?} in: {err}");
+    }
+}
