@@ -4,8 +4,11 @@
 //! builds them; every shipped job file loads with [`JobConfig`]; the example job file names
 //! every key of the README's reference and the binary accepts it (`ferry migrate --dry-run`
 //! against the test environment); the systemd units pass `systemd-analyze verify`; the
-//! Dockerfile copies only files that exist. (Building the image needs a Docker daemon, which
-//! this machine does not have.)
+//! Dockerfile copies only files that exist and installs the RocksDB library; the RocksMQ
+//! examples (`deploy/rocksmq/`: compose file, job file, Kubernetes sidecar) mount the
+//! standalone's data read-only from the very volume Milvus writes, keep ferry's state on a
+//! volume of its own, and point `[source.wal] rocksmq` at that mount. (Building the image and
+//! running the compose file need a Docker daemon, which this machine does not have.)
 
 mod common;
 
@@ -779,5 +782,729 @@ fn dockerfile_copies_files_that_exist_and_runs_unprivileged() {
     assert!(
         text.contains("VOLUME [\"/var/lib/ferry\"]"),
         "a volume for state_dir"
+    );
+}
+
+#[test]
+fn dockerfile_runtime_installs_the_rocksdb_library() {
+    let text = read(&root().join("deploy/Dockerfile"));
+    // The runtime stage: from the last FROM on.
+    let start = text
+        .match_indices("\nFROM ")
+        .last()
+        .map(|(i, _)| i + 1)
+        .expect("a FROM line");
+    let runtime = &text[start..];
+    let base = runtime.lines().next().unwrap();
+    // The package name is Debian bookworm's; another base would need another name.
+    assert!(
+        base.starts_with("FROM debian:bookworm"),
+        "the runtime base is {base:?}: librocksdb7.8 is bookworm's package"
+    );
+    // One RUN instruction, continuation lines joined.
+    let joined = runtime.replace("\\\n", " ");
+    let installs = joined
+        .lines()
+        .filter(|l| l.starts_with("RUN ") && l.contains("apt-get install"))
+        .flat_map(|l| l.split("&&"))
+        .filter(|cmd| cmd.contains("apt-get install"))
+        .flat_map(str::split_whitespace)
+        .any(|w| w == "librocksdb7.8");
+    assert!(
+        installs,
+        "the runtime stage must apt-get install librocksdb7.8 (a [source.wal] rocksmq job loads it)"
+    );
+}
+
+// --- RocksMQ: ferry beside a standalone Milvus ---------------------------------------------------
+
+/// One volume of a compose service, from `source:target[:mode]` or the long syntax.
+#[derive(Debug)]
+struct ComposeMount {
+    source: String,
+    target: String,
+    read_only: bool,
+}
+
+fn compose_mounts(service: &Value, name: &str) -> Vec<ComposeMount> {
+    service["volumes"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .map(|v| match v {
+            Value::String(spec) => {
+                let parts: Vec<&str> = spec.split(':').collect();
+                let (source, target, mode) = match parts.as_slice() {
+                    [s, t] => (*s, *t, ""),
+                    [s, t, m] => (*s, *t, *m),
+                    _ => panic!(
+                        "compose service {name}: volume {spec:?} is not source:target[:mode]"
+                    ),
+                };
+                ComposeMount {
+                    source: source.to_string(),
+                    target: target.to_string(),
+                    read_only: mode.split(',').any(|m| m == "ro"),
+                }
+            }
+            long => ComposeMount {
+                source: str_of(&long["source"]).to_string(),
+                target: str_of(&long["target"]).to_string(),
+                read_only: long["read_only"].as_bool() == Some(true),
+            },
+        })
+        .collect()
+}
+
+/// A command or args: a YAML list, or a string split on whitespace.
+fn words(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => s.split_whitespace().map(str::to_string).collect(),
+        _ => v
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .map(|w| str_of(w).to_string())
+            .collect(),
+    }
+}
+
+/// The `--config` argument of a `ferry run` command line.
+fn config_arg(args: &[String], label: &str) -> String {
+    assert_eq!(
+        args.first().map(String::as_str),
+        Some("run"),
+        "{label}: the container runs the daemon: {args:?}"
+    );
+    args.iter()
+        .skip_while(|a| *a != "--config")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{label}: --config in {args:?}"))
+        .clone()
+}
+
+/// `http://host:port` -> (host, port).
+fn host_port(uri: &str) -> (String, u16) {
+    let rest = uri.split_once("://").map_or(uri, |(_, r)| r);
+    let (host, port) = rest
+        .trim_end_matches('/')
+        .rsplit_once(':')
+        .unwrap_or_else(|| panic!("{uri}: no port"));
+    (
+        host.to_string(),
+        port.parse().unwrap_or_else(|_| panic!("{uri}: bad port")),
+    )
+}
+
+/// A compose duration (`90s`, `1m30s`, `2m`) in seconds.
+fn compose_duration_s(text: &str) -> u64 {
+    let (mut total, mut n) = (0u64, String::new());
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            n.push(c);
+            continue;
+        }
+        let unit = match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => panic!("duration {text:?}: unit {c:?}"),
+        };
+        total += n
+            .parse::<u64>()
+            .unwrap_or_else(|_| panic!("duration {text:?}"))
+            * unit;
+        n.clear();
+    }
+    assert!(n.is_empty(), "duration {text:?} ends without a unit");
+    total
+}
+
+/// Job file lines that set a secret must read it from the environment, not hold it.
+fn assert_secrets_from_env(text: &str, label: &str) {
+    for line in text.lines().map(str::trim).filter(|l| !l.starts_with('#')) {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let key = key.trim();
+        if key == "token" || key.ends_with("password") {
+            assert!(
+                value.trim().starts_with("\"env:"),
+                "{label}: {key} must be an env:VAR reference, not a value: {line}"
+            );
+        }
+    }
+}
+
+/// What both RocksMQ examples hold for their job: the WAL is the standalone's RocksMQ as
+/// mounted in ferry's container, never Kafka; state elsewhere; the APIs on the container's
+/// addresses with a token.
+fn check_rocksmq_job(job: &JobConfig, label: &str, milvus_mount: &Path) {
+    let wal = job
+        .source
+        .wal
+        .as_ref()
+        .unwrap_or_else(|| panic!("{label}: a zero-downtime job needs [source.wal]"));
+    assert_eq!(
+        wal.rocksmq.as_deref(),
+        Some(milvus_mount.join("rdb_data").as_path()),
+        "{label}: [source.wal] rocksmq must be the standalone's rocksmq.path as ferry's container \
+         sees it: the Milvus data mount ({}) plus rdb_data",
+        milvus_mount.display()
+    );
+    assert!(
+        wal.brokers.trim().is_empty(),
+        "{label}: brokers and rocksmq exclude each other"
+    );
+    assert!(
+        !job.job.state_dir.starts_with(milvus_mount),
+        "{label}: state_dir {} is inside Milvus's directory",
+        job.job.state_dir.display()
+    );
+    for (name, listen) in [
+        ("telemetry", &job.telemetry.listen),
+        ("control", &job.control.listen),
+    ] {
+        let addr: std::net::SocketAddr = listen
+            .parse()
+            .unwrap_or_else(|e| panic!("{label}: {name} listen {listen}: {e}"));
+        assert!(
+            addr.ip().is_unspecified(),
+            "{label}: {name} must listen on 0.0.0.0 in a container, not {listen}"
+        );
+    }
+    // (From the environment: assert_secrets_from_env checks every token line.)
+    assert!(
+        job.control.token.is_some(),
+        "{label}: the control API off loopback needs a token"
+    );
+}
+
+#[test]
+fn rocksmq_compose_shares_the_standalones_volume_read_only() {
+    let dir = root().join("deploy/rocksmq");
+    let path = dir.join("docker-compose.yml");
+    let label = "deploy/rocksmq/docker-compose.yml";
+    let docs = yaml_docs(&path);
+    assert_eq!(docs.len(), 1, "{label}: one document");
+    let compose = &docs[0];
+    let services = compose["services"].as_mapping().expect("services");
+    for name in ["etcd", "minio", "standalone", "ferry"] {
+        assert!(services.contains_key(name), "{label}: no service {name}");
+    }
+    let named_volumes = compose["volumes"].as_mapping().cloned().unwrap_or_default();
+    let is_named = |source: &str| !source.starts_with(['.', '/', '~', '$']);
+    let standalone = &compose["services"]["standalone"];
+    let ferry = &compose["services"]["ferry"];
+
+    // Milvus 2.3 standalone, as Milvus's compose runs it.
+    let image = str_of(&standalone["image"]);
+    assert!(
+        image.starts_with("milvusdb/milvus:v2.3."),
+        "{label}: standalone image {image}"
+    );
+    assert_eq!(
+        words(&standalone["command"]),
+        ["milvus", "run", "standalone"]
+    );
+    let milvus = compose_mounts(standalone, "standalone")
+        .into_iter()
+        .find(|m| m.target == "/var/lib/milvus")
+        .unwrap_or_else(|| panic!("{label}: the standalone mounts nothing at /var/lib/milvus"));
+    assert!(!milvus.read_only, "{label}: Milvus writes its data");
+    if is_named(&milvus.source) {
+        assert!(
+            named_volumes.contains_key(milvus.source.as_str()),
+            "{label}: volume {} is not declared",
+            milvus.source
+        );
+    }
+
+    // ferry mounts that very volume, read-only, and only read-only.
+    let mounts = compose_mounts(ferry, "ferry");
+    let shared: Vec<&ComposeMount> = mounts
+        .iter()
+        .filter(|m| m.source == milvus.source)
+        .collect();
+    assert_eq!(
+        shared.len(),
+        1,
+        "{label}: ferry must mount the standalone's {} once: {mounts:?}",
+        milvus.source
+    );
+    assert!(
+        shared[0].read_only,
+        "{label}: ferry mounts Milvus's data without :ro"
+    );
+    let data_mount = Path::new(&shared[0].target);
+
+    // The job file: the --config of the command, this folder's ferry.toml, read-only.
+    let config = config_arg(&words(&ferry["command"]), label);
+    let job_mount = mounts
+        .iter()
+        .find(|m| m.target == config)
+        .unwrap_or_else(|| panic!("{label}: nothing mounted at --config {config}"));
+    assert!(
+        job_mount.read_only,
+        "{label}: the job file is mounted without :ro"
+    );
+    let job_path = dir.join(&job_mount.source);
+    assert_eq!(
+        job_path
+            .canonicalize()
+            .unwrap_or_else(|e| panic!("{}: {e}", job_path.display())),
+        dir.join("ferry.toml").canonicalize().unwrap(),
+        "{label}: ferry runs deploy/rocksmq/ferry.toml"
+    );
+    let text = read(&job_path);
+    let job_label = "deploy/rocksmq/ferry.toml";
+    assert_secrets_from_env(&text, job_label);
+
+    // Secrets: every env: the job reads is passed from the host's environment (interpolated,
+    // never written in the compose file).
+    let env: BTreeMap<String, String> = match &ferry["environment"] {
+        Value::Sequence(list) => list
+            .iter()
+            .map(|e| {
+                let e = str_of(e);
+                let (k, v) = e.split_once('=').unwrap_or((e, ""));
+                (k.to_string(), v.to_string())
+            })
+            .collect(),
+        other => other
+            .as_mapping()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (str_of(k).to_string(), str_of(v).to_string()))
+            .collect(),
+    };
+    for var in env_refs(&text) {
+        let value = env.get(&var).unwrap_or_else(|| {
+            panic!("{label}: ferry's environment lacks {var}, which {job_label} reads")
+        });
+        assert!(
+            value.starts_with("${"),
+            "{label}: {var} must come from the host's environment (${{{var}...}}), not be written here"
+        );
+    }
+    let vars: BTreeMap<String, String> = env
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                if v.starts_with("${") {
+                    "CHANGE-ME".to_string()
+                } else {
+                    v.clone()
+                },
+            )
+        })
+        .collect();
+    let job = load_with_env(&text, &vars, job_label);
+    check_rocksmq_job(&job, job_label, data_mount);
+
+    // The source is the standalone, by its service name.
+    let (host, port) = host_port(&job.source.uri);
+    assert_eq!(
+        host, "standalone",
+        "{job_label}: source.uri {}",
+        job.source.uri
+    );
+    assert_eq!(port, 19530, "{job_label}: source.uri {}", job.source.uri);
+
+    // State on ferry's own named, writable volume.
+    let state = mounts
+        .iter()
+        .filter(|m| job.job.state_dir.starts_with(&m.target))
+        .max_by_key(|m| m.target.len())
+        .unwrap_or_else(|| {
+            panic!(
+                "{label}: state_dir {} is on no volume",
+                job.job.state_dir.display()
+            )
+        });
+    assert_ne!(
+        state.source, milvus.source,
+        "{label}: ferry's state on Milvus's volume"
+    );
+    assert!(!state.read_only, "{label}: the state volume is read-only");
+    assert!(
+        is_named(&state.source) && named_volumes.contains_key(state.source.as_str()),
+        "{label}: state_dir must be on a declared named volume, is on {}",
+        state.source
+    );
+
+    // The control API's TLS files come from a read-only mount.
+    for file in [&job.control.tls_cert, &job.control.tls_key] {
+        let file = file
+            .as_ref()
+            .expect("control TLS: the listener is not loopback");
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m.read_only && file.starts_with(&m.target)),
+            "{label}: {} is on no read-only mount",
+            file.display()
+        );
+    }
+
+    // Ports: what the job listens on is published.
+    let published: BTreeSet<u16> = ferry["ports"]
+        .as_sequence()
+        .expect("ferry ports")
+        .iter()
+        .map(|p| {
+            let p = str_of(p);
+            let container = p.rsplit(':').next().unwrap().split('/').next().unwrap();
+            container
+                .parse()
+                .unwrap_or_else(|_| panic!("{label}: port {p}"))
+        })
+        .collect();
+    for listen in [&job.telemetry.listen, &job.control.listen] {
+        let port = listen.parse::<std::net::SocketAddr>().unwrap().port();
+        assert!(
+            published.contains(&port),
+            "{label}: port {port} is not published ({published:?})"
+        );
+    }
+    assert_eq!(
+        published,
+        BTreeSet::from([7070, 9464]),
+        "{label}: ferry's ports"
+    );
+
+    // Lifecycle: after the standalone, restarted, with time to drain on SIGTERM.
+    let depends: Vec<String> = match &ferry["depends_on"] {
+        Value::Mapping(m) => m.keys().map(|k| str_of(k).to_string()).collect(),
+        other => words(other),
+    };
+    assert!(
+        depends.iter().any(|d| d == "standalone"),
+        "{label}: ferry depends_on {depends:?}"
+    );
+    let restart = str_of(&ferry["restart"]);
+    assert!(
+        ["always", "unless-stopped", "on-failure"].contains(&restart),
+        "{label}: ferry restart policy {restart:?}"
+    );
+    let grace = compose_duration_s(str_of(&ferry["stop_grace_period"]));
+    assert!(
+        grace >= job.job.shutdown_timeout_s + 30,
+        "{label}: stop_grace_period {grace}s leaves too little over shutdown_timeout_s {}",
+        job.job.shutdown_timeout_s
+    );
+    let user = str_of(&ferry["user"]);
+    assert!(
+        user.is_empty() || !(user.starts_with('0') || user.starts_with("root")),
+        "{label}: ferry runs as {user}"
+    );
+}
+
+#[test]
+fn rocksmq_sidecar_shares_the_milvus_volume_read_only() {
+    let label = "deploy/rocksmq/k8s-sidecar.yaml";
+    let docs = yaml_docs(&root().join(label));
+    let named = |kind: &str, name: &str| -> &Value {
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("{label}: no {kind} {name}"))
+    };
+    let workloads: Vec<&Value> = docs
+        .iter()
+        .filter(|d| matches!(str_of(&d["kind"]), "Deployment" | "StatefulSet"))
+        .collect();
+    assert_eq!(
+        workloads.len(),
+        1,
+        "{label}: one workload, the standalone's pod"
+    );
+    let workload = workloads[0];
+    let pod = s(workload, &["spec", "template", "spec"]);
+    let containers = pod["containers"].as_sequence().expect("containers");
+    let milvus = containers
+        .iter()
+        .find(|c| str_of(&c["image"]).starts_with("milvusdb/milvus:v2.3."))
+        .unwrap_or_else(|| panic!("{label}: no Milvus 2.3 container"));
+    let mut milvus_cmd = words(&milvus["command"]);
+    milvus_cmd.extend(words(&milvus["args"]));
+    assert!(
+        milvus_cmd.ends_with(&["run".into(), "standalone".into()]),
+        "{label}: Milvus runs {milvus_cmd:?}"
+    );
+    let ferry = containers
+        .iter()
+        .find(|c| c["name"] == "ferry")
+        .unwrap_or_else(|| panic!("{label}: no ferry container beside Milvus"));
+
+    // (volume, mountPath, readOnly) of a container.
+    let mounts = |c: &Value| -> Vec<(String, String, bool)> {
+        c["volumeMounts"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .map(|m| {
+                (
+                    str_of(&m["name"]).to_string(),
+                    str_of(&m["mountPath"]).to_string(),
+                    m["readOnly"].as_bool() == Some(true),
+                )
+            })
+            .collect()
+    };
+    let volume = |name: &str| -> &Value {
+        pod["volumes"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("{label}: no pod volume {name}"))
+    };
+    // The claim behind a volume (a pod volume, or a StatefulSet's volumeClaimTemplate).
+    let claim = |name: &str| -> Option<String> {
+        let template = workload["spec"]["volumeClaimTemplates"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .any(|t| t["metadata"]["name"] == name);
+        if template {
+            return Some(format!("template {name}"));
+        }
+        let v = volume(name);
+        let claim = str_of(&v["persistentVolumeClaim"]["claimName"]);
+        if claim.is_empty() {
+            return None;
+        }
+        named("PersistentVolumeClaim", claim);
+        Some(claim.to_string())
+    };
+
+    // Milvus's data, and ferry on the same volume, read-only.
+    let (milvus_volume, milvus_path, milvus_ro) = mounts(milvus)
+        .into_iter()
+        .find(|(_, p, _)| p == "/var/lib/milvus")
+        .unwrap_or_else(|| panic!("{label}: Milvus mounts nothing at /var/lib/milvus"));
+    assert!(!milvus_ro, "{label}: Milvus writes its data");
+    let milvus_claim = claim(&milvus_volume).unwrap_or_else(|| {
+        panic!("{label}: Milvus's data ({milvus_volume}) must be a PersistentVolumeClaim")
+    });
+    let ferry_mounts = mounts(ferry);
+    let shared: Vec<&(String, String, bool)> = ferry_mounts
+        .iter()
+        .filter(|(v, _, _)| *v == milvus_volume)
+        .collect();
+    assert_eq!(
+        shared.len(),
+        1,
+        "{label}: ferry must mount Milvus's volume {milvus_volume} once"
+    );
+    assert!(
+        shared[0].2,
+        "{label}: ferry mounts Milvus's data without readOnly: true"
+    );
+    assert_eq!(
+        shared[0].1, milvus_path,
+        "{label}: ferry sees Milvus's data where Milvus does"
+    );
+    let data_mount = Path::new(&shared[0].1);
+
+    // The job file from the ConfigMap, the credentials from the Secret.
+    let config = config_arg(&words(&ferry["args"]), label);
+    let config = Path::new(&config);
+    let (jobs_volume, _, jobs_ro) = ferry_mounts
+        .iter()
+        .find(|(_, p, _)| config.parent() == Some(Path::new(p)))
+        .unwrap_or_else(|| {
+            panic!(
+                "{label}: nothing mounted at {}",
+                config.parent().unwrap().display()
+            )
+        });
+    assert!(jobs_ro, "{label}: the job file's volume is writable");
+    let cm = named(
+        "ConfigMap",
+        str_of(&volume(jobs_volume)["configMap"]["name"]),
+    );
+    let file = config.file_name().unwrap().to_str().unwrap();
+    let text = str_of(&cm["data"][file]);
+    assert!(!text.is_empty(), "{label}: the ConfigMap has no {file}");
+    let secret_name = ferry["envFrom"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .map(|e| str_of(&e["secretRef"]["name"]))
+        .find(|n| !n.is_empty())
+        .unwrap_or_else(|| panic!("{label}: ferry takes no Secret as environment (envFrom)"));
+    let secret_vars: BTreeMap<String, String> = named("Secret", secret_name)["stringData"]
+        .as_mapping()
+        .expect("Secret stringData")
+        .iter()
+        .map(|(k, v)| (str_of(k).to_string(), str_of(v).to_string()))
+        .collect();
+    let job_label = format!("{label} ConfigMap {file}");
+    assert_secrets_from_env(text, &job_label);
+    assert_placeholder_refused(text, &secret_vars, &job_label);
+    let job = load_with_env(text, &secret_vars, &job_label);
+    check_rocksmq_job(&job, &job_label, data_mount);
+
+    // The source is Milvus, in the same pod.
+    let (host, port) = host_port(&job.source.uri);
+    assert!(
+        host == "127.0.0.1" || host == "localhost",
+        "{job_label}: the sidecar reaches Milvus on the pod's loopback, not {host}"
+    );
+    let milvus_ports: Vec<u64> = milvus["ports"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["containerPort"].as_u64())
+        .collect();
+    assert!(
+        milvus_ports.contains(&(port as u64)),
+        "{job_label}: Milvus has no port {port}"
+    );
+
+    // State on a claim of its own: neither Milvus's volume nor an emptyDir.
+    let (state_volume, _, state_ro) = ferry_mounts
+        .iter()
+        .filter(|(_, p, _)| job.job.state_dir.starts_with(p))
+        .max_by_key(|(_, p, _)| p.len())
+        .unwrap_or_else(|| {
+            panic!(
+                "{label}: state_dir {} is on no volume",
+                job.job.state_dir.display()
+            )
+        });
+    assert_ne!(
+        *state_volume, milvus_volume,
+        "{label}: ferry's state on Milvus's volume"
+    );
+    assert!(!state_ro, "{label}: the state volume is read-only");
+    let state_claim = claim(state_volume).unwrap_or_else(|| {
+        panic!("{label}: state_dir must be on a PersistentVolumeClaim (an emptyDir dies with the pod), is on {state_volume}")
+    });
+    assert_ne!(
+        state_claim, milvus_claim,
+        "{label}: ferry's state on Milvus's claim"
+    );
+
+    // The control API's TLS files come from a read-only mount.
+    for f in [&job.control.tls_cert, &job.control.tls_key] {
+        let f = f
+            .as_ref()
+            .expect("control TLS: the listener is not loopback");
+        assert!(
+            ferry_mounts
+                .iter()
+                .any(|(_, p, ro)| *ro && f.starts_with(p)),
+            "{label}: {} is on no read-only mount",
+            f.display()
+        );
+    }
+
+    // Ports and probes.
+    let ports: BTreeMap<String, u64> = ferry["ports"]
+        .as_sequence()
+        .expect("ferry ports")
+        .iter()
+        .map(|p| {
+            (
+                str_of(&p["name"]).to_string(),
+                p["containerPort"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    for (name, listen) in [
+        ("metrics", &job.telemetry.listen),
+        ("control", &job.control.listen),
+    ] {
+        let port = listen.parse::<std::net::SocketAddr>().unwrap().port() as u64;
+        assert_eq!(ports.get(name), Some(&port), "{job_label}: {name} port");
+    }
+    assert_eq!(ports.get("metrics"), Some(&9464));
+    assert_eq!(ports.get("control"), Some(&7070));
+    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+        let get = &ferry[probe]["httpGet"];
+        assert_eq!(str_of(&get["path"]), path, "{label}: ferry {probe}");
+        let port = get["port"]
+            .as_u64()
+            .or_else(|| ports.get(str_of(&get["port"])).copied());
+        assert_eq!(port, Some(9464), "{label}: ferry {probe} port");
+    }
+
+    // ferry runs as uid 10001, non-root; no pod-level fsGroup (it would change the ownership
+    // of every file on Milvus's volume).
+    let effective = |key: &str| -> &Value {
+        let c = &ferry["securityContext"][key];
+        if c.is_null() {
+            &pod["securityContext"][key]
+        } else {
+            c
+        }
+    };
+    assert_eq!(
+        effective("runAsUser").as_u64(),
+        Some(10001),
+        "{label}: ferry's uid"
+    );
+    assert_eq!(
+        effective("runAsNonRoot").as_bool(),
+        Some(true),
+        "{label}: ferry runs as non-root"
+    );
+    assert!(
+        pod["securityContext"]["fsGroup"].is_null(),
+        "{label}: a pod-level fsGroup would chown Milvus's volume"
+    );
+    let grace = pod["terminationGracePeriodSeconds"]
+        .as_u64()
+        .expect("terminationGracePeriodSeconds");
+    assert!(
+        grace >= job.job.shutdown_timeout_s + 30,
+        "{label}: terminationGracePeriodSeconds {grace} leaves too little over shutdown_timeout_s {}",
+        job.job.shutdown_timeout_s
+    );
+
+    // The pod is ready only when ferry is: a Service that sends clients to Milvus must keep
+    // the pod in its endpoints while ferry's /readyz fails.
+    let pod_labels = s(workload, &["spec", "template", "metadata", "labels"]);
+    let milvus_port_names: BTreeSet<&str> = milvus["ports"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .map(|p| str_of(&p["name"]))
+        .collect();
+    let mut milvus_services = 0;
+    for svc in docs.iter().filter(|d| d["kind"] == "Service") {
+        let selects_pod = svc["spec"]["selector"]
+            .as_mapping()
+            .is_some_and(|sel| sel.iter().all(|(k, v)| &pod_labels[str_of(k)] == v));
+        let to_milvus = svc["spec"]["ports"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .any(|p| {
+                // targetPort: a port name, a number, or (absent) the port itself.
+                match &p["targetPort"] {
+                    Value::String(name) => milvus_port_names.contains(name.as_str()),
+                    Value::Null => p["port"]
+                        .as_u64()
+                        .is_some_and(|n| milvus_ports.contains(&n)),
+                    n => n.as_u64().is_some_and(|n| milvus_ports.contains(&n)),
+                }
+            });
+        if selects_pod && to_milvus {
+            milvus_services += 1;
+            assert_eq!(
+                svc["spec"]["publishNotReadyAddresses"].as_bool(),
+                Some(true),
+                "{label}: Service {} would drop Milvus whenever ferry is not ready",
+                str_of(&svc["metadata"]["name"])
+            );
+        }
+    }
+    assert!(
+        milvus_services > 0,
+        "{label}: no Service sends clients to Milvus"
     );
 }

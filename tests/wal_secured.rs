@@ -85,7 +85,7 @@ fn reader(port: u16, wal: &str) -> WalReader {
     );
     let cfg = JobConfig::parse(&text, Path::new("job.toml")).unwrap_or_else(|e| panic!("{e}"));
     let w = cfg.source.wal.as_ref().unwrap();
-    WalReader::new(w.brokers.clone(), vec![TOPIC.to_string()]).with_security(w)
+    WalReader::from_config(w, vec![TOPIC.to_string()], Path::new("unused: Kafka keeps no local files"))
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@
                        [--marker-ms 200] [--poll-ms 50] [--consistency Eventually|Strong]
                        [--writer-threads 4] [--drain-timeout 180]
     bench_cdc.py report STEADY.json [OUTAGE.json] [--sink "SINK rows=... rows_per_s=..."]
+    bench_cdc.py compare DIR... (each with steady.json, maybe outage.json and sink.txt)
 
 One `phase` runs, in threads of one process (pymilvus 2.3 against the benchmark collection of
 examples/bench_sink.rs: `id` Int64, `vec` FloatVector(128), `s` VarChar, `j` JSON):
@@ -478,6 +479,69 @@ def analyse(p):
     }
 
 
+def outage_figures(o, s):
+    """Phase 2's recovery: the lag threshold (phase 1's p99, at least 1 s), when the lag got
+    back under it, when the outage's backlog was all visible, and when rows were first applied
+    again (absolute times; None when it did not happen)."""
+    down, up = o["outage"]["down"], o["outage"]["up"]
+    after = [sm for sm in o["samples"] if sm["t"] >= up]
+    thr = max(1.0, pct(s["lags"], 99)) if s["lags"] else 1.0
+    caught = next((sm["t"] for sm in after if sm["lag"] <= thr), None)
+    backlog = [m for m in o["markers"] if down <= m["sent"] < up]
+    vis = [m["target"] for m in backlog if m["target"] is not None]
+    backlog_done = max(vis) - up if vis and len(vis) == len(backlog) else None
+    first_after = min((sm["t"] for sm in after if sm["rows"] > last_sample_before(o["samples"], up)["rows"]),
+                      default=None)
+    return thr, caught, backlog_done, first_after
+
+
+def compare(args):
+    """Side by side: the figures of two `bench-cdc` measurements (directories holding
+    steady.json, maybe outage.json and sink.txt), Kafka first."""
+    cols = []
+    for d in args.dirs:
+        with open(os.path.join(d, "steady.json")) as f:
+            steady = json.load(f)
+        outage = None
+        if os.path.exists(os.path.join(d, "outage.json")):
+            with open(os.path.join(d, "outage.json")) as f:
+                outage = json.load(f)
+        sink = None
+        if os.path.exists(os.path.join(d, "sink.txt")):
+            m = re.search(r"rows_per_s=([0-9.]+)", open(os.path.join(d, "sink.txt")).read())
+            sink = float(m.group(1)) if m else None
+        cols.append((os.path.basename(d.rstrip("/")), steady, outage, sink))
+
+    def two(xs):
+        return f"{pct(xs, 50):.3f} / {pct(xs, 99):.3f}" if xs else "-"
+
+    rows = {}
+    for name, steady, outage, sink in cols:
+        s = analyse(steady)
+        r = rows.setdefault(name, {})
+        r["(e) end-to-end, p50 / p99 s"] = two(s["e2e"])
+        r["(s) source's own visibility, p50 / p99 s"] = two(s["src"])
+        r["(e)-(s) what ferry adds, p50 / p99 s"] = two(s["diff"])
+        r["ferry_stream_lag_seconds, p50 / p99"] = two(s["lags"])
+        r["written rows/s (asked)"] = f"{s['written_rps']:.0f} ({steady['rate']})"
+        r["applied rows/s"] = f"{s['applied_rps']:.0f}"
+        r["sink limit rows/s (target)"] = f"{sink:.0f}" if sink else "-"
+        r["writer at % of sink limit"] = f"{100 * s['written_rps'] / sink:.1f}" if sink else "-"
+        r["daemon RSS max MB (streaming)"] = f"{s['rss_max_mb']:.0f}"
+        if outage and "up" in outage["outage"]:
+            _, caught, backlog_done, _ = outage_figures(outage, s)
+            up = outage["outage"]["up"]
+            r["outage: lag back under threshold after s"] = f"{caught - up:.1f}" if caught else "never"
+            r["outage: backlog visible after s"] = f"{backlog_done:.1f}" if backlog_done is not None else "-"
+    names = [c[0] for c in cols]
+    keys = list(dict.fromkeys(k for n in names for k in rows[n]))
+    fmt = "{:<44}" + " {:>18}" * len(names)
+    print(fmt.format("WAL", *names))
+    for k in keys:
+        print(fmt.format(k, *(rows[n].get(k, "-") for n in names)))
+    return 0
+
+
 def report(args):
     phases = []
     for path in args.files:
@@ -537,14 +601,7 @@ def report(args):
             return 1
         down, up = out["down"], out["up"]
         during = [sm for sm in o["samples"] if sm["t"] >= down]
-        after = [sm for sm in o["samples"] if sm["t"] >= up]
-        thr = max(1.0, pct(s["lags"], 99)) if s["lags"] else 1.0
-        caught = next((sm["t"] for sm in after if sm["lag"] <= thr), None)
-        backlog = [m for m in o["markers"] if down <= m["sent"] < up]
-        vis = [m["target"] for m in backlog if m["target"] is not None]
-        backlog_done = max(vis) - up if vis and len(vis) == len(backlog) else None
-        first_after = min((sm["t"] for sm in after if sm["rows"] > last_sample_before(o["samples"], up)["rows"]),
-                          default=None)
+        thr, caught, backlog_done, first_after = outage_figures(o, s)
         print(f"target unreachable for ferry {up - down:.1f} s")
         print(f"first rows applied after the target returned: "
               f"{'%.1f s' % (first_after - up) if first_after else 'never'} after its return")
@@ -602,11 +659,15 @@ def main():
     r = sub.add_parser("report")
     r.add_argument("files", nargs="+")
     r.add_argument("--sink")
+    c = sub.add_parser("compare")
+    c.add_argument("dirs", nargs="+")
     a = ap.parse_args()
     if a.cmd == "phase":
         if a.outage_mode == "gate" and not a.gate_pid:
             ap.error("--outage-mode gate needs --gate-pid")
         sys.exit(phase(a))
+    if a.cmd == "compare":
+        sys.exit(compare(a))
     sys.exit(report(a))
 
 

@@ -74,18 +74,18 @@ async fn probe(ctx: &Ctx) -> (StatusCode, String) {
     let (source, target, wal) = tokio::join!(
         tokio::time::timeout(PROBE_TIMEOUT, c.source.server_version()),
         tokio::time::timeout(PROBE_TIMEOUT, c.target.server_version()),
-        tokio::time::timeout(PROBE_TIMEOUT, c.reader.high_watermarks()),
+        tokio::time::timeout(PROBE_TIMEOUT, c.reader.probe()),
     );
-    let line = |name: &str, r: Result<Result<(), String>, tokio::time::error::Elapsed>| match r {
-        Ok(Ok(())) => (true, format!("{name}: ok\n")),
+    let line = |name: &str, r: Result<Result<String, String>, tokio::time::error::Elapsed>| match r {
+        Ok(Ok(detail)) => (true, format!("{name}: {detail}\n")),
         Ok(Err(e)) => (false, format!("{name}: unreachable: {e}\n")),
         Err(_) => (false, format!("{name}: no answer within {}s\n", PROBE_TIMEOUT.as_secs())),
     };
     let checks = [
-        line("source", source.map(|r| r.map(|_| ()).map_err(|e| e.to_string()))),
-        line("target", target.map(|r| r.map(|_| ()).map_err(|e| e.to_string()))),
+        line("source", source.map(|r| r.map(|_| "ok".to_string()).map_err(|e| e.to_string()))),
+        line("target", target.map(|r| r.map(|_| "ok".to_string()).map_err(|e| e.to_string()))),
         // The WAL's transport by name: "wal (Kafka at host:9092)", "wal (RocksMQ at /path)".
-        line(&format!("wal ({})", c.reader.describe()), wal.map(|r| r.map(|_| ()).map_err(|e| e.to_string()))),
+        line(&format!("wal ({})", c.reader.describe()), wal.map(|r| r.map_err(|e| e.to_string()))),
     ];
     let ok = checks.iter().all(|(ok, _)| *ok);
     let body: String = checks.into_iter().map(|(_, l)| l).collect();

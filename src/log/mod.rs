@@ -23,7 +23,7 @@
 //!
 //! **Invariants.**
 //! 1. *Appended happens-before consumed.* [`DurableLog::append`] writes a window's entries,
-//!    the channel's new Kafka position and its time tick in ONE batch: after any crash,
+//!    the channel's new WAL position and its time tick in ONE batch: after any crash,
 //!    the position never points past an entry that is missing.
 //! 2. *Applied happens-before advanced.* The applier calls [`DurableLog::advance`] only
 //!    after the target accepted everything below the new cursor.
@@ -42,7 +42,7 @@
 //! **Flush policy and recovery.** Writes go to sled's in-memory log and reach disk every
 //! `flush_every_ms` (and on [`DurableLog::flush`], called at shutdown). `kill -9` loses at
 //! most the unflushed tail; sled recovers a prefix of its batches, and because entries and
-//! the Kafka position travel in one batch, a lost tail means the position is older too: the
+//! the WAL position travel in one batch, a lost tail means the position is older too: the
 //! reader simply re-reads those records. A lost cursor advance means re-applying a batch,
 //! which is idempotent (upserts and deletes by key). On open, positions, cursors and ticks
 //! are read back, pending counts are recomputed by one scan of the entries, and the next

@@ -320,7 +320,7 @@ impl DurableLog {
             if let Some(old) = st.position {
                 if position.next_offset < old.next_offset {
                     return Err(backward(
-                        "Kafka position",
+                        "WAL position",
                         old.next_offset.to_string(),
                         position.next_offset.to_string(),
                     ));

@@ -150,7 +150,7 @@ fn nothing_moves_backward() {
         matches!(
             err,
             LogError::Backward {
-                what: "Kafka position",
+                what: "WAL position",
                 ..
             }
         ),

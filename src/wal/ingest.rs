@@ -1,4 +1,4 @@
-//! The ingest loop: Kafka records → time-tick windows → durable log.
+//! The ingest loop: WAL records → time-tick windows → durable log.
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -90,10 +90,6 @@ impl Transport for KafkaTransport {
         format!("Kafka at {}", self.brokers)
     }
 
-    fn as_kafka_mut(&mut self) -> Option<&mut KafkaTransport> {
-        Some(self)
-    }
-
     /// The next offset of every channel.
     fn high_watermarks(&self) -> BoxFuture<'_, Result<HashMap<String, i64>, WalError>> {
         Box::pin(async move {

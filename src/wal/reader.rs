@@ -67,30 +67,12 @@ impl WalReader {
                 channels,
                 std::time::Duration::from_millis(wal.rocksmq_catch_up_ms),
             )),
-            None => WalReader::new(wal.brokers.clone(), channels).with_security(wal),
+            None => {
+                let mut kafka = KafkaTransport::new(wal.brokers.clone(), channels);
+                kafka.set_security(wal);
+                WalReader::with_transport(kafka)
+            }
         }
-    }
-
-    fn kafka_mut(&mut self) -> Option<&mut KafkaTransport> {
-        Arc::get_mut(&mut self.transport).and_then(|t| t.as_kafka_mut())
-    }
-
-    /// Adds a librdkafka setting (for example `security.protocol`); Kafka readers only, while
-    /// being built.
-    pub fn with_option(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        if let Some(k) = self.kafka_mut() {
-            k.set_option(key, value);
-        }
-        self
-    }
-
-    /// Adds the connection's security settings (`[source.wal]` protocol, SASL, TLS files);
-    /// Kafka readers only, while being built.
-    pub fn with_security(mut self, wal: &crate::config::WalConfig) -> Self {
-        if let Some(k) = self.kafka_mut() {
-            k.set_security(wal);
-        }
-        self
     }
 
     pub fn channels(&self) -> &[String] {
@@ -100,6 +82,11 @@ impl WalReader {
     /// What the reader reads ("Kafka at host:9092", "RocksMQ at /var/lib/milvus/rdb_data").
     pub fn describe(&self) -> String {
         self.transport.describe()
+    }
+
+    /// Whether the transport can read now (`/readyz`): a short detail when it can.
+    pub async fn probe(&self) -> Result<String, WalError> {
+        self.transport.probe().await
     }
 
     /// The next position of every channel: recorded before a snapshot, these are where

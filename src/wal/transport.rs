@@ -42,9 +42,10 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
     /// What the transport reads, for logs and errors ("Kafka at host:9092").
     fn describe(&self) -> String;
 
-    /// The Kafka transport, to add client settings while a reader is being built.
-    fn as_kafka_mut(&mut self) -> Option<&mut super::kafka::KafkaTransport> {
-        None
+    /// Whether it can read now, for `/readyz`: a short detail when it can. By default, the
+    /// channels' high watermarks are fetched.
+    fn probe(&self) -> BoxFuture<'_, Result<String, WalError>> {
+        Box::pin(async move { self.high_watermarks().await.map(|_| "ok".to_string()) })
     }
 }
 

@@ -425,16 +425,26 @@ pub async fn dump(
     pk: &str,
     fields: Vec<String>,
 ) -> BTreeMap<PkValue, u64> {
+    try_dump(client, collection, pk, fields).await.expect("scan")
+}
+
+/// [`dump`], or why a query failed (a server just restarted may time out).
+pub async fn try_dump(
+    client: &MilvusClient,
+    collection: &str,
+    pk: &str,
+    fields: Vec<String>,
+) -> Result<BTreeMap<PkValue, u64>, String> {
     let mut pager = KeyPager::new(collection, pk, fields);
     pager.page_rows = 16384;
     let mut out = BTreeMap::new();
-    while let Some(page) = pager.next_page(client).await.expect("scan") {
+    while let Some(page) = pager.next_page(client).await.map_err(|e| e.to_string())? {
         let keys = page.primary_keys(pk).expect("pk column");
         for i in 0..page.len() {
             out.insert(keys.get(i).unwrap(), page.row_digest(i));
         }
     }
-    out
+    Ok(out)
 }
 
 /// [`dump`] partition by partition: a key in two partitions is two rows.

@@ -192,12 +192,17 @@ pub async fn converge(
     let fields = data::output_fields(&data::all_types_schema(src, Shape::default()));
     let expected = data::dump(source, src, "pk", fields.clone()).await;
     let deadline = Instant::now() + within;
-    let mut got = data::dump(target, dst, "pk", fields.clone()).await;
-    while got != expected && Instant::now() < deadline {
+    loop {
+        // A target that was just restarted may time out a query: that is retried, not a
+        // difference.
+        match data::try_dump(target, dst, "pk", fields.clone()).await {
+            Ok(got) if got == expected || Instant::now() >= deadline => return (expected, got),
+            Ok(_) => {}
+            Err(e) if Instant::now() < deadline => eprintln!("converge: reading the target failed: {e} (retrying)"),
+            Err(e) => panic!("converge: reading the target failed until the deadline: {e}"),
+        }
         tokio::time::sleep(Duration::from_secs(2)).await;
-        got = data::dump(target, dst, "pk", fields.clone()).await;
     }
-    (expected, got)
 }
 
 /// The end of a streaming test: SIGTERM stops `daemon`, which must exit 0, and the target holds
@@ -342,9 +347,67 @@ pub fn testenv_restart(name: &str, down_seconds: u32) {
 /// A job file for `ferry run` from `src` on the test environment's RocksMQ Milvus (its
 /// "target" server, here the source) to `dst` on the other one, reading the WAL from RocksMQ.
 pub fn rocksmq_job(dir: &Path, src: &str, dst: &str) -> String {
+    rocksmq_job_to(dir, &super::env().source_uri, src, dst)
+}
+
+/// [`rocksmq_job`] with the target at `target_uri` (a [`Gate`] in front of it, say).
+pub fn rocksmq_job_to(dir: &Path, target_uri: &str, src: &str, dst: &str) -> String {
     let env = super::env();
     let wal = format!("rocksmq = \"{}\"\nrocksmq_catch_up_ms = 50\ntopic_prefix = \"{}\"", rocksmq_dir().display(), env.topic_prefix);
-    job_between(dir, &env.target_uri, &env.source_uri, &wal, src, dst)
+    job_between(dir, &env.target_uri, target_uri, &wal, src, dst)
+}
+
+/// `scripts/lib/bench_tcp_gate.py` in front of a server: a TCP forwarder that makes the server
+/// unreachable for whoever connects through it (closed: connections refused and reset) while
+/// it keeps serving everyone else. Stopped when dropped.
+pub struct Gate {
+    child: Child,
+    /// `http://127.0.0.1:PORT`, to use instead of the server's URI.
+    pub uri: String,
+}
+
+impl Gate {
+    /// A gate to `upstream` (`http://host:port`).
+    pub fn start(upstream: &str, dir: &Path) -> Gate {
+        let port_file = dir.join("gate.port");
+        let child = Command::new(&super::env().python)
+            .arg(super::repo_root().join("scripts/lib/bench_tcp_gate.py"))
+            .arg(upstream.trim_start_matches("http://"))
+            .arg(&port_file)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start scripts/lib/bench_tcp_gate.py");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(port) = std::fs::read_to_string(&port_file).ok().filter(|p| !p.trim().is_empty()) {
+                return Gate { child, uri: format!("http://127.0.0.1:{}", port.trim()) };
+            }
+            assert!(Instant::now() < deadline, "the gate did not start within 20 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args([sig, &self.child.id().to_string()]).status().map(|s| s.success()).unwrap_or(false);
+        assert!(ok, "could not signal the gate ({sig})");
+    }
+
+    /// The server becomes unreachable through the gate.
+    pub fn close(&self) {
+        self.signal("-USR1");
+    }
+
+    /// Reachable again, on the same port.
+    pub fn open(&self) {
+        self.signal("-USR2");
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The RocksMQ directory of the test environment's RocksMQ Milvus.

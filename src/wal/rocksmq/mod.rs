@@ -22,7 +22,7 @@ mod ffi;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::transport::{BoxFuture, RawRecord, RawStream, Transport};
@@ -43,11 +43,33 @@ pub struct RocksMqTransport {
     scratch: PathBuf,
     channels: Vec<String>,
     catch_up: Duration,
+    /// How the running stream's catch-ups go (shared by clones: `/readyz` reads it).
+    health: Arc<Mutex<Health>>,
 }
+
+/// The outcome of the stream's latest catch-up.
+#[derive(Debug, Default)]
+struct Health {
+    ok_at: Option<Instant>,
+    /// The latest failure, cleared by a success.
+    failed: Option<(Instant, String)>,
+}
+
+/// A stream that has not caught up for this long (and this many intervals) is not ready.
+const STALE_AFTER: Duration = Duration::from_secs(10);
+const STALE_INTERVALS: u32 = 20;
 
 impl RocksMqTransport {
     pub fn new(path: impl Into<PathBuf>, scratch: impl Into<PathBuf>, channels: Vec<String>, catch_up: Duration) -> Self {
-        RocksMqTransport { path: path.into(), scratch: scratch.into(), channels, catch_up }
+        RocksMqTransport { path: path.into(), scratch: scratch.into(), channels, catch_up, health: Arc::default() }
+    }
+
+    fn record(&self, outcome: Result<(), &WalError>) {
+        let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        match outcome {
+            Ok(_) => *h = Health { ok_at: Some(Instant::now()), failed: None },
+            Err(e) => h.failed = Some((Instant::now(), e.to_string())),
+        }
     }
 
     fn err(&self, reason: String, retryable: bool) -> WalError {
@@ -60,12 +82,20 @@ impl RocksMqTransport {
         let dir = self.scratch.join(format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
         std::fs::create_dir_all(&dir)
             .map_err(|e| self.err(format!("cannot create the secondary instance's directory {}: {e}", dir.display()), false))?;
-        if !self.path.join("CURRENT").is_file() {
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(self.err(
+        let current = self.path.join("CURRENT");
+        let missing = match std::fs::File::open(&current) {
+            Ok(_) => None,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Some(format!(
+                "cannot read {}: permission denied; the user ferry runs as must be able to read this directory and its files and enter every directory above it (mount it read-only: ferry never writes there)",
+                current.display()
+            )),
+            Err(_) => Some(
                 "no RocksDB here (no CURRENT file): [source.wal] rocksmq must be the standalone's rocksmq.path (for example /var/lib/milvus/rdb_data)".into(),
-                false,
-            ));
+            ),
+        };
+        if let Some(reason) = missing {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(self.err(reason, false));
         }
         let path = self.path.display().to_string();
         match ffi::Secondary::open(&path, &dir.display().to_string()) {
@@ -132,6 +162,29 @@ impl Transport for RocksMqTransport {
         format!("RocksMQ at {}", self.path.display())
     }
 
+    /// The running stream's state: when it last caught up with Milvus, or why it could not.
+    /// Before a stream runs (planning, the snapshot) a secondary instance is opened to see.
+    fn probe(&self) -> BoxFuture<'_, Result<String, WalError>> {
+        Box::pin(async move {
+            let (ok_at, failed) = {
+                let h = self.health.lock().unwrap_or_else(|p| p.into_inner());
+                (h.ok_at, h.failed.clone())
+            };
+            let stale = STALE_AFTER.max(self.catch_up * STALE_INTERVALS);
+            match (ok_at, failed) {
+                (_, Some((at, why))) => Err(self.err(format!("the reader's last catch-up, {:.1}s ago, failed: {why}", at.elapsed().as_secs_f64()), true)),
+                (Some(at), None) if at.elapsed() <= stale => {
+                    Ok(format!("ok, caught up with Milvus {:.1}s ago", at.elapsed().as_secs_f64()))
+                }
+                (Some(at), None) => Err(self.err(
+                    format!("the reader has not caught up with Milvus for {:.1}s (a catch-up is stuck)", at.elapsed().as_secs_f64()),
+                    true,
+                )),
+                (None, None) => self.high_watermarks().await.map(|_| "ok (not streaming yet)".to_string()),
+            }
+        })
+    }
+
     fn high_watermarks(&self) -> BoxFuture<'_, Result<HashMap<String, i64>, WalError>> {
         Box::pin(async move {
             let this = self.clone();
@@ -190,12 +243,17 @@ impl RawStream for RocksMqStream {
                 let instance = self.instance.clone();
                 let mut next = self.next.clone();
                 let (instance, records) = tokio::task::spawn_blocking(move || {
-                    let instance = match instance {
-                        Some(i) => i,
-                        None => Arc::new(transport.open_instance()?),
+                    let read = || {
+                        let instance = match instance {
+                            Some(i) => i,
+                            None => Arc::new(transport.open_instance()?),
+                        };
+                        let records = read_new(&transport, &instance.db, &mut next)?;
+                        Ok::<_, WalError>((instance, records))
                     };
-                    let records = read_new(&transport, &instance.db, &mut next)?;
-                    Ok::<_, WalError>((instance, (records, next)))
+                    let read = read();
+                    transport.record(read.as_ref().map(|_| ()));
+                    read.map(|(instance, records)| (instance, (records, next)))
                 })
                 .await
                 .map_err(|join| WalError::Task { reason: join.to_string() })??;
