@@ -377,10 +377,13 @@ impl Gate {
             .stdout(Stdio::null())
             .spawn()
             .expect("start scripts/lib/bench_tcp_gate.py");
+        // Built first, so a gate that never starts is killed when the assertion below panics.
+        let mut gate = Gate { child, uri: String::new() };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(port) = std::fs::read_to_string(&port_file).ok().filter(|p| !p.trim().is_empty()) {
-                return Gate { child, uri: format!("http://127.0.0.1:{}", port.trim()) };
+                gate.uri = format!("http://127.0.0.1:{}", port.trim());
+                return gate;
             }
             assert!(Instant::now() < deadline, "the gate did not start within 20 s");
             std::thread::sleep(Duration::from_millis(100));
