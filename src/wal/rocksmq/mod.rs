@@ -55,9 +55,9 @@ struct Health {
     failed: Option<(Instant, String)>,
 }
 
-/// A stream that has not caught up for this long (and this many intervals) is not ready.
-const STALE_AFTER: Duration = Duration::from_secs(10);
-const STALE_INTERVALS: u32 = 20;
+/// A catch-up this recent (and within this many intervals) answers `/readyz` by itself.
+const RECENT: Duration = Duration::from_secs(10);
+const RECENT_INTERVALS: u32 = 20;
 
 impl RocksMqTransport {
     pub fn new(path: impl Into<PathBuf>, scratch: impl Into<PathBuf>, channels: Vec<String>, catch_up: Duration) -> Self {
@@ -163,24 +163,24 @@ impl Transport for RocksMqTransport {
     }
 
     /// The running stream's state: when it last caught up with Milvus, or why it could not.
-    /// Before a stream runs (planning, the snapshot) a secondary instance is opened to see.
+    /// A stream that has not caught up lately (not started yet, or not reading because the
+    /// job is paused or its log is full) is checked by opening a secondary instance.
     fn probe(&self) -> BoxFuture<'_, Result<String, WalError>> {
         Box::pin(async move {
             let (ok_at, failed) = {
                 let h = self.health.lock().unwrap_or_else(|p| p.into_inner());
                 (h.ok_at, h.failed.clone())
             };
-            let stale = STALE_AFTER.max(self.catch_up * STALE_INTERVALS);
+            let fresh = RECENT.max(self.catch_up * RECENT_INTERVALS);
             match (ok_at, failed) {
                 (_, Some((at, why))) => Err(self.err(format!("the reader's last catch-up, {:.1}s ago, failed: {why}", at.elapsed().as_secs_f64()), true)),
-                (Some(at), None) if at.elapsed() <= stale => {
+                (Some(at), None) if at.elapsed() <= fresh => {
                     Ok(format!("ok, caught up with Milvus {:.1}s ago", at.elapsed().as_secs_f64()))
                 }
-                (Some(at), None) => Err(self.err(
-                    format!("the reader has not caught up with Milvus for {:.1}s (a catch-up is stuck)", at.elapsed().as_secs_f64()),
-                    true,
-                )),
-                (None, None) => self.high_watermarks().await.map(|_| "ok (not streaming yet)".to_string()),
+                (ok_at, None) => self.high_watermarks().await.map(|_| match ok_at {
+                    Some(at) => format!("ok (readable; the stream last caught up {:.1}s ago)", at.elapsed().as_secs_f64()),
+                    None => "ok (readable; not streaming yet)".to_string(),
+                }),
             }
         })
     }
