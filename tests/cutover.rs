@@ -15,33 +15,12 @@ use std::time::{Duration, Instant};
 use common::stream;
 use ferry::milvus::{Grant, MilvusClient};
 
-use stream::spawn_daemon;
-
-fn ferry(args: &[&str], cfg: &str) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(args)
-        .args(["--config", cfg])
-        .env_remove("FERRY_CONTROL")
-        .output()
-        .expect("run ferry");
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
-    eprintln!("ferry {args:?} -> {}\n{stderr}{stdout}", out.status);
-    (out.status.success(), stdout, stderr)
-}
+use stream::{cli as ferry, cutover, spawn_daemon};
 
 use stream::status as state;
 
 fn wait_state(cfg: &str, want: &str) {
     stream::wait_state(cfg, want, Duration::from_secs(180));
-}
-
-/// The cutover's JSON report (stdout of `ferry cutover --json`).
-fn cutover(cfg: &str, args: &[&str]) -> (bool, serde_json::Value) {
-    let mut all = vec!["cutover", "--job", "test-job", "--json", "--timeout", "120s"];
-    all.extend_from_slice(args);
-    let (ok, out, err) = ferry(&all, cfg);
-    let report = serde_json::from_str(&out).unwrap_or_else(|e| panic!("no JSON report ({e}): {out}\n{err}"));
-    (ok, report)
 }
 
 /// A writer the freeze command can stop: the command creates `freeze` and waits for

@@ -85,20 +85,10 @@ async fn a_source_restart_and_a_target_outage_lose_nothing_and_lag_stays_honest(
 
     // A cutover from the RocksMQ source (writers already stopped): lag gate, end position,
     // drain and a full verification.
-    let out = tokio::task::block_in_place(|| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .args(["cutover", "--job", "test-job", "--json", "--timeout", "120s", "--max-lag-ms", "2000", "--verify", "full", "--config", &cfg])
-            .env_remove("FERRY_CONTROL")
-            .env_remove("FERRY_CONTROL_TOKEN")
-            .output()
-            .expect("run ferry cutover")
-    });
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let report: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    let (ok, report) = tokio::task::block_in_place(|| stream::cutover(&cfg, &["--max-lag-ms", "2000", "--verify", "full"]));
     assert!(
-        out.status.success() && report["outcome"] == "successful",
-        "the cutover from RocksMQ should succeed:\n{text}\n{}\nferry's log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
+        ok && report["outcome"] == "successful",
+        "the cutover from RocksMQ should succeed:\n{report:#}\nferry's log:\n{}",
         common::tail(&ferry.log(), 60)
     );
     stream::stop_and_assert_same(ferry, &expected, &got);

@@ -234,6 +234,30 @@ pub fn status(cfg: &str) -> serde_json::Value {
     serde_json::from_str::<serde_json::Value>(&text).unwrap_or_else(|e| panic!("{e}: {text}"))["jobs"][0].clone()
 }
 
+/// `ferry ARGS --config cfg` (the daemon's generated control token, read through the job
+/// file); prints the outcome and returns (success, stdout, stderr).
+pub fn cli(args: &[&str], cfg: &str) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(args)
+        .args(["--config", cfg])
+        .env_remove("FERRY_CONTROL")
+        .env_remove("FERRY_CONTROL_TOKEN")
+        .output()
+        .expect("run ferry");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    eprintln!("ferry {args:?} -> {}\n{stderr}{stdout}", out.status);
+    (out.status.success(), stdout, stderr)
+}
+
+/// `ferry cutover` of the test job with `args` (120 s timeout): success and its JSON report.
+pub fn cutover(cfg: &str, args: &[&str]) -> (bool, serde_json::Value) {
+    let mut all = vec!["cutover", "--job", "test-job", "--json", "--timeout", "120s"];
+    all.extend_from_slice(args);
+    let (ok, out, err) = cli(&all, cfg);
+    let report = serde_json::from_str(&out).unwrap_or_else(|e| panic!("no JSON report ({e}): {out}\n{err}"));
+    (ok, report)
+}
+
 /// Polls [`status`] until the job is in state `want`; returns that status.
 pub fn wait_state(cfg: &str, want: &str, within: Duration) -> serde_json::Value {
     endpoints(Path::new(cfg).parent().unwrap());
